@@ -1,0 +1,134 @@
+//! The command line: one module per command, each parsing its arguments, calling the library,
+//! printing, and returning an [`ExitStatus`]. stdout carries data, stderr carries people's text.
+
+mod output;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use output::Printer;
+
+use crate::settings::{ColorChoice, Settings};
+
+/// Exit codes, documented in README. `plan --detailed-exitcode` and `drift` use 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Success: nothing to do, or done.
+    Success = 0,
+    /// An error that is not one of the others (unreadable file, unreachable server, ...).
+    Error = 1,
+    /// Changes pending (with `--detailed-exitcode`) or drift found.
+    Changes = 2,
+    /// The desired state is invalid or breaks a policy rule.
+    Invalid = 3,
+    /// A saved plan no longer matches the deployment.
+    StalePlan = 4,
+    /// Another apply holds the lock for this environment.
+    Locked = 5,
+    /// The apply failed and was rolled back.
+    RolledBack = 6,
+    /// Needs attention: a rollback failed, or an unfinished apply exists.
+    NeedsAttention = 7,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> ExitCode {
+        ExitCode::from(status as u8)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tldw-ops",
+    version,
+    about = "Plan and apply the configuration of tldw_server deployments",
+    long_about = "tldw-ops keeps a tldw_server deployment in the state a YAML file describes: \
+                  `plan` shows what would change (secrets masked), `apply` changes it step by \
+                  step with checkpoints, automatic rollback and resume."
+)]
+pub struct Cli {
+    /// Where state is kept: a SQLite path or a postgres:// URL. Default: .tldw-ops/state.db
+    /// beside the YAML file. Also TLDW_OPS_STATE.
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub state: Option<String>,
+    /// Colour on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format for -v output.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a desired-state file: schema, values and production policy.
+    Validate(validate::Args),
+    /// Print the JSON Schema of the desired-state format (or of plan files).
+    Schema(schema::Args),
+}
+
+/// The default desired-state file.
+pub const DEFAULT_FILE: &str = "tldw-ops.yaml";
+
+pub fn desired_file(file: Option<PathBuf>) -> PathBuf {
+    file.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = Settings::from_process(cli.state.clone(), cli.color);
+    init_tracing(cli.verbose, cli.log_format);
+    let printer = Printer::new(settings.color);
+    let status = match cli.command {
+        Command::Validate(args) => validate::run(args, &settings, &printer),
+        Command::Schema(args) => schema::run(args, &printer),
+    };
+    status.into()
+}
+
+fn init_tracing(verbose: u8, format: LogFormat) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::new(format!("tldw_ops={level}"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Loads and validates a desired-state file, reading secret sources for the policy checks.
+pub fn load_checked(
+    file: &std::path::Path,
+    settings: &Settings,
+) -> Result<crate::spec::Checked, crate::spec::CheckError> {
+    let directory = file
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let resolve = |_name: &str, secret: &crate::spec::types::SecretSpec| {
+        crate::secrets::resolve_for_policy(secret, &settings.process_env, &directory)
+    };
+    crate::spec::check(file, &settings.process_env, &resolve)
+}

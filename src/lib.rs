@@ -1,0 +1,12 @@
+//! tldw-ops: a declarative plan/apply reconciler for tldw_server deployments.
+//!
+//! The pipeline runs one way: `spec` (load, validate) → `model` (compile to resources) →
+//! `providers` (observe) → `plan` (pure diff) → `apply` (journal, checkpoints, rollback).
+//! `cli` is the thin shell around it. See docs/ and the README for the design.
+
+pub mod cli;
+pub mod model;
+pub mod secrets;
+pub mod settings;
+pub mod spec;
+pub mod state;

@@ -1,0 +1,179 @@
+//! Addresses name every managed thing. They are a contract: plan files, the state store and
+//! users' scripts use them. `env.<NAME>`, `config.<Section>.<key>`, `secret.<NAME>`,
+//! `quota.user.<name>`, `retention.<policy_key>`, `backup.set.<timestamp>`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::Target;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Address(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddressKind {
+    Env,
+    Config,
+    Secret,
+    QuotaUser,
+    Retention,
+    BackupSet,
+}
+
+impl AddressKind {
+    pub fn target(self) -> Target {
+        match self {
+            AddressKind::Env | AddressKind::Secret => Target::EnvFile,
+            AddressKind::Config => Target::ConfigFile,
+            AddressKind::QuotaUser | AddressKind::Retention => Target::Api,
+            AddressKind::BackupSet => Target::Backups,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not an address: expected env.NAME, config.Section.key, secret.NAME, quota.user.NAME, retention.KEY or backup.set.ID"
+)]
+pub struct AddressError(pub String);
+
+impl Address {
+    pub fn env(name: &str) -> Address {
+        Address(format!("env.{name}"))
+    }
+
+    pub fn secret(name: &str) -> Address {
+        Address(format!("secret.{name}"))
+    }
+
+    /// Config addresses keep the section as written and lower-case the key, as configparser
+    /// does, so `AUTH_MODE` and `auth_mode` are one address.
+    pub fn config(section: &str, key: &str) -> Address {
+        Address(format!("config.{section}.{}", key.to_ascii_lowercase()))
+    }
+
+    pub fn quota_user(username: &str) -> Address {
+        Address(format!("quota.user.{username}"))
+    }
+
+    pub fn retention(policy_key: &str) -> Address {
+        Address(format!("retention.{policy_key}"))
+    }
+
+    pub fn backup_set(id: &str) -> Address {
+        Address(format!("backup.set.{id}"))
+    }
+
+    pub fn parse(text: &str) -> Result<Address, AddressError> {
+        let address = Address(text.to_string());
+        let valid = match address.kind_checked() {
+            Some(AddressKind::Config) => address.config_parts().is_some(),
+            Some(_) => !address.name().is_empty(),
+            None => false,
+        };
+        if valid {
+            Ok(address)
+        } else {
+            Err(AddressError(text.to_string()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn kind_checked(&self) -> Option<AddressKind> {
+        let text = self.0.as_str();
+        if text.starts_with("env.") {
+            Some(AddressKind::Env)
+        } else if text.starts_with("config.") {
+            Some(AddressKind::Config)
+        } else if text.starts_with("secret.") {
+            Some(AddressKind::Secret)
+        } else if text.starts_with("quota.user.") {
+            Some(AddressKind::QuotaUser)
+        } else if text.starts_with("retention.") {
+            Some(AddressKind::Retention)
+        } else if text.starts_with("backup.set.") {
+            Some(AddressKind::BackupSet)
+        } else {
+            None
+        }
+    }
+
+    pub fn kind(&self) -> AddressKind {
+        self.kind_checked()
+            .expect("addresses are built by the constructors or checked by parse")
+    }
+
+    /// The part after the kind prefix: the variable, user, policy key or set id.
+    pub fn name(&self) -> &str {
+        let text = self.0.as_str();
+        for prefix in [
+            "env.",
+            "secret.",
+            "quota.user.",
+            "retention.",
+            "backup.set.",
+            "config.",
+        ] {
+            if let Some(rest) = text.strip_prefix(prefix) {
+                return rest;
+            }
+        }
+        text
+    }
+
+    /// `(section, key)` of a config address. Sections may contain dots (`persona.rbac`), keys
+    /// may not, so the key is after the last dot.
+    pub fn config_parts(&self) -> Option<(&str, &str)> {
+        let rest = self.0.strip_prefix("config.")?;
+        let (section, key) = rest.rsplit_once('.')?;
+        (!section.is_empty() && !key.is_empty()).then_some((section, key))
+    }
+
+    /// The `.env` variable an env or secret address writes.
+    pub fn env_name(&self) -> Option<&str> {
+        match self.kind() {
+            AddressKind::Env | AddressKind::Secret => Some(self.name()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_sections_may_hold_dots_but_keys_are_after_the_last_one() {
+        let address = Address::config("persona.rbac", "Enabled");
+        assert_eq!(address.as_str(), "config.persona.rbac.enabled");
+        assert_eq!(address.config_parts(), Some(("persona.rbac", "enabled")));
+    }
+
+    #[test]
+    fn parse_accepts_every_kind_and_refuses_others() {
+        for text in [
+            "env.LOG_LEVEL",
+            "secret.JWT_SECRET_KEY",
+            "config.Setup.setup_completed",
+            "quota.user.alice",
+            "retention.audit_logs",
+            "backup.set.2026-11-25T030000Z",
+        ] {
+            assert_eq!(Address::parse(text).unwrap().as_str(), text);
+        }
+        for text in ["", "env.", "LOG_LEVEL", "config.Setup", "nothing.x"] {
+            assert!(Address::parse(text).is_err(), "{text}");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! compile: a checked spec into resources. Each resource has its address, desired value,
+//! sensitivity and the YAML location that declared it. Secret sources are resolved by the
+//! caller (reading the environment or a file is I/O) and passed in.
+
+use std::collections::BTreeMap;
+
+use super::{Address, Desired, DesiredState, Resource, SecretDesired, SecretSource};
+use crate::secrets::is_sensitive;
+use crate::spec::Checked;
+use crate::spec::load::escape_pointer;
+use crate::spec::mapping::{env_entries, retention_values};
+use crate::spec::semantic::locate;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("secret `{name}` (declared at {location}): {reason}")]
+    SecretUnavailable {
+        name: String,
+        location: String,
+        reason: String,
+    },
+}
+
+/// Turns a checked spec into the desired state. `resolved` maps each `from_env`/`from_file`
+/// secret name to its value, or the reason it could not be read.
+pub fn compile(
+    checked: &Checked,
+    resolved: &BTreeMap<String, Result<String, String>>,
+) -> Result<DesiredState, CompileError> {
+    let spec = &checked.spec;
+    let root = &checked.loaded.root;
+    let mut resources = BTreeMap::new();
+    let mut add = |resource: Resource| {
+        resources.insert(resource.address.clone(), resource);
+    };
+    for entry in env_entries(spec) {
+        let sensitive = is_sensitive(&entry.name, &entry.value);
+        add(Resource {
+            address: Address::env(&entry.name),
+            desired: Desired::Text(entry.value),
+            sensitive,
+            source: locate(root, &entry.pointer),
+        });
+    }
+    for (section, keys) in &spec.config {
+        for (key, value) in keys {
+            let text = value.render();
+            let pointer = format!(
+                "/config/{}/{}",
+                escape_pointer(section),
+                escape_pointer(key)
+            );
+            add(Resource {
+                sensitive: is_sensitive(key, &text),
+                address: Address::config(section, key),
+                desired: Desired::Text(text),
+                source: locate(root, &pointer),
+            });
+        }
+    }
+    if let Some(secrets) = &spec.secrets {
+        for (name, secret) in &secrets.values {
+            let pointer = format!("/secrets/values/{}", escape_pointer(name));
+            let location = locate(root, &pointer);
+            let source = match (&secret.generate, &secret.from_env, &secret.from_file) {
+                (Some(generate), _, _) => SecretSource::Generate(generate.clone()),
+                (None, Some(variable), _) => SecretSource::FromEnv(variable.clone()),
+                (None, None, Some(path)) => SecretSource::FromFile(path.clone()),
+                (None, None, None) => unreachable!("validation requires exactly one source"),
+            };
+            let value = match &source {
+                SecretSource::Generate(_) => None,
+                SecretSource::FromEnv(_) | SecretSource::FromFile(_) => match resolved.get(name) {
+                    Some(Ok(value)) => Some(value.clone()),
+                    Some(Err(reason)) => {
+                        return Err(CompileError::SecretUnavailable {
+                            name: name.clone(),
+                            location: location
+                                .as_ref()
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                            reason: reason.clone(),
+                        });
+                    }
+                    None => {
+                        return Err(CompileError::SecretUnavailable {
+                            name: name.clone(),
+                            location: location
+                                .as_ref()
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                            reason: "its source was not read".to_string(),
+                        });
+                    }
+                },
+            };
+            add(Resource {
+                address: Address::secret(name),
+                desired: Desired::Secret(SecretDesired {
+                    source,
+                    rotate_after: secret.rotate_after.map(|duration| duration.as_seconds()),
+                    keep_previous_as: secret.keep_previous_as.clone(),
+                    resolved: value,
+                }),
+                sensitive: true,
+                source: location,
+            });
+        }
+    }
+    if let Some(quotas) = &spec.quotas {
+        for (username, limit) in &quotas.users {
+            let pointer = format!("/quotas/users/{}", escape_pointer(username));
+            add(Resource {
+                address: Address::quota_user(username),
+                desired: Desired::Quota(limit.0),
+                sensitive: false,
+                source: locate(root, &pointer),
+            });
+        }
+    }
+    if spec.target.api.is_some()
+        && let Some(retention) = &spec.retention
+    {
+        for (key, duration) in retention_values(retention) {
+            add(Resource {
+                address: Address::retention(key.policy_key),
+                desired: Desired::Days(duration.as_seconds() / 86_400),
+                sensitive: false,
+                source: locate(root, key.yaml_path),
+            });
+        }
+    }
+    Ok(DesiredState {
+        environment: spec.environment.clone(),
+        deployment: spec
+            .deployment
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        resources,
+    })
+}

@@ -1,0 +1,84 @@
+//! The one place that reads the process environment. Everything else gets what it needs from
+//! [`Settings`], so behaviour is reproducible in tests and the layering rule (no `std::env::var`
+//! elsewhere) holds; `clippy.toml` enforces it.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+/// Environment variable that overrides where state is kept (a path or a `postgres://` URL).
+pub const STATE_VARIABLE: &str = "TLDW_OPS_STATE";
+/// Test hook: fail at a given step (see docs/testing.md). Never set it in production.
+pub const FAULT_VARIABLE: &str = "TLDW_OPS_FAULT";
+
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// A snapshot of the process environment, for templates and `from_env` sources.
+    pub process_env: BTreeMap<String, String>,
+    /// `--state`, else `TLDW_OPS_STATE`.
+    pub state: Option<String>,
+    /// Colour on stderr.
+    pub color: bool,
+    /// Whether stdin and stderr are terminals (prompts and progress bars).
+    pub interactive: bool,
+    /// The fault-injection hook, when set.
+    pub fault: Option<String>,
+    /// Who runs this: user name and host, recorded with every apply.
+    pub user: String,
+    pub host: String,
+}
+
+impl Settings {
+    /// Reads the process environment once.
+    #[allow(clippy::disallowed_methods)]
+    pub fn from_process(state_flag: Option<String>, color: ColorChoice) -> Settings {
+        let process_env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+            .collect();
+        let state = state_flag.or_else(|| {
+            process_env
+                .get(STATE_VARIABLE)
+                .filter(|value| !value.is_empty())
+                .cloned()
+        });
+        let stderr_terminal = std::io::stderr().is_terminal();
+        let color = match color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stderr_terminal && !process_env.contains_key("NO_COLOR"),
+        };
+        let interactive = std::io::stdin().is_terminal() && stderr_terminal;
+        let fault = process_env.get(FAULT_VARIABLE).cloned();
+        let user = process_env
+            .get("USER")
+            .or_else(|| process_env.get("LOGNAME"))
+            .cloned()
+            .unwrap_or_else(|| "unknown".to_string());
+        let host = hostname();
+        Settings {
+            process_env,
+            state,
+            color,
+            interactive,
+            fault,
+            user,
+            host,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// The machine's host name, from the kernel.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}

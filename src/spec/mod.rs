@@ -1,0 +1,126 @@
+//! The desired-state format: load (layers and templates), validate (JSON Schema, semantic checks,
+//! production policy), and the typed [`Spec`]. Pure apart from reading the YAML files; never
+//! imports tokio, sqlx or reqwest.
+
+pub mod diagnostic;
+pub mod duration;
+pub mod load;
+pub mod mapping;
+pub mod node;
+pub mod policy;
+pub mod schema;
+pub mod semantic;
+pub mod source;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use load::{LoadError, Loaded};
+pub use policy::ResolvedSecret;
+pub use source::{Location, SourceMap};
+pub use types::Spec;
+
+use types::SecretSpec;
+
+/// A loaded desired state with everything validation found.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub spec: Spec,
+    pub loaded: Loaded,
+    /// Warnings and notes (and errors, when [`Checked::has_errors`]).
+    pub diagnostics: Vec<Diagnostic>,
+    /// Rules waived by the file, with their reasons.
+    pub waived: Vec<(String, String)>,
+}
+
+impl Checked {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn sources(&self) -> &SourceMap {
+        &self.loaded.sources
+    }
+}
+
+/// Why a desired state could not be checked at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The file itself could not be read: an operator error, not an invalid spec.
+    #[error(transparent)]
+    Unreadable(LoadError),
+    /// The document has errors that stop it being typed: YAML, layering, templates or schema.
+    #[error("the desired state is invalid")]
+    Invalid {
+        diagnostics: Vec<Diagnostic>,
+        sources: SourceMap,
+    },
+}
+
+/// Loads and validates `path`. `resolve_secret` reads a secret's source for the policy checks.
+pub fn check(
+    path: &Path,
+    process_env: &BTreeMap<String, String>,
+    resolve_secret: &dyn Fn(&str, &SecretSpec) -> ResolvedSecret,
+) -> Result<Checked, CheckError> {
+    let loaded = match load::load(path, process_env) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Invalid {
+            mut diagnostics,
+            sources,
+        }) => {
+            diagnostic::sort(&mut diagnostics);
+            return Err(CheckError::Invalid {
+                diagnostics,
+                sources,
+            });
+        }
+        Err(other) => return Err(CheckError::Unreadable(other)),
+    };
+    let mut diagnostics = schema::validate(&loaded.root);
+    if !diagnostics.is_empty() {
+        diagnostic::sort(&mut diagnostics);
+        return Err(CheckError::Invalid {
+            diagnostics,
+            sources: loaded.sources,
+        });
+    }
+    let spec: Spec = match serde_json::from_value(loaded.root.to_json()) {
+        Ok(spec) => spec,
+        Err(error) => {
+            return Err(CheckError::Invalid {
+                diagnostics: vec![
+                    Diagnostic::error(
+                        "schema.invalid",
+                        format!("the document passed the schema but could not be read: {error}"),
+                    )
+                    .at(Some(loaded.root.location.clone())),
+                ],
+                sources: loaded.sources,
+            });
+        }
+    };
+    let rule_ids = policy::rule_ids();
+    let mut diagnostics = semantic::check(&spec, &loaded.root, &rule_ids);
+    let resolved: BTreeMap<String, ResolvedSecret> = spec
+        .secrets
+        .iter()
+        .flat_map(|secrets| secrets.values.iter())
+        .map(|(name, secret)| (name.clone(), resolve_secret(name, secret)))
+        .collect();
+    diagnostics.extend(policy::evaluate(&policy::PolicyInput {
+        spec: &spec,
+        root: &loaded.root,
+        secrets: &resolved,
+    }));
+    let waived = policy::apply_waivers(&spec, &mut diagnostics);
+    diagnostic::sort(&mut diagnostics);
+    Ok(Checked {
+        spec,
+        loaded,
+        diagnostics,
+        waived,
+    })
+}

@@ -1,0 +1,502 @@
+//! Checks the schema cannot express: durations in whole days within tldw's ranges, origins,
+//! exclusive sources, keep counts, names declared twice, URLs. Runs on a document that passed
+//! the schema, so the typed spec is available.
+
+use std::collections::BTreeMap;
+
+use super::diagnostic::{Diagnostic, closest};
+use super::mapping::{env_entries, retention_values};
+use super::node::Node;
+use super::source::Location;
+use super::types::{SecretSpec, Spec};
+
+/// The location of the value at `pointer`, or of the deepest mapping on the way to it.
+pub fn locate(root: &Node, pointer: &str) -> Option<Location> {
+    Some(root.resolve_pointer(pointer).node.location.clone())
+}
+
+/// The location of the key at the end of `pointer` (for "this entry" rather than "this value").
+pub fn locate_key(root: &Node, pointer: &str) -> Option<Location> {
+    let target = root.resolve_pointer(pointer);
+    target
+        .key_location
+        .or_else(|| Some(target.node.location.clone()))
+}
+
+pub fn check(spec: &Spec, root: &Node, rule_ids: &[&str]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    check_retention(spec, root, &mut out);
+    check_origins(spec, root, &mut out);
+    check_secrets(spec, root, &mut out);
+    check_conflicts(spec, root, &mut out);
+    check_target(spec, root, &mut out);
+    check_backup(spec, root, &mut out);
+    check_config_names(spec, root, &mut out);
+    check_waivers(spec, root, rule_ids, &mut out);
+    out
+}
+
+fn check_retention(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+    let Some(retention) = &spec.retention else {
+        return;
+    };
+    for (key, duration) in retention_values(retention) {
+        let location = locate(root, key.yaml_path);
+        let name = key.yaml_path.trim_start_matches('/').replace('/', ".");
+        match duration.whole_days() {
+            None => out.push(
+                Diagnostic::error(
+                    "value.retention",
+                    format!(
+                        "`{name}` is {duration}; retention is counted in whole days (such as 90d)"
+                    ),
+                )
+                .at(location)
+                .path(key.yaml_path),
+            ),
+            Some(days) if days < key.min_days || days > key.max_days => out.push(
+                Diagnostic::error(
+                    "value.retention",
+                    format!(
+                        "`{name}` is {days}d; tldw accepts {}d to {}d for {}",
+                        key.min_days, key.max_days, key.env_name
+                    ),
+                )
+                .at(location)
+                .path(key.yaml_path),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Why an origin is not `scheme://host[:port]`, if it is not.
+pub fn origin_problem(origin: &str) -> Option<String> {
+    if origin == "*" {
+        return None;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Some("expected `https://host` or `http://host:port`, with a scheme".to_string());
+    };
+    if scheme != "http" && scheme != "https" {
+        return Some(format!("scheme `{scheme}` is not http or https"));
+    }
+    if rest.is_empty() {
+        return Some("the host is missing".to_string());
+    }
+    if rest.contains('@') {
+        return Some("an origin cannot carry a user name or password".to_string());
+    }
+    if let Some(position) = rest.find(['/', '?', '#']) {
+        let tail = &rest[position..];
+        return Some(if tail == "/" {
+            "remove the trailing `/`: browsers send origins without it, so it would never match"
+                .to_string()
+        } else {
+            format!("an origin has no path, query or fragment (found `{tail}`)")
+        });
+    }
+    let host = if rest.starts_with('[') {
+        rest.split_once(']').map(|(host, _)| host).unwrap_or(rest)
+    } else {
+        rest.rsplit_once(':').map(|(host, _)| host).unwrap_or(rest)
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Some("the host is missing or has spaces".to_string());
+    }
+    if let Some((_, port)) = rest.rsplit_once(':')
+        && !rest.ends_with(']')
+        && (port.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Some(format!("port `{port}` is not a number from 1 to 65535"));
+    }
+    None
+}
+
+fn check_origins(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+    let Some(cors) = &spec.cors else {
+        return;
+    };
+    for (index, origin) in cors.allowed_origins.iter().enumerate() {
+        let pointer = format!("/cors/allowed_origins/{index}");
+        if let Some(problem) = origin_problem(origin) {
+            out.push(
+                Diagnostic::error("value.origin", format!("origin `{origin}`: {problem}"))
+                    .at(locate(root, &pointer))
+                    .path(pointer),
+            );
+        }
+    }
+}
+
+fn source_count(secret: &SecretSpec) -> usize {
+    usize::from(secret.generate.is_some())
+        + usize::from(secret.from_env.is_some())
+        + usize::from(secret.from_file.is_some())
+}
+
+fn check_secrets(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+    let Some(secrets) = &spec.secrets else {
+        return;
+    };
+    for (name, secret) in &secrets.values {
+        let pointer = format!("/secrets/values/{}", super::load::escape_pointer(name));
+        match source_count(secret) {
+            1 => {}
+            0 => out.push(
+                Diagnostic::error(
+                    "value.secret_source",
+                    format!("secret `{name}` has no source: give one of `generate`, `from_env` or `from_file`"),
+                )
+                .at(locate(root, &pointer))
+                .path(pointer.clone()),
+            ),
+            _ => out.push(
+                Diagnostic::error(
+                    "value.secret_source",
+                    format!("secret `{name}` has more than one source: keep exactly one of `generate`, `from_env` or `from_file`"),
+                )
+                .at(locate(root, &pointer))
+                .path(pointer.clone()),
+            ),
+        }
+        if secret.rotate_after.is_some() && secret.generate.is_none() {
+            let rotate_pointer = format!("{pointer}/rotate_after");
+            out.push(
+                Diagnostic::error(
+                    "value.rotation",
+                    format!("secret `{name}` has `rotate_after` but is not generated; tldw-ops can only rotate secrets it generates"),
+                )
+                .at(locate(root, &rotate_pointer))
+                .path(rotate_pointer)
+                .hint("rotate the source (the environment variable or file) instead, or use `generate`"),
+            );
+        }
+        if name == "BYOK_ENCRYPTION_KEY" && secret.rotate_after.is_some() {
+            let rotate_pointer = format!("{pointer}/rotate_after");
+            out.push(
+                Diagnostic::error(
+                    "secret.byok_rotation",
+                    "BYOK_ENCRYPTION_KEY can never be rotated by replacement: stored provider secrets would become unreadable",
+                )
+                .at(locate(root, &rotate_pointer))
+                .path(rotate_pointer)
+                .hint("remove `rotate_after`; to rotate, put the old key in BYOK_SECONDARY_ENCRYPTION_KEY and re-encrypt"),
+            );
+        }
+        if let Some(previous) = &secret.keep_previous_as {
+            let previous_pointer = format!("{pointer}/keep_previous_as");
+            if previous == name {
+                out.push(
+                    Diagnostic::error(
+                        "value.keep_previous_as",
+                        format!(
+                            "secret `{name}` cannot keep its previous value under its own name"
+                        ),
+                    )
+                    .at(locate(root, &previous_pointer))
+                    .path(previous_pointer),
+                );
+            } else if secrets.values.contains_key(previous) || spec.env.contains_key(previous) {
+                out.push(
+                    Diagnostic::error(
+                        "value.keep_previous_as",
+                        format!("`{previous}` is declared elsewhere in this file; `keep_previous_as` needs a name that only rotation writes"),
+                    )
+                    .at(locate(root, &previous_pointer))
+                    .path(previous_pointer),
+                );
+            }
+        }
+    }
+}
+
+/// A `.env` name declared by two sections.
+fn check_conflicts(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut names: Vec<(String, String)> = env_entries(spec)
+        .into_iter()
+        .map(|entry| (entry.name, entry.pointer))
+        .collect();
+    if let Some(secrets) = &spec.secrets {
+        names.extend(secrets.values.keys().map(|name| {
+            (
+                name.clone(),
+                format!("/secrets/values/{}", super::load::escape_pointer(name)),
+            )
+        }));
+    }
+    for (name, pointer) in names {
+        if let Some(first) = seen.get(&name) {
+            let first_location = locate(root, first);
+            out.push(
+                Diagnostic::error(
+                    "value.conflict",
+                    format!(
+                        "`{name}` is set twice: here and at {}",
+                        first_location
+                            .map(|location| location.to_string())
+                            .unwrap_or_else(|| first.clone())
+                    ),
+                )
+                .at(locate_key(root, &pointer))
+                .path(pointer),
+            );
+        } else {
+            seen.insert(name, pointer);
+        }
+    }
+}
+
+fn url_problem(url: &str) -> Option<&'static str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some("expected an http or https URL such as http://127.0.0.1:8000");
+    };
+    if scheme != "http" && scheme != "https" {
+        return Some("only http and https URLs are supported");
+    }
+    if rest.is_empty() || rest.starts_with('/') {
+        return Some("the host is missing");
+    }
+    None
+}
+
+fn check_target(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+    let target = &spec.target;
+    if let Some(api) = &target.api {
+        if let Some(problem) = url_problem(&api.url) {
+            out.push(
+                Diagnostic::error("value.url", format!("`target.api.url`: {problem}"))
+                    .at(locate(root, "/target/api/url"))
+                    .path("/target/api/url"),
+            );
+        }
+        let sources =
+            usize::from(api.token.from_env.is_some()) + usize::from(api.token.from_file.is_some());
+        if sources != 1 {
+            out.push(
+                Diagnostic::error(
+                    "value.token_source",
+                    "`target.api.token` needs exactly one of `from_env` or `from_file`",
+                )
+                .at(locate(root, "/target/api/token"))
+                .path("/target/api/token"),
+            );
+        }
+    }
+    if let Some(service) = &target.service {
+        if let Some(url) = &service.url
+            && let Some(problem) = url_problem(url)
+        {
+            out.push(
+                Diagnostic::error("value.url", format!("`target.service.url`: {problem}"))
+                    .at(locate(root, "/target/service/url"))
+                    .path("/target/service/url"),
+            );
+        }
+        if !service.health.is_empty() && service.url.is_none() && target.api.is_none() {
+            out.push(
+                Diagnostic::error(
+                    "value.health_url",
+                    "health gates need a base URL: set `target.service.url` or `target.api.url`",
+                )
+                .at(locate(root, "/target/service/health"))
+                .path("/target/service/health"),
+            );
+        }
+        for (field, argv) in [
+            ("restart", &service.restart),
+            ("stop", &service.stop),
+            ("start", &service.start),
+        ] {
+            if let Some(argv) = argv
+                && argv
+                    .first()
+                    .is_some_and(|program| program.trim().is_empty())
+            {
+                let pointer = format!("/target/service/{field}/0");
+                out.push(
+                    Diagnostic::error(
+                        "value.command",
+                        format!("`target.service.{field}` starts with an empty program name"),
+                    )
+                    .at(locate(root, &pointer))
+                    .path(pointer),
+                );
+            }
+        }
+    }
+    if let Some(database) = &target.database
+        && !(database.starts_with("sqlite:///")
+            || database.starts_with("postgres://")
+            || database.starts_with("postgresql://"))
+    {
+        out.push(
+            Diagnostic::error(
+                "value.database",
+                "`target.database` must be `sqlite:///path` or `postgresql://user@host:port/db`",
+            )
+            .at(locate(root, "/target/database"))
+            .path("/target/database"),
+        );
+    }
+    if let Some(quotas) = &spec.quotas
+        && !quotas.users.is_empty()
+        && target.api.is_none()
+    {
+        out.push(
+            Diagnostic::error(
+                "value.requires_api",
+                "per-user quotas live in the running server: `quotas.users` needs `target.api`",
+            )
+            .at(locate_key(root, "/quotas/users"))
+            .path("/quotas/users"),
+        );
+    }
+    if let Some(promotion) = &spec.promotion
+        && promotion.from == spec.environment
+    {
+        out.push(
+            Diagnostic::error(
+                "value.promotion",
+                format!(
+                    "environment `{}` cannot be promoted from itself",
+                    spec.environment
+                ),
+            )
+            .at(locate(root, "/promotion/from"))
+            .path("/promotion/from"),
+        );
+    }
+}
+
+fn check_backup(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+    let Some(backup) = &spec.backup else {
+        return;
+    };
+    let keep = backup.keep;
+    let counts = [
+        ("daily", keep.daily),
+        ("weekly", keep.weekly),
+        ("monthly", keep.monthly),
+    ];
+    for (name, count) in counts {
+        if count == Some(0) {
+            let pointer = format!("/backup/keep/{name}");
+            out.push(
+                Diagnostic::error(
+                    "value.keep",
+                    format!("`backup.keep.{name}` must be at least 1; leave it out to keep none by that rule"),
+                )
+                .at(locate(root, &pointer))
+                .path(pointer),
+            );
+        }
+    }
+    if counts.iter().all(|(_, count)| count.is_none()) {
+        out.push(
+            Diagnostic::error(
+                "value.keep",
+                "`backup.keep` must keep at least one set: give `daily`, `weekly` or `monthly`",
+            )
+            .at(locate(root, "/backup/keep"))
+            .path("/backup/keep"),
+        );
+    }
+    if backup.every.as_seconds() < 60 {
+        out.push(
+            Diagnostic::error("value.duration", "`backup.every` must be at least 1m")
+                .at(locate(root, "/backup/every"))
+                .path("/backup/every"),
+        );
+    }
+    if backup.include.is_empty() {
+        out.push(
+            Diagnostic::error(
+                "value.backup_include",
+                "`backup.include` is empty: a set would hold nothing",
+            )
+            .at(locate(root, "/backup/include"))
+            .path("/backup/include"),
+        );
+    }
+}
+
+fn check_config_names(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+    for (section, keys) in &spec.config {
+        let section_pointer = format!("/config/{}", super::load::escape_pointer(section));
+        if section.is_empty()
+            || section.contains(['[', ']', '\n', '\r'])
+            || section.trim() != section
+        {
+            out.push(
+                Diagnostic::error(
+                    "value.config_name",
+                    format!("`{section}` is not a config.txt section name"),
+                )
+                .at(locate_key(root, &section_pointer))
+                .path(section_pointer.clone()),
+            );
+        }
+        for key in keys.keys() {
+            let pointer = format!("{section_pointer}/{}", super::load::escape_pointer(key));
+            if key.is_empty()
+                || key.contains(['=', ':', '\n', '\r', '['])
+                || key.starts_with(['#', ';'])
+                || key.trim() != key
+            {
+                out.push(
+                    Diagnostic::error(
+                        "value.config_name",
+                        format!("`{key}` is not a config.txt key name"),
+                    )
+                    .at(locate_key(root, &pointer))
+                    .path(pointer),
+                );
+            }
+        }
+    }
+}
+
+fn check_waivers(spec: &Spec, root: &Node, rule_ids: &[&str], out: &mut Vec<Diagnostic>) {
+    for (index, waiver) in spec.waivers.iter().enumerate() {
+        if !rule_ids.contains(&waiver.rule.as_str()) {
+            let pointer = format!("/waivers/{index}/rule");
+            let mut diagnostic = Diagnostic::error(
+                "waiver.unknown_rule",
+                format!("no policy rule is called `{}`", waiver.rule),
+            )
+            .at(locate(root, &pointer))
+            .path(pointer);
+            if let Some(suggestion) = closest(&waiver.rule, rule_ids.iter().copied()) {
+                diagnostic
+                    .message
+                    .push_str(&format!("; did you mean `{suggestion}`?"));
+            }
+            out.push(diagnostic);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_problem;
+
+    #[test]
+    fn origins_need_a_scheme_and_host_and_no_path() {
+        assert_eq!(origin_problem("https://tldw.example.org"), None);
+        assert_eq!(origin_problem("http://localhost:8080"), None);
+        assert_eq!(origin_problem("https://[::1]:8080"), None);
+        assert_eq!(origin_problem("*"), None);
+        assert!(origin_problem("tldw.example.org").is_some());
+        assert!(origin_problem("ftp://x.org").is_some());
+        assert!(
+            origin_problem("https://x.org/")
+                .unwrap()
+                .contains("trailing")
+        );
+        assert!(origin_problem("https://x.org/app").is_some());
+        assert!(origin_problem("https://user:pw@x.org").is_some());
+        assert!(origin_problem("https://x.org:99999").is_some());
+    }
+}

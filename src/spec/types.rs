@@ -1,0 +1,504 @@
+//! The desired-state format, `apiVersion: tldw-ops/v1`. These types are the contract: the JSON
+//! Schema in `schemas/tldw-ops.schema.json` is generated from them, and users' files depend on
+//! every name here. Doc comments become the schema's descriptions, which editors show.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map as JsonMap, Value as JsonValue};
+
+use super::duration::Duration;
+
+pub const API_VERSION: &str = "tldw-ops/v1";
+
+/// The desired state of one tldw_server environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "tldw-ops desired state")]
+pub struct Spec {
+    /// Format version. Always `tldw-ops/v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: ApiVersion,
+    /// Name of this environment (dev, staging, prod, ...).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"))]
+    pub environment: String,
+    /// Name of the deployment this environment belongs to; environments of one deployment share
+    /// a state namespace and promotion history. Default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"))]
+    pub deployment: Option<String>,
+    /// Files this one is layered over, relative to this file. Maps merge deeply, the including
+    /// file wins; lists and scalars replace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<Extends>,
+    /// The deployment to manage.
+    pub target: Target,
+    /// Plain environment variables for the `.env` file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" }))]
+    pub env: BTreeMap<String, ScalarValue>,
+    /// `config.txt`: section, then key, then value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, BTreeMap<String, ScalarValue>>,
+    /// Secrets written to the `.env` file; never shown, stored or logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<Secrets>,
+    /// Browser origins (`ALLOWED_ORIGINS`, `CORS_ALLOW_CREDENTIALS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+    /// Self-registration (`ENABLE_REGISTRATION`, `REQUIRE_REGISTRATION_CODE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<Registration>,
+    /// Storage quotas: the enforcement switch and per-user limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<Quotas>,
+    /// Retention of AuthNZ records, in whole days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// Backup policy, reconciled like the rest of the desired state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+    /// Refuse applies that were not applied and healthy in an earlier environment first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+    /// Policy rules turned off for this file, each with a reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waivers: Vec<Waiver>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[serde(rename = "tldw-ops/v1")]
+    V1,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Extends {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Extends {
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            Extends::One(path) => vec![path.as_str()],
+            Extends::Many(paths) => paths.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A value for a `.env` or `config.txt` entry. Booleans are written `true`/`false`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ScalarValue {
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl ScalarValue {
+    /// The text written into the file.
+    pub fn render(&self) -> String {
+        match self {
+            ScalarValue::Bool(value) => value.to_string(),
+            ScalarValue::Integer(value) => value.to_string(),
+            ScalarValue::Float(value) => value.to_string(),
+            ScalarValue::Text(text) => text.clone(),
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            ScalarValue::Bool(value) => Some(*value),
+            ScalarValue::Integer(value) => Some(*value != 0),
+            ScalarValue::Text(text) => parse_truthy(text),
+            ScalarValue::Float(_) => None,
+        }
+    }
+}
+
+/// tldw's boolean reading: `1|true|yes|y|on` and `0|false|no|n|off`, case-insensitive.
+pub fn parse_truthy(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "y" | "on" => Some(true),
+        "0" | "false" | "no" | "n" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+impl JsonSchema for ScalarValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ScalarValue".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["string", "boolean", "number"],
+            "description": "A string, number or boolean. Booleans are written `true`/`false`.",
+        })
+    }
+}
+
+/// Where the deployment lives and how to reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The tldw_server checkout or install directory; the paths below are relative to it.
+    #[schemars(length(min = 1))]
+    pub root: String,
+    /// The `.env` file, relative to `root`. Default `tldw_Server_API/Config_Files/.env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<String>,
+    /// `config.txt`, relative to `root`. Default `tldw_Server_API/Config_Files/config.txt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
+    /// The AuthNZ database in tldw's DATABASE_URL syntax: `sqlite:///./Databases/users.db`
+    /// (relative to `root`) or `postgresql://user@host:5432/db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Root of the per-user databases (`USER_DB_BASE_DIR`). Default `Databases/user_databases`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_db_base_dir: Option<String>,
+    /// The tldw admin API, for quotas, retention and registration read-back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<Api>,
+    /// How to restart the server and check its health after a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<Service>,
+}
+
+/// The tldw admin API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Base URL, such as `http://127.0.0.1:8000`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// The admin token; never written in the file itself.
+    pub token: TokenSource,
+    /// How the token is sent: `Authorization: Bearer` (default) or `X-API-KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ApiAuth>,
+    /// Requests in flight at once when observing many users. Default 16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub concurrency: Option<u32>,
+    /// Per-request timeout. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiAuth {
+    Bearer,
+    ApiKey,
+}
+
+/// Where a credential comes from: exactly one of `from_env` or `from_file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSource {
+    /// Name of a process environment variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_env: Option<String>,
+    /// Path of a file holding the value (trailing newline ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_file: Option<String>,
+}
+
+/// Restart and health gates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Base URL of the health gates. Default: `target.api.url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Command that restarts the server, as an argv list (never a shell string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub restart: Option<Vec<String>>,
+    /// Command that stops the server (used by restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub stop: Option<Vec<String>>,
+    /// Command that starts the server (used by restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub start: Option<Vec<String>>,
+    /// How long a restart and the health gates may take together. Default 60s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Checks that must all pass after a restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<HealthGate>,
+}
+
+/// One HTTP check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthGate {
+    /// Path below the service URL, such as `/health`.
+    #[schemars(regex(pattern = "^/"))]
+    pub path: String,
+    /// Expected HTTP status. Default 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 599))]
+    pub expect_status: Option<u16>,
+    /// Top-level JSON fields the response must have, with these values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_json: Option<JsonMap<String, JsonValue>>,
+}
+
+/// Secrets and their policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<SecretPolicy>,
+    /// `.env` name to the secret's source.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" }))]
+    pub values: BTreeMap<String, SecretSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretPolicy {
+    /// Minimum length of every secret. Default 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub min_length: Option<u32>,
+    /// No two secrets may share a value. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct: Option<bool>,
+}
+
+/// One secret: exactly one of `generate`, `from_env` or `from_file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSpec {
+    /// Generate the value during apply from the OS random source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<Generate>,
+    /// Take the value from this process environment variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_env: Option<String>,
+    /// Take the value from this file (trailing newline ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_file: Option<String>,
+    /// Generate a new value once the current one is older than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_after: Option<Duration>,
+    /// On rotation, keep the old value under this `.env` name (JWT_SECONDARY_SECRET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub keep_previous_as: Option<String>,
+}
+
+/// How a secret is generated.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    /// Number of characters. Default 64 (ignored by formats that fix their length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 16, max = 4096))]
+    pub length: Option<u32>,
+    /// Characters to draw from. Default `urlsafe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alphabet: Option<Alphabet>,
+    /// A fixed format: tldw's `tldw_<kid>.<secret>` API key, or a Fernet key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<SecretFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Alphabet {
+    Urlsafe,
+    Alphanumeric,
+    Hex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretFormat {
+    TldwApiKey,
+    Fernet,
+}
+
+/// CORS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    /// Origins such as `https://tldw.example.org`: scheme and host, no path.
+    pub allowed_origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+}
+
+/// Self-registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_code: Option<bool>,
+}
+
+/// Storage quotas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    /// `USAGE_QUOTAS_ENABLED`: refuse writes over quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce: Option<bool>,
+    /// Username to quota in MB; `null` is unlimited, `0` blocks. Needs `target.api`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z0-9_-]{3,50}$" }))]
+    pub users: BTreeMap<String, QuotaLimit>,
+}
+
+/// A storage quota in MB: a whole number of 0 or more, or `null` for unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct QuotaLimit(pub Option<u64>);
+
+impl JsonSchema for QuotaLimit {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "QuotaLimit".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "description": "Quota in MB: 0 blocks writes, null is unlimited.",
+            (super::schema::NULL_ALLOWED): true,
+        })
+    }
+}
+
+/// Retention, in whole days, within tldw's ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privilege_snapshots: Option<PrivilegeSnapshots>,
+    /// `AUDIT_LOG_RETENTION_DAYS`, 30d..3650d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_logs: Option<Duration>,
+    /// `SESSION_LOG_RETENTION_DAYS`, 7d..3650d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Duration>,
+    /// `USAGE_LOG_RETENTION_DAYS`, 1d..3650d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_logs: Option<Duration>,
+    /// `LLM_USAGE_LOG_RETENTION_DAYS`, 1d..3650d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_usage_logs: Option<Duration>,
+    /// `USAGE_DAILY_RETENTION_DAYS`, 1d..3650d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_daily: Option<Duration>,
+    /// `LLM_USAGE_DAILY_RETENTION_DAYS`, 1d..3650d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_usage_daily: Option<Duration>,
+}
+
+/// Privilege snapshot retention.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrivilegeSnapshots {
+    /// Keep every snapshot this long (`PRIVILEGE_SNAPSHOT_RETENTION_DAYS`), 7d..3650d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_all: Option<Duration>,
+    /// Then one per ISO week until this age (`PRIVILEGE_SNAPSHOT_WEEKLY_RETENTION_DAYS`),
+    /// 30d..3650d and not below `keep_all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<Duration>,
+}
+
+/// Backup policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// Directory that holds `<environment>/<timestamp>/` backup sets.
+    #[schemars(length(min = 1))]
+    pub destination: String,
+    /// Create a set when the newest verified one is older than this.
+    pub every: Duration,
+    /// What a set holds. Default all three.
+    #[serde(default = "default_backup_include")]
+    pub include: Vec<BackupItem>,
+    pub keep: Keep,
+    /// Check every set after it is made. Default true.
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// Take a set as the first step of any apply that changes something.
+    #[serde(default)]
+    pub before_apply: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_backup_include() -> Vec<BackupItem> {
+    vec![
+        BackupItem::Authnz,
+        BackupItem::UserDatabases,
+        BackupItem::Config,
+    ]
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupItem {
+    Authnz,
+    UserDatabases,
+    Config,
+}
+
+/// How many sets the prune keeps: the newest of each of the last N days, ISO weeks and months.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Keep {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly: Option<u32>,
+}
+
+/// Promotion gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Promotion {
+    /// The environment that must have applied the same shared layers first.
+    #[schemars(length(min = 1))]
+    pub from: String,
+    /// How long it must have stayed healthy there.
+    pub soak: Duration,
+}
+
+/// A policy rule turned off for this file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Waiver {
+    /// The rule id, as listed by `tldw-ops validate`.
+    pub rule: String,
+    /// Why this environment may break the rule.
+    #[schemars(length(min = 3))]
+    pub reason: String,
+}
+
+pub const DEFAULT_ENV_FILE: &str = "tldw_Server_API/Config_Files/.env";
+pub const DEFAULT_CONFIG_FILE: &str = "tldw_Server_API/Config_Files/config.txt";
+pub const DEFAULT_USER_DB_BASE_DIR: &str = "Databases/user_databases";

@@ -1,0 +1,302 @@
+//! The state store: what each environment manages and last applied (hashes only, never secret
+//! values), secret metadata, the apply journal, and locks. One trait, two backends: SQLite
+//! (default, `.tldw-ops/state.db` beside the YAML) and PostgreSQL (`postgres://…`, for teams).
+//! Both use sqlx with their own migrations.
+//!
+//! Nothing here stores a secret value. Fingerprints are salted with a per-environment random
+//! salt that lives in this store.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Identifies one environment of one deployment. Many can share a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EnvironmentKey {
+    pub deployment: String,
+    pub environment: String,
+}
+
+impl std::fmt::Display for EnvironmentKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.deployment == "default" {
+            write!(formatter, "{}", self.environment)
+        } else {
+            write!(formatter, "{}/{}", self.deployment, self.environment)
+        }
+    }
+}
+
+/// Per-environment state read before planning.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EnvironmentState {
+    /// Random salt for fingerprints (32 bytes), created with the environment.
+    pub salt: Vec<u8>,
+    /// Address -> what was last applied there.
+    pub managed: BTreeMap<String, ManagedRecord>,
+    /// Secret name -> metadata.
+    pub secrets: BTreeMap<String, SecretMeta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedRecord {
+    /// Fingerprint of the value last applied.
+    pub value_hash: String,
+    pub sensitive: bool,
+    /// The apply that set it.
+    pub apply_id: String,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretMeta {
+    pub fingerprint: String,
+    /// When the current value was set (or adopted, when tldw-ops found it already there).
+    pub set_at: Timestamp,
+    pub rotated_at: Option<Timestamp>,
+    /// True when tldw-ops did not generate the value itself and only started counting its age.
+    pub adopted: bool,
+    /// `generate`, `from_env` or `from_file`.
+    pub source: String,
+}
+
+/// How an apply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Still running, or the process died (an unfinished apply).
+    Running,
+    Succeeded,
+    /// A step or gate failed and everything was undone.
+    RolledBack,
+    /// Something failed and could not be undone: needs a person.
+    Failed,
+    /// An unfinished apply that `rollback --unfinished` undid.
+    Abandoned,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Succeeded => "succeeded",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Failed => "failed",
+            Outcome::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        Some(match text {
+            "running" => Outcome::Running,
+            "succeeded" => Outcome::Succeeded,
+            "rolled_back" => Outcome::RolledBack,
+            "failed" => Outcome::Failed,
+            "abandoned" => Outcome::Abandoned,
+            _ => return None,
+        })
+    }
+}
+
+/// One apply, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyRecord {
+    pub id: String,
+    pub environment: EnvironmentKey,
+    /// `apply`, `rollback`, `resume`, `restore`.
+    pub kind: String,
+    pub plan_hash: String,
+    pub desired_hash: String,
+    /// Hash of the shared layers (the files this environment extends), for promotion.
+    pub shared_hash: Option<String>,
+    pub git_commit: Option<String>,
+    pub actor_user: String,
+    pub actor_host: String,
+    pub pid: u32,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub outcome: Outcome,
+    pub changes: u32,
+    /// Whether the health gates passed at the end (None when there were none).
+    pub health_passed: Option<bool>,
+    /// The reason given with `--override-promotion`.
+    pub override_reason: Option<String>,
+    /// A short human summary of how it ended (errors, what was undone).
+    pub message: Option<String>,
+    /// The plan JSON this apply executes (secret-free by construction), so it can be resumed.
+    pub plan_json: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Started,
+    Done,
+    Failed,
+    /// Skipped because its after-state was already there.
+    Skipped,
+    UndoStarted,
+    Undone,
+    UndoFailed,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Started => "started",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::UndoStarted => "undo_started",
+            StepStatus::Undone => "undone",
+            StepStatus::UndoFailed => "undo_failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<StepStatus> {
+        Some(match text {
+            "started" => StepStatus::Started,
+            "done" => StepStatus::Done,
+            "failed" => StepStatus::Failed,
+            "skipped" => StepStatus::Skipped,
+            "undo_started" => StepStatus::UndoStarted,
+            "undone" => StepStatus::Undone,
+            "undo_failed" => StepStatus::UndoFailed,
+            _ => return None,
+        })
+    }
+}
+
+/// One step of an apply, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub apply_id: String,
+    /// Position in the plan, from 0.
+    pub index: u32,
+    /// `ensure_env_file`, `ensure_config_file`, `ensure_quotas`, `restart`, ...
+    pub kind: String,
+    /// What it acts on: a file path or a URL.
+    pub target: String,
+    pub addresses: Vec<String>,
+    pub status: StepStatus,
+    /// Hash of the target before and after (file content hash, or a hash of the API values).
+    pub before_hash: Option<String>,
+    pub after_hash: Option<String>,
+    /// Path of the before-image on the target host (mode 0600), never its content.
+    pub checkpoint_path: Option<String>,
+    pub checkpoint_hash: Option<String>,
+    /// Non-secret before-values for API steps, as JSON, to undo them.
+    pub before_values: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub error: Option<String>,
+}
+
+/// Who holds an environment's lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub apply_id: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: Timestamp,
+}
+
+/// What to record when an apply succeeds: the new managed set and secret metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    /// Address -> (value hash, sensitive). Replaces the managed set of the environment.
+    pub managed: BTreeMap<String, (String, bool)>,
+    /// Secret name -> metadata. Replaces the secret metadata of the environment.
+    pub secrets: BTreeMap<String, SecretMeta>,
+}
+
+/// A row of `state list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentSummary {
+    pub environment: EnvironmentKey,
+    pub managed: u32,
+    pub last_apply: Option<ApplyRecord>,
+    pub lock: Option<LockHolder>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store {location}: {source}")]
+    Database {
+        location: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("state store {location}: migration failed: {source}")]
+    Migrate {
+        location: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("cannot create state directory {path}: {source}")]
+    Directory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("environment {environment} is locked by apply {} on {} (pid {}) since {}", holder.apply_id, holder.host, holder.pid, holder.started_at)]
+    Locked {
+        environment: EnvironmentKey,
+        holder: LockHolder,
+    },
+    #[error("no apply with id `{0}`")]
+    UnknownApply(String),
+    #[error("state store {location} holds corrupt data: {detail}")]
+    Corrupt { location: String, detail: String },
+}
+
+/// The operations every backend provides. Async because both backends are sqlx.
+#[allow(async_fn_in_trait)]
+pub trait StateStore {
+    /// Where this store is, for messages (a path or a URL without its password).
+    fn location(&self) -> String;
+
+    /// The environment's state, creating the environment (with a new random salt) when it is
+    /// not known yet.
+    async fn environment(&self, key: &EnvironmentKey) -> Result<EnvironmentState, StateError>;
+
+    /// Takes the environment's lock for `holder`, or reports who has it.
+    async fn lock(&self, key: &EnvironmentKey, holder: &LockHolder) -> Result<(), StateError>;
+    /// Releases the lock if `apply_id` holds it.
+    async fn unlock(&self, key: &EnvironmentKey, apply_id: &str) -> Result<(), StateError>;
+    /// Clears any lock and returns who held it.
+    async fn force_unlock(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError>;
+    async fn lock_holder(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError>;
+
+    /// Journals a new apply (outcome `Running`).
+    async fn begin_apply(&self, record: &ApplyRecord) -> Result<(), StateError>;
+    /// Inserts or replaces one step row (by apply id and index).
+    async fn write_step(&self, step: &StepRecord) -> Result<(), StateError>;
+    /// Ends an apply. On `Succeeded`, `record` replaces what the environment manages, in the
+    /// same transaction.
+    async fn finish_apply(
+        &self,
+        apply_id: &str,
+        outcome: Outcome,
+        finished_at: Timestamp,
+        health_passed: Option<bool>,
+        message: Option<&str>,
+        record: Option<&Record>,
+    ) -> Result<(), StateError>;
+
+    /// The newest apply of this environment still `Running`, if any.
+    async fn unfinished_apply(
+        &self,
+        key: &EnvironmentKey,
+    ) -> Result<Option<ApplyRecord>, StateError>;
+    async fn apply_record(&self, apply_id: &str) -> Result<Option<ApplyRecord>, StateError>;
+    async fn steps(&self, apply_id: &str) -> Result<Vec<StepRecord>, StateError>;
+    /// Applies, newest first, optionally of one environment.
+    async fn applies(
+        &self,
+        key: Option<&EnvironmentKey>,
+        limit: u32,
+    ) -> Result<Vec<ApplyRecord>, StateError>;
+    async fn environments(&self) -> Result<Vec<EnvironmentSummary>, StateError>;
+}

@@ -5,7 +5,10 @@
 //! `cli` is the thin shell around it. See docs/ and the README for the design.
 
 pub mod cli;
+pub mod deployment;
 pub mod model;
+pub mod plan;
+pub mod providers;
 pub mod secrets;
 pub mod settings;
 pub mod spec;

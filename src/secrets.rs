@@ -40,6 +40,20 @@ pub fn fingerprint(salt: &[u8], value: &str) -> Fingerprint {
     Fingerprint(hex(&hasher.finalize()))
 }
 
+/// The hash of a value as plans and the state store keep it: the first 16 hex characters (64
+/// bits) of its fingerprint. Enough to notice any change; too short to confirm a guess at a
+/// strong secret offline.
+pub fn value_hash(salt: &[u8], value: &str) -> String {
+    let mut hash = fingerprint(salt, value).0;
+    hash.truncate(16);
+    hash
+}
+
+/// How a hash is shown to people: `fp:` and its first eight characters.
+pub fn show_hash(hash: &str) -> String {
+    format!("fp:{}", &hash[..hash.len().min(8)])
+}
+
 /// Unsalted SHA-256 of bytes, hex: for file contents and plan hashes, never for secret values
 /// on their own.
 pub fn sha256_hex(bytes: &[u8]) -> String {

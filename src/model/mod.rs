@@ -86,6 +86,20 @@ impl DesiredState {
     }
 }
 
+/// What observe found: a value for every address that is desired or managed, and notes for
+/// the operator (file modes, shadowed settings).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub values: BTreeMap<Address, ObservedValue>,
+    pub warnings: Vec<String>,
+}
+
+impl Observed {
+    pub fn get(&self, address: &Address) -> &ObservedValue {
+        self.values.get(address).unwrap_or(&ObservedValue::Absent)
+    }
+}
+
 /// A value as found in the deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObservedValue {

@@ -34,6 +34,8 @@ pub struct RetentionKey {
     pub policy_key: &'static str,
     pub min_days: u64,
     pub max_days: u64,
+    /// tldw's built-in value, in force when no override is set.
+    pub default_days: u64,
 }
 
 pub const RETENTION_KEYS: &[RetentionKey] = &[
@@ -43,6 +45,7 @@ pub const RETENTION_KEYS: &[RetentionKey] = &[
         policy_key: "privilege_snapshots",
         min_days: 7,
         max_days: 3650,
+        default_days: 90,
     },
     RetentionKey {
         yaml_path: "/retention/privilege_snapshots/keep_weekly",
@@ -50,6 +53,7 @@ pub const RETENTION_KEYS: &[RetentionKey] = &[
         policy_key: "privilege_snapshots_weekly",
         min_days: 30,
         max_days: 3650,
+        default_days: 365,
     },
     RetentionKey {
         yaml_path: "/retention/audit_logs",
@@ -57,6 +61,7 @@ pub const RETENTION_KEYS: &[RetentionKey] = &[
         policy_key: "audit_logs",
         min_days: 30,
         max_days: 3650,
+        default_days: 180,
     },
     RetentionKey {
         yaml_path: "/retention/sessions",
@@ -64,6 +69,7 @@ pub const RETENTION_KEYS: &[RetentionKey] = &[
         policy_key: "sessions",
         min_days: 7,
         max_days: 3650,
+        default_days: 90,
     },
     RetentionKey {
         yaml_path: "/retention/usage_logs",
@@ -71,6 +77,7 @@ pub const RETENTION_KEYS: &[RetentionKey] = &[
         policy_key: "usage_logs",
         min_days: 1,
         max_days: 3650,
+        default_days: 180,
     },
     RetentionKey {
         yaml_path: "/retention/llm_usage_logs",
@@ -78,6 +85,7 @@ pub const RETENTION_KEYS: &[RetentionKey] = &[
         policy_key: "llm_usage_logs",
         min_days: 1,
         max_days: 3650,
+        default_days: 180,
     },
     RetentionKey {
         yaml_path: "/retention/usage_daily",
@@ -85,6 +93,7 @@ pub const RETENTION_KEYS: &[RetentionKey] = &[
         policy_key: "usage_daily",
         min_days: 1,
         max_days: 3650,
+        default_days: 365,
     },
     RetentionKey {
         yaml_path: "/retention/llm_usage_daily",
@@ -92,6 +101,7 @@ pub const RETENTION_KEYS: &[RetentionKey] = &[
         policy_key: "llm_usage_daily",
         min_days: 1,
         max_days: 3650,
+        default_days: 365,
     },
 ];
 
@@ -113,6 +123,13 @@ pub fn retention_values(retention: &Retention) -> Vec<(&'static RetentionKey, Du
         .zip(values)
         .filter_map(|(key, value)| value.map(|value| (key, value)))
         .collect()
+}
+
+/// The table row of a retention policy key.
+pub fn retention_key(policy_key: &str) -> Option<&'static RetentionKey> {
+    RETENTION_KEYS
+        .iter()
+        .find(|key| key.policy_key == policy_key)
 }
 
 pub const ALLOWED_ORIGINS: &str = "ALLOWED_ORIGINS";

@@ -1,1 +1,7 @@
-fn main() {}
+//! End-to-end tests: the real binary against real files in temporary directories, real SQLite
+//! and PostgreSQL state, and the fake tldw admin API over loopback HTTP.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod support_contract;

@@ -1,0 +1,145 @@
+//! Checkpoints: the before-image of every file an apply changes, kept on the target host under
+//! `.tldw-ops/checkpoints/<apply-id>/` with mode 0600 (they hold secrets, like the files
+//! themselves). The state store keeps only their path and hash.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::providers::files::{FileError, content_hash, write_atomic};
+
+/// How many applies' checkpoints are kept by default.
+pub const KEEP_APPLIES: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot create checkpoint directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("checkpoint {path} is missing: {source}")]
+    Missing {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint {path} does not match the hash the journal recorded; it was changed or damaged")]
+    Damaged { path: PathBuf },
+}
+
+/// The checkpoint directory for a state location: beside a SQLite state file, or in
+/// `.tldw-ops/` beside the YAML when state is in PostgreSQL.
+pub fn root_for(state_location: &str, yaml_file: &Path) -> PathBuf {
+    if state_location.starts_with("postgres://") || state_location.starts_with("postgresql://") {
+        yaml_file
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(".tldw-ops")
+            .join("checkpoints")
+    } else {
+        let path = Path::new(state_location.strip_prefix("sqlite://").unwrap_or(state_location));
+        path.parent().unwrap_or(Path::new(".")).join("checkpoints")
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), CheckpointError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| CheckpointError::Directory {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+    Ok(())
+}
+
+/// Saves a before-image and returns its path and hash.
+pub fn save(
+    root: &Path,
+    apply_id: &str,
+    step_index: u32,
+    name: &str,
+    content: &str,
+) -> Result<(PathBuf, String), CheckpointError> {
+    let directory = root.join(apply_id);
+    create_private_dir(&directory)?;
+    let path = directory.join(format!("{step_index:03}-{name}"));
+    write_atomic(&path, content.as_bytes(), 0o600, None)?;
+    Ok((path, content_hash(Some(content))))
+}
+
+/// Reads a before-image, checking it against the hash the journal recorded.
+pub fn load(path: &Path, expected_hash: &str) -> Result<String, CheckpointError> {
+    let content = fs::read_to_string(path).map_err(|source| CheckpointError::Missing {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if content_hash(Some(&content)) != expected_hash {
+        return Err(CheckpointError::Damaged {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(content)
+}
+
+/// Removes the checkpoints of all but the newest `keep` applies. Apply ids sort by time, and
+/// `protect` (unfinished applies) is never removed.
+pub fn prune(root: &Path, keep: usize, protect: &[String]) -> usize {
+    let Ok(entries) = fs::read_dir(root) else {
+        return 0;
+    };
+    let mut directories: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    directories.sort();
+    let excess = directories.len().saturating_sub(keep);
+    let mut removed = 0;
+    for name in directories.into_iter().take(excess) {
+        if protect.contains(&name) {
+            continue;
+        }
+        if fs::remove_dir_all(root.join(&name)).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_is_private_and_verified_on_load() {
+        let directory = tempfile::tempdir().unwrap();
+        let (path, hash) = save(directory.path(), "20261126T000000Z-abcd", 0, "env", "SECRET=x\n").unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir_mode, 0o700);
+        assert_eq!(load(&path, &hash).unwrap(), "SECRET=x\n");
+        fs::write(&path, "SECRET=y\n").unwrap();
+        assert!(matches!(load(&path, &hash), Err(CheckpointError::Damaged { .. })));
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_applies_and_protected_ones() {
+        let directory = tempfile::tempdir().unwrap();
+        for index in 0..25 {
+            save(directory.path(), &format!("2026112{}T{index:02}0000Z", index / 10), 0, "env", "x").unwrap();
+        }
+        let oldest = "20261120T000000Z".to_string();
+        let removed = prune(directory.path(), KEEP_APPLIES, std::slice::from_ref(&oldest));
+        assert_eq!(removed, 4);
+        assert!(directory.path().join(&oldest).exists());
+        assert_eq!(fs::read_dir(directory.path()).unwrap().count(), 21);
+    }
+}

@@ -1,0 +1,143 @@
+//! Restarting tldw_server and checking its health: the restart command runs as an argv (never
+//! a shell string) with a timeout; health gates are polled with short per-request timeouts until
+//! they all pass or the deadline passes.
+
+use std::time::{Duration, Instant};
+
+use crate::plan::diff::HealthCheck;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("restart command `{command}` could not start: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("restart command `{command}` exited with {status}")]
+    Failed { command: String, status: String },
+    #[error("restart command `{command}` did not finish within {seconds}s and was stopped")]
+    Timeout { command: String, seconds: u64 },
+    #[error("health gates did not pass within {seconds}s: {detail}")]
+    Unhealthy { seconds: u64, detail: String },
+}
+
+/// Runs `argv` and waits for it, up to `timeout`.
+pub async fn run_command(argv: &[String], timeout: Duration) -> Result<(), ServiceError> {
+    let command = argv.join(" ");
+    let Some((program, arguments)) = argv.split_first() else {
+        return Err(ServiceError::Failed {
+            command,
+            status: "an empty command".to_string(),
+        });
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(arguments)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ServiceError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(ServiceError::Failed {
+            command,
+            status: status.to_string(),
+        }),
+        Ok(Err(source)) => Err(ServiceError::Spawn { command, source }),
+        Err(_) => {
+            let _ = child.kill().await;
+            Err(ServiceError::Timeout {
+                command,
+                seconds: timeout.as_secs(),
+            })
+        }
+    }
+}
+
+/// The result of one check.
+fn check_once<'a>(
+    client: &'a reqwest::Client,
+    check: &'a HealthCheck,
+) -> impl std::future::Future<Output = Result<(), String>> + 'a {
+    async move {
+        let response = client
+            .get(&check.url)
+            .send()
+            .await
+            .map_err(|error| format!("{}: {}", check.url, describe(&error)))?;
+        let status = response.status().as_u16();
+        if status != check.expect_status {
+            return Err(format!(
+                "{}: status {status}, expected {}",
+                check.url, check.expect_status
+            ));
+        }
+        if let Some(expected) = &check.expect_json {
+            let body: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|_| format!("{}: the response is not JSON", check.url))?;
+            for (field, value) in expected {
+                if body.get(field) != Some(value) {
+                    return Err(format!(
+                        "{}: field `{field}` is {}, expected {value}",
+                        check.url,
+                        body.get(field)
+                            .map(ToString::to_string)
+                            .unwrap_or_else(|| "missing".to_string())
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_connect() {
+        "connection refused or unreachable".to_string()
+    } else if error.is_timeout() {
+        "timed out".to_string()
+    } else {
+        "request failed".to_string()
+    }
+}
+
+/// An HTTP client for health checks: short timeouts, no proxy.
+pub fn health_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("an HTTP client with static settings builds")
+}
+
+/// Polls every check until all pass in one round, or `deadline` passes.
+pub async fn wait_healthy(checks: &[HealthCheck], deadline: Instant) -> Result<(), ServiceError> {
+    let client = health_client();
+    let started = Instant::now();
+    loop {
+        let mut failures = Vec::new();
+        for check in checks {
+            if let Err(failure) = check_once(&client, check).await {
+                failures.push(failure);
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ServiceError::Unhealthy {
+                seconds: started.elapsed().as_secs(),
+                detail: failures.join("; "),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

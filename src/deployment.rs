@@ -1,0 +1,137 @@
+//! The deployment a desired state targets: its resolved paths and services, and observing its
+//! files. Relative paths in `target` resolve against the directory of the YAML file that wrote
+//! them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::model::{Address, AddressKind, Observed};
+use crate::plan::diff::HealthCheck;
+use crate::providers::config_file::{ConfigFile, ConfigFileError};
+use crate::providers::env_file::{EnvFile, EnvFileError};
+use crate::spec::Checked;
+use crate::spec::semantic::locate;
+use crate::spec::types::{DEFAULT_CONFIG_FILE, DEFAULT_ENV_FILE, DEFAULT_USER_DB_BASE_DIR};
+
+/// Where everything is.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub root: PathBuf,
+    pub env_file: PathBuf,
+    pub config_file: PathBuf,
+    pub user_db_base_dir: PathBuf,
+    pub api_url: Option<String>,
+    pub service_url: Option<String>,
+    pub restart: Option<Vec<String>>,
+    pub stop: Option<Vec<String>>,
+    pub start: Option<Vec<String>>,
+    pub health: Vec<HealthCheck>,
+    /// Restart plus health gates, together.
+    pub service_timeout: std::time::Duration,
+}
+
+impl Deployment {
+    pub fn from_checked(checked: &Checked) -> Deployment {
+        let target = &checked.spec.target;
+        let declared_in = locate(&checked.loaded.root, "/target/root")
+            .and_then(|location| {
+                checked
+                    .sources()
+                    .path(&location.file)
+                    .map(Path::to_path_buf)
+            })
+            .unwrap_or_else(|| checked.loaded.main_file.clone());
+        let base = declared_in
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let root = base.join(&target.root);
+        let env_file = root.join(target.env_file.as_deref().unwrap_or(DEFAULT_ENV_FILE));
+        let config_file = root.join(target.config_file.as_deref().unwrap_or(DEFAULT_CONFIG_FILE));
+        let user_db_base_dir = root.join(
+            target
+                .user_db_base_dir
+                .as_deref()
+                .unwrap_or(DEFAULT_USER_DB_BASE_DIR),
+        );
+        let api_url = target
+            .api
+            .as_ref()
+            .map(|api| api.url.trim_end_matches('/').to_string());
+        let service = target.service.as_ref();
+        let service_url = service
+            .and_then(|service| service.url.clone())
+            .or_else(|| api_url.clone())
+            .map(|url| url.trim_end_matches('/').to_string());
+        let health = service
+            .map(|service| {
+                service
+                    .health
+                    .iter()
+                    .map(|gate| HealthCheck {
+                        url: format!("{}{}", service_url.clone().unwrap_or_default(), gate.path),
+                        expect_status: gate.expect_status.unwrap_or(200),
+                        expect_json: gate.expect_json.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Deployment {
+            root,
+            env_file,
+            config_file,
+            user_db_base_dir,
+            api_url,
+            service_url,
+            restart: service.and_then(|service| service.restart.clone()),
+            stop: service.and_then(|service| service.stop.clone()),
+            start: service.and_then(|service| service.start.clone()),
+            health,
+            service_timeout: service
+                .and_then(|service| service.timeout)
+                .map(|timeout| timeout.as_std())
+                .unwrap_or(std::time::Duration::from_secs(60)),
+        }
+    }
+}
+
+/// The deployment's files as read during observe.
+#[derive(Debug, Clone)]
+pub struct ObservedFiles {
+    pub env: EnvFile,
+    pub config: ConfigFile,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error(transparent)]
+    Env(#[from] EnvFileError),
+    #[error(transparent)]
+    Config(#[from] ConfigFileError),
+}
+
+/// Reads the `.env` and config.txt and returns the observed value of every file address in
+/// `addresses`, with warnings about the files.
+pub fn observe_files(
+    deployment: &Deployment,
+    addresses: &BTreeSet<Address>,
+) -> Result<(Observed, ObservedFiles), ObserveError> {
+    let (env, config) = std::thread::scope(|scope| {
+        let env = scope.spawn(|| EnvFile::read(&deployment.env_file));
+        let config = ConfigFile::read(&deployment.config_file);
+        (env.join().expect("the .env reader does not panic"), config)
+    });
+    let env = env?;
+    let config = config?;
+    let mut observed = Observed::default();
+    for address in addresses {
+        let value = match address.kind() {
+            AddressKind::Env | AddressKind::Secret => env.observe(address),
+            AddressKind::Config => config.observe(address),
+            _ => continue,
+        };
+        observed.values.insert(address.clone(), value);
+    }
+    observed.warnings.extend(env.warnings());
+    Ok((observed, ObservedFiles { env, config }))
+}

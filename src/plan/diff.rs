@@ -1,0 +1,464 @@
+//! The planner: compares desired with observed and last applied, and orders the steps.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+
+use super::{
+    ABSENT, Action, Change, FORMAT_VERSION, Operation, Plan, SecretFrom, SecretOperation,
+    SourceRef, Step, StepKind,
+};
+use crate::model::{
+    Address, AddressKind, Desired, DesiredState, Observed, ObservedValue, SecretSource,
+};
+use crate::secrets::{is_placeholder, is_tldw_api_key, show_hash, value_hash};
+use crate::spec::mapping::retention_key;
+use crate::spec::types::SecretFormat;
+use crate::state::EnvironmentState;
+
+/// A health check the plan runs after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub url: String,
+    pub expect_status: u16,
+    pub expect_json: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Everything the planner needs. The clock is an input.
+pub struct PlanInput<'a> {
+    pub desired: &'a DesiredState,
+    pub observed: &'a Observed,
+    pub state: &'a EnvironmentState,
+    pub now: Timestamp,
+    pub tool_version: &'a str,
+    pub file: &'a str,
+    pub desired_hash: &'a str,
+    pub shared_hash: Option<&'a str>,
+    pub git_commit: Option<&'a str>,
+    /// The `.env` and `config.txt` paths, for step targets.
+    pub env_file: &'a str,
+    pub config_file: &'a str,
+    pub api_url: Option<&'a str>,
+    pub restart: Option<&'a [String]>,
+    pub health: &'a [HealthCheck],
+}
+
+/// Plans the changes that take `observed` to `desired`.
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let salt = input.state.salt.as_slice();
+    let mut addresses: BTreeSet<Address> = input.desired.resources.keys().cloned().collect();
+    for managed in input.state.managed.keys() {
+        if let Ok(address) = Address::parse(managed) {
+            addresses.insert(address);
+        }
+    }
+    let mut changes = Vec::new();
+    let mut fingerprints = BTreeMap::new();
+    for address in &addresses {
+        let observed = input.observed.get(address);
+        let observed_hash = observed.canonical().map(|value| value_hash(salt, &value));
+        let managed = input.state.managed.get(address.as_str());
+        let drift = match (managed, &observed_hash) {
+            (Some(record), Some(hash)) => record.value_hash != *hash,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let change = match input.desired.get(address) {
+            Some(resource) => diff_one(
+                input,
+                address,
+                &resource.desired,
+                resource.sensitive,
+                observed,
+                drift,
+            )
+            .map(|mut change| {
+                change.source = resource.source.as_ref().map(|location| SourceRef {
+                    file: location.file.to_string(),
+                    line: location.line,
+                    column: location.column,
+                });
+                change
+            }),
+            None => observed.canonical().map(|before| Change {
+                address: address.to_string(),
+                action: Action::Delete,
+                reason: "no longer declared in the desired state".to_string(),
+                sensitive: managed.is_some_and(|record| record.sensitive),
+                drift,
+                before: Some(if managed.is_some_and(|record| record.sensitive) {
+                    show_hash(&value_hash(salt, &before))
+                } else {
+                    before
+                }),
+                after: None,
+                source: None,
+            }),
+        };
+        if let Some(change) = change {
+            fingerprints.insert(
+                address.to_string(),
+                observed_hash.unwrap_or_else(|| ABSENT.to_string()),
+            );
+            changes.push(change);
+        }
+    }
+    let steps = order_steps(input, &changes);
+    let state_id = crate::secrets::sha256_hex(salt)[..16].to_string();
+    Plan {
+        format_version: FORMAT_VERSION,
+        tool_version: input.tool_version.to_string(),
+        environment: input.desired.environment.clone(),
+        deployment: input.desired.deployment.clone(),
+        file: input.file.to_string(),
+        desired_hash: input.desired_hash.to_string(),
+        shared_hash: input.shared_hash.map(str::to_string),
+        git_commit: input.git_commit.map(str::to_string),
+        state_id,
+        created_at: input.now.to_string(),
+        changes,
+        steps,
+        fingerprints,
+        warnings: input.observed.warnings.clone(),
+    }
+}
+
+fn shown(salt: &[u8], value: &str, sensitive: bool) -> String {
+    if sensitive {
+        show_hash(&value_hash(salt, value))
+    } else {
+        value.to_string()
+    }
+}
+
+fn diff_one(
+    input: &PlanInput<'_>,
+    address: &Address,
+    desired: &Desired,
+    sensitive: bool,
+    observed: &ObservedValue,
+    drift: bool,
+) -> Option<Change> {
+    let salt = input.state.salt.as_slice();
+    let make =
+        |action: Action, reason: String, before: Option<String>, after: Option<String>| Change {
+            address: address.to_string(),
+            action,
+            reason,
+            sensitive,
+            drift,
+            before,
+            after,
+            source: None,
+        };
+    let before = observed.canonical();
+    let before_shown = before.as_deref().map(|value| shown(salt, value, sensitive));
+    match desired {
+        Desired::Secret(secret) => {
+            let generated = matches!(secret.source, SecretSource::Generate(_));
+            if !generated {
+                let value = secret.resolved.as_deref()?;
+                let after = Some(shown(salt, value, true));
+                let origin = match &secret.source {
+                    SecretSource::FromEnv(name) => format!("environment variable {name}"),
+                    SecretSource::FromFile(path) => format!("file {path}"),
+                    SecretSource::Generate(_) => unreachable!(),
+                };
+                return match &before {
+                    None => Some(make(
+                        Action::Create,
+                        format!("not present; set from {origin}"),
+                        None,
+                        after,
+                    )),
+                    Some(current) if current == value => None,
+                    Some(_) => Some(make(
+                        Action::Update,
+                        format!("value differs from its source ({origin})"),
+                        before_shown,
+                        after,
+                    )),
+                };
+            }
+            let SecretSource::Generate(generate) = &secret.source else {
+                unreachable!()
+            };
+            let after = Some("(generated at apply)".to_string());
+            let Some(current) = &before else {
+                return Some(make(
+                    Action::Create,
+                    "not present; generated during apply".to_string(),
+                    None,
+                    after,
+                ));
+            };
+            if is_placeholder(current) {
+                return Some(make(
+                    Action::Update,
+                    "current value is a placeholder".to_string(),
+                    before_shown,
+                    after,
+                ));
+            }
+            match generate.format {
+                Some(SecretFormat::TldwApiKey) if !is_tldw_api_key(current) => {
+                    return Some(make(
+                        Action::Update,
+                        "current value is not in tldw's tldw_<kid>.<secret> form".to_string(),
+                        before_shown,
+                        after,
+                    ));
+                }
+                Some(SecretFormat::Fernet) if !is_fernet_key(current) => {
+                    return Some(make(
+                        Action::Update,
+                        "current value is not a Fernet key".to_string(),
+                        before_shown,
+                        after,
+                    ));
+                }
+                None if current.chars().count() < generate.length.unwrap_or(64) as usize => {
+                    return Some(make(
+                        Action::Update,
+                        format!(
+                            "current value has {} characters; {} are asked for",
+                            current.chars().count(),
+                            generate.length.unwrap_or(64)
+                        ),
+                        before_shown,
+                        after,
+                    ));
+                }
+                _ => {}
+            }
+            let rotate_after = secret.rotate_after?;
+            let meta = input.state.secrets.get(address.name())?;
+            if meta.fingerprint != value_hash(salt, current) {
+                // Changed outside tldw-ops: its age is unknown, so it is not rotated on a guess.
+                return None;
+            }
+            let age = input.now.duration_since(meta.set_at).as_secs().max(0) as u64;
+            (age >= rotate_after).then(|| {
+                make(
+                    Action::Rotate,
+                    format!("age {} > {} (rotate_after)", days(age), days(rotate_after)),
+                    before_shown,
+                    after,
+                )
+            })
+        }
+        Desired::Text(_) | Desired::Quota(_) | Desired::Days(_) => {
+            let wanted = desired.canonical()?;
+            let after = Some(shown(salt, &wanted, sensitive));
+            match &before {
+                None => Some(make(Action::Create, "not present".to_string(), None, after)),
+                Some(current) if *current == wanted => None,
+                Some(_) => Some(make(
+                    Action::Update,
+                    if drift {
+                        "changed outside tldw-ops; restoring the declared value".to_string()
+                    } else {
+                        "value differs".to_string()
+                    },
+                    before_shown,
+                    after,
+                )),
+            }
+        }
+    }
+}
+
+fn days(seconds: u64) -> String {
+    if seconds % 86_400 == 0 || seconds >= 86_400 {
+        format!("{}d", seconds / 86_400)
+    } else if seconds >= 3_600 {
+        format!("{}h", seconds / 3_600)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// A Fernet key: 32 bytes in URL-safe base64 with padding (44 characters).
+fn is_fernet_key(value: &str) -> bool {
+    value.len() == 44
+        && value.ends_with('=')
+        && value[..43]
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+}
+
+/// Groups changes into steps: files first (the `.env`, then `config.txt`), then the admin API,
+/// then a restart and the health gates when a file tldw_server reads at start changed.
+fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
+    let mut env_operations = Vec::new();
+    let mut config_operations = Vec::new();
+    let mut retention_operations = Vec::new();
+    let mut quota_operations = Vec::new();
+    for change in changes {
+        let Ok(address) = Address::parse(&change.address) else {
+            continue;
+        };
+        let kind = address.kind();
+        let resource = input.desired.get(&address);
+        let operation = match (kind, change.action) {
+            (AddressKind::Env | AddressKind::Secret | AddressKind::Config, Action::Delete) => {
+                Operation::Remove {
+                    address: change.address.clone(),
+                }
+            }
+            (AddressKind::Env | AddressKind::Config, _) => Operation::Set {
+                address: change.address.clone(),
+                value: (!change.sensitive).then(|| {
+                    resource
+                        .and_then(|resource| resource.desired.canonical())
+                        .unwrap_or_default()
+                }),
+                secret: change.sensitive.then_some(SecretOperation {
+                    from: SecretFrom::Desired,
+                    keep_previous_as: None,
+                    expect: change.after.clone(),
+                }),
+            },
+            (AddressKind::Secret, _) => {
+                let Some(Desired::Secret(secret)) = resource.map(|resource| &resource.desired)
+                else {
+                    continue;
+                };
+                let generated = matches!(secret.source, SecretSource::Generate(_));
+                Operation::Set {
+                    address: change.address.clone(),
+                    value: None,
+                    secret: Some(SecretOperation {
+                        from: if generated {
+                            SecretFrom::Generate
+                        } else {
+                            SecretFrom::Desired
+                        },
+                        keep_previous_as: secret.keep_previous_as.clone(),
+                        expect: (!generated).then(|| change.after.clone()).flatten(),
+                    }),
+                }
+            }
+            (AddressKind::QuotaUser, action) => Operation::SetQuota {
+                address: change.address.clone(),
+                username: address.name().to_string(),
+                quota_mb: match (action, resource.map(|resource| &resource.desired)) {
+                    (Action::Delete, _) => None,
+                    (_, Some(Desired::Quota(limit))) => *limit,
+                    _ => None,
+                },
+            },
+            (AddressKind::Retention, action) => {
+                let policy_key = address.name().to_string();
+                let days = match (action, resource.map(|resource| &resource.desired)) {
+                    (Action::Delete, _) | (_, None) => default_retention_days(&policy_key),
+                    (_, Some(Desired::Days(days))) => *days,
+                    (_, Some(_)) => continue,
+                };
+                Operation::SetRetention {
+                    address: change.address.clone(),
+                    current_days: match input.observed.get(&address) {
+                        ObservedValue::Days(days) => Some(*days),
+                        _ => None,
+                    },
+                    policy_key,
+                    days,
+                }
+            }
+            (AddressKind::BackupSet, _) => continue,
+        };
+        match kind {
+            AddressKind::Env | AddressKind::Secret => env_operations.push(operation),
+            AddressKind::Config => config_operations.push(operation),
+            AddressKind::Retention => retention_operations.push(operation),
+            AddressKind::QuotaUser => quota_operations.push(operation),
+            AddressKind::BackupSet => {}
+        }
+    }
+    let mut steps = Vec::new();
+    let mut push = |kind: StepKind, target: String, operations: Vec<Operation>| {
+        let addresses = operations.iter().filter_map(operation_address).collect();
+        steps.push(Step {
+            index: 0,
+            kind,
+            target,
+            addresses,
+            operations,
+        });
+    };
+    let files_changed = !env_operations.is_empty() || !config_operations.is_empty();
+    if !env_operations.is_empty() {
+        push(
+            StepKind::EnsureEnvFile,
+            input.env_file.to_string(),
+            env_operations,
+        );
+    }
+    if !config_operations.is_empty() {
+        push(
+            StepKind::EnsureConfigFile,
+            input.config_file.to_string(),
+            config_operations,
+        );
+    }
+    let api = input.api_url.unwrap_or_default().to_string();
+    for operation in retention_operations {
+        push(StepKind::EnsureRetention, api.clone(), vec![operation]);
+    }
+    for chunk in quota_operations.chunks(QUOTA_CHUNK) {
+        push(StepKind::EnsureQuotas, api.clone(), chunk.to_vec());
+    }
+    if files_changed && let Some(restart) = input.restart {
+        push(
+            StepKind::Restart,
+            restart.join(" "),
+            vec![Operation::Run {
+                argv: restart.to_vec(),
+            }],
+        );
+    }
+    if files_changed && !input.health.is_empty() {
+        let operations = input
+            .health
+            .iter()
+            .map(|check| Operation::Check {
+                url: check.url.clone(),
+                expect_status: check.expect_status,
+                expect_json: check.expect_json.clone(),
+            })
+            .collect::<Vec<_>>();
+        let target = input
+            .health
+            .iter()
+            .map(|check| check.url.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        push(StepKind::HealthGate, target, operations);
+    }
+    for (index, step) in steps.iter_mut().enumerate() {
+        step.index = index as u32;
+    }
+    steps
+}
+
+/// Quota changes per journaled step: small enough that a crash redoes little, large enough that
+/// journaling does not dominate.
+pub const QUOTA_CHUNK: usize = 100;
+
+fn operation_address(operation: &Operation) -> Option<String> {
+    match operation {
+        Operation::Set { address, .. }
+        | Operation::Remove { address }
+        | Operation::SetQuota { address, .. }
+        | Operation::SetRetention { address, .. } => Some(address.clone()),
+        Operation::Run { .. }
+        | Operation::Check { .. }
+        | Operation::CreateBackup { .. }
+        | Operation::PruneBackup { .. } => None,
+    }
+}
+
+/// tldw's built-in default for a retention policy, restored when the YAML drops an override.
+pub fn default_retention_days(policy_key: &str) -> u64 {
+    retention_key(policy_key).map_or(180, |key| key.default_days)
+}

@@ -1,0 +1,245 @@
+//! The plan: a pure function of (desired, observed, last applied, clock) that yields the changes
+//! and the ordered steps that make them, and renderers for people (text, Markdown) and machines
+//! (JSON, the saved plan file). No I/O, no clock, no randomness inside.
+//!
+//! A plan never holds a secret value: sensitive before/after values are salted fingerprints,
+//! and generated secrets are generated during apply, not here.
+
+pub mod diff;
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use diff::{PlanInput, plan};
+
+/// The version of the plan file format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The fingerprint recorded for an address that does not exist.
+pub const ABSENT: &str = "absent";
+
+/// A complete, immutable plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[must_use]
+pub struct Plan {
+    pub format_version: u32,
+    pub tool_version: String,
+    pub environment: String,
+    pub deployment: String,
+    /// The desired-state file, as given on the command line.
+    pub file: String,
+    /// Hash of the resolved desired state; apply refuses the plan when the YAML now resolves to
+    /// another.
+    pub desired_hash: String,
+    /// Hash of the layers this environment extends, for promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_hash: Option<String>,
+    /// Git commit of the desired-state file, when it is in a checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// Identifies the state store (a hash of its salt): fingerprints only compare within one.
+    pub state_id: String,
+    pub created_at: String,
+    pub changes: Vec<Change>,
+    pub steps: Vec<Step>,
+    /// Address -> fingerprint of the observed value the plan was computed from.
+    pub fingerprints: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The hash of the plan file content, recorded with the apply that executes it.
+    pub fn hash(&self) -> String {
+        crate::secrets::sha256_hex(
+            serde_json::to_string(self)
+                .expect("plans serialise")
+                .as_bytes(),
+        )
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.changes
+            .iter()
+            .filter(|change| change.action == action)
+            .count()
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Rotate,
+    Delete,
+}
+
+impl Action {
+    pub fn symbol(self) -> char {
+        match self {
+            Action::Create => '+',
+            Action::Update => '~',
+            Action::Rotate => '↻',
+            Action::Delete => '-',
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Rotate => "rotate",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// Where a change is declared in the YAML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SourceRef {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// One change to one address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Change {
+    pub address: String,
+    pub action: Action,
+    pub reason: String,
+    pub sensitive: bool,
+    /// The observed value differs from what tldw-ops last applied: this change reverts an edit
+    /// made outside tldw-ops.
+    pub drift: bool,
+    /// The value now (a fingerprint when sensitive); absent for a create.
+    pub before: Option<String>,
+    /// The value after (a fingerprint when sensitive, or `(generated at apply)`); absent for a
+    /// delete.
+    pub after: Option<String>,
+    pub source: Option<SourceRef>,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    EnsureEnvFile,
+    EnsureConfigFile,
+    EnsureRetention,
+    EnsureQuotas,
+    CreateBackup,
+    Restart,
+    HealthGate,
+    PruneBackups,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::EnsureEnvFile => "ensure_env_file",
+            StepKind::EnsureConfigFile => "ensure_config_file",
+            StepKind::EnsureRetention => "ensure_retention",
+            StepKind::EnsureQuotas => "ensure_quotas",
+            StepKind::CreateBackup => "create_backup",
+            StepKind::Restart => "restart",
+            StepKind::HealthGate => "health_gate",
+            StepKind::PruneBackups => "prune_backups",
+        }
+    }
+}
+
+/// One step of the plan, in order. Each is idempotent and has an undo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Step {
+    pub index: u32,
+    pub kind: StepKind,
+    /// A file path, a URL or a command, for people.
+    pub target: String,
+    pub addresses: Vec<String>,
+    pub operations: Vec<Operation>,
+}
+
+/// One edit inside a step. Values of sensitive addresses are never here: the executor reads them
+/// from the desired state (whose hash the plan pins) or generates them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    /// Set a `.env` or `config.txt` entry.
+    Set {
+        address: String,
+        /// The value, when it is not sensitive.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+        /// How a sensitive value is obtained: `desired` (from the YAML or its source) or
+        /// `generate` (made during apply).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<SecretOperation>,
+    },
+    /// Remove a `.env` or `config.txt` entry that tldw-ops managed and the YAML dropped.
+    Remove { address: String },
+    /// Set a user's storage quota through the admin API.
+    SetQuota {
+        address: String,
+        username: String,
+        quota_mb: Option<u64>,
+    },
+    /// Set a retention policy through the admin API (preview, then signed PUT).
+    SetRetention {
+        address: String,
+        policy_key: String,
+        current_days: Option<u64>,
+        days: u64,
+    },
+    /// Run a command.
+    Run { argv: Vec<String> },
+    /// Check an HTTP endpoint.
+    Check {
+        url: String,
+        expect_status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_json: Option<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// Create a backup set.
+    CreateBackup { set_id: String },
+    /// Delete a backup set the keep policy released.
+    PruneBackup { set_id: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub struct SecretOperation {
+    /// `desired` or `generate`.
+    pub from: SecretFrom,
+    /// Move the old value to this key in the same write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_previous_as: Option<String>,
+    /// Fingerprint the new value must have (sourced secrets); checked before writing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretFrom {
+    Desired,
+    Generate,
+}
+
+/// The plan file's JSON Schema, as committed in `schemas/plan.schema.json`.
+pub fn schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&schemars::schema_for!(Plan))
+        .expect("the plan schema serialises");
+    text.push('\n');
+    text
+}

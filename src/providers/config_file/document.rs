@@ -1,0 +1,2095 @@
+//! Lossless reader and editor for tldw_server's `config.txt`.
+//!
+//! This module owns the INI text of that one file. It reads it exactly the way
+//! tldw_server does, with Python 3.11's `configparser.ConfigParser()` and its
+//! default options (strict, `=`/`:` delimiters, full-line `#`/`;` comments,
+//! blank lines kept inside values, `[DEFAULT]` fallback, `%` interpolation),
+//! so that what [`IniDocument::get`] answers is what the server will see. Edits
+//! made through [`IniDocument::set`] and [`IniDocument::remove`] touch only the
+//! bytes of the options they change; everything else (comments, blank lines,
+//! order, key spelling, delimiter spacing, line endings, a missing final
+//! newline, a byte-order mark) is rendered back byte for byte.
+//!
+//! It must not do I/O: callers read the file, hand its text to
+//! [`IniDocument::parse`], and write [`IniDocument::render`] back however they
+//! see fit (atomically, with a backup, ...). It does not know which keys
+//! tldw_server uses or what their values mean, and its errors never quote
+//! option values, because `config.txt` holds API keys.
+
+use std::collections::HashMap;
+
+/// configparser's default section: its options are visible from every section.
+pub const DEFAULT_SECTION: &str = "DEFAULT";
+
+/// configparser's `MAX_INTERPOLATION_DEPTH`; deeper chains are reported as an
+/// error (this is how configparser catches reference cycles).
+const MAX_INTERPOLATION_DEPTH: usize = 10;
+
+const BOM: char = '\u{feff}';
+
+/// Why the text is not something tldw_server's configparser would accept.
+///
+/// Line numbers are 1-based and count `\n`, `\r\n` and a lone `\r` as line
+/// breaks, like Python's universal-newline file reading.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IniParseError {
+    #[error("line {line}: text before the first [section] header")]
+    MissingSectionHeader { line: usize },
+    /// The line's text is not included: a secret pasted on a line of its own must not reach
+    /// an error message.
+    #[error("line {line}: not a [section] header, a comment or a `key = value` option")]
+    InvalidLine { line: usize },
+    #[error("line {second_line}: section [{section}] is already defined at line {first_line}")]
+    DuplicateSection {
+        section: String,
+        first_line: usize,
+        second_line: usize,
+    },
+    #[error(
+        "line {second_line}: section [{second}] differs only by letter case from [{first}] \
+         at line {first_line}; section names are compared case-insensitively"
+    )]
+    AmbiguousSection {
+        first: String,
+        first_line: usize,
+        second: String,
+        second_line: usize,
+    },
+    #[error(
+        "line {second_line}: option {key:?} in section [{section}] is already set at line \
+         {first_line} (option names are case-insensitive)"
+    )]
+    DuplicateOption {
+        section: String,
+        key: String,
+        first_line: usize,
+        second_line: usize,
+    },
+}
+
+/// Why [`IniDocument::set`] or [`encode_value`] refused to write something.
+///
+/// Values themselves are never quoted: they may be secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IniValueError {
+    #[error(
+        "value for {} contains a line break (CR or LF); configparser would not read it back \
+         as the same value",
+        target(.section, .key)
+    )]
+    LineBreak { section: String, key: String },
+    #[error(
+        "value for {} starts or ends with whitespace, which configparser strips when reading",
+        target(.section, .key)
+    )]
+    SurroundingWhitespace { section: String, key: String },
+    #[error("cannot create section {section:?}: the name {reason}")]
+    InvalidSection {
+        section: String,
+        reason: &'static str,
+    },
+    #[error("cannot create option {key:?} in section [{section}]: the name {reason}")]
+    InvalidKey {
+        section: String,
+        key: String,
+        reason: &'static str,
+    },
+}
+
+fn target(section: &str, key: &str) -> String {
+    if section.is_empty() && key.is_empty() {
+        "an option".to_owned()
+    } else {
+        format!("[{section}] {key}")
+    }
+}
+
+impl IniValueError {
+    fn for_option(self, section: &str, key: &str) -> Self {
+        let (section, key) = (section.to_owned(), key.to_owned());
+        match self {
+            Self::LineBreak { .. } => Self::LineBreak { section, key },
+            Self::SurroundingWhitespace { .. } => Self::SurroundingWhitespace { section, key },
+            other => other,
+        }
+    }
+}
+
+/// Why a stored value cannot be expanded the way configparser's
+/// `BasicInterpolation` expands it (configparser raises on `get` too).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IniInterpolationError {
+    #[error(
+        "[{section}] {key}: a '%' in its value, or in a value it references, is followed by \
+         neither '%' nor '(name)s' (a literal percent sign is written '%%')"
+    )]
+    Syntax { section: String, key: String },
+    #[error("[{section}] {key}: %({reference})s names no option in [{section}] or [DEFAULT]")]
+    MissingReference {
+        section: String,
+        key: String,
+        reference: String,
+    },
+    #[error(
+        "[{section}] {key}: %(name)s references nest deeper than {MAX_INTERPOLATION_DEPTH} levels \
+         (a reference cycle?)"
+    )]
+    TooDeep { section: String, key: String },
+}
+
+/// One option as it is stored in the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IniEntry<'a> {
+    /// Section name as written in its header.
+    pub section: &'a str,
+    /// Option name as written (configparser itself only sees it lower-cased).
+    pub key: &'a str,
+    /// The value as configparser holds it before interpolation: stripped, with
+    /// continuation lines joined by `\n` and trailing blank lines dropped.
+    pub raw_value: String,
+    /// 1-based line of the option's first line in the current rendering.
+    pub line: usize,
+}
+
+/// A parsed `config.txt` that can be edited and rendered back losslessly.
+#[derive(Debug, Clone)]
+pub struct IniDocument {
+    /// The text as parsed; untouched pieces are slices of it.
+    source: String,
+    /// Line break used where there is no neighbouring line to copy one from.
+    newline: &'static str,
+    has_bom: bool,
+    /// BOM plus comments and blank lines before the first header.
+    preamble: Piece,
+    sections: Vec<Section>,
+    /// Lower-cased section name -> index into `sections`.
+    by_name: HashMap<String, usize>,
+    /// The section named exactly `DEFAULT` (configparser compares it case-sensitively).
+    default_section: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct Section {
+    name: Str,
+    header: Piece,
+    /// Comments and blank lines between the header and the first option.
+    leading: Piece,
+    options: Vec<OptionNode>,
+    /// Lower-cased option name -> index into `options`.
+    by_key: HashMap<String, usize>,
+    /// Line breaks in the header, `leading` and all options, so that line
+    /// numbers can be found without scanning the text.
+    breaks: usize,
+}
+
+#[derive(Debug, Clone)]
+struct OptionNode {
+    key: Str,
+    raw_value: Str,
+    /// The option line, its continuation lines, and the comments and blank
+    /// lines between them: everything `set` replaces and `remove` deletes.
+    text: Piece,
+    /// Comments and blank lines after the value, up to the next option or
+    /// header. They belong to whatever follows, so edits leave them alone.
+    trailing: Piece,
+}
+
+/// Text that is either still a slice of the parsed source or was written by an edit.
+#[derive(Debug, Clone)]
+enum Str {
+    Source { start: usize, end: usize },
+    Owned(String),
+}
+
+impl Str {
+    fn as_str<'a>(&'a self, source: &'a str) -> &'a str {
+        match self {
+            Str::Source { start, end } => &source[*start..*end],
+            Str::Owned(text) => text,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Str::Source { start, end } => start == end,
+            Str::Owned(text) => text.is_empty(),
+        }
+    }
+}
+
+/// A run of whole lines of the document (only the last line of the file may
+/// lack its line break), with its line-break count cached.
+#[derive(Debug, Clone)]
+struct Piece {
+    text: Str,
+    breaks: usize,
+}
+
+impl Piece {
+    fn empty() -> Self {
+        Piece {
+            text: Str::Source { start: 0, end: 0 },
+            breaks: 0,
+        }
+    }
+
+    fn source(source: &str, start: usize, end: usize) -> Self {
+        Piece {
+            text: Str::Source { start, end },
+            breaks: count_breaks(&source[start..end]),
+        }
+    }
+
+    fn owned(text: String) -> Self {
+        let breaks = count_breaks(&text);
+        Piece {
+            text: Str::Owned(text),
+            breaks,
+        }
+    }
+
+    fn as_str<'a>(&'a self, source: &'a str) -> &'a str {
+        self.text.as_str(source)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    fn push_str(&mut self, source: &str, tail: &str) {
+        let mut text = String::with_capacity(self.as_str(source).len() + tail.len());
+        text.push_str(self.as_str(source));
+        text.push_str(tail);
+        *self = Piece::owned(text);
+    }
+}
+
+impl Section {
+    fn recount(&mut self) {
+        self.breaks = self.header.breaks
+            + self.leading.breaks
+            + self
+                .options
+                .iter()
+                .map(|o| o.text.breaks + o.trailing.breaks)
+                .sum::<usize>();
+    }
+}
+
+/// Python's `str.isspace()`, which is also what `str.strip()` and the regex
+/// `\s` use: Unicode White_Space plus the four ASCII information separators.
+fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+fn py_strip(s: &str) -> &str {
+    s.trim_matches(is_py_space)
+}
+
+/// configparser's `optionxform` (`str.lower`). Rust implements the same full
+/// Unicode lower-casing (including U+0130 and final sigma).
+fn py_lower(s: &str) -> String {
+    s.to_lowercase()
+}
+
+fn leading_space(s: &str) -> &str {
+    &s[..s.len() - s.trim_start_matches(is_py_space).len()]
+}
+
+fn count_breaks(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
+        .count()
+}
+
+fn line_terminator(s: &str) -> &'static str {
+    if s.ends_with("\r\n") {
+        "\r\n"
+    } else if s.ends_with('\n') {
+        "\n"
+    } else if s.ends_with('\r') {
+        "\r"
+    } else {
+        ""
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    &s[..s.find(['\r', '\n']).unwrap_or(s.len())]
+}
+
+/// The last line of `s` without its terminator.
+fn last_line(s: &str) -> &str {
+    let body = &s[..s.len() - line_terminator(s).len()];
+    match body.rfind(['\r', '\n']) {
+        Some(i) => &body[i + 1..],
+        None => body,
+    }
+}
+
+struct LineSpan {
+    start: usize,
+    content_end: usize,
+    end: usize,
+}
+
+/// Lines as Python's universal-newline reading sees them: `\r\n`, `\r` and
+/// `\n` all end a line (tldw_server reads the file with `ConfigParser.read`).
+fn line_spans(text: &str, from: usize) -> impl Iterator<Item = LineSpan> + '_ {
+    let bytes = text.as_bytes();
+    let mut pos = from;
+    std::iter::from_fn(move || {
+        if pos >= bytes.len() {
+            return None;
+        }
+        let start = pos;
+        let (content_end, end) = match bytes[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        {
+            None => (bytes.len(), bytes.len()),
+            Some(offset) => {
+                let at = start + offset;
+                if bytes[at] == b'\r' && bytes.get(at + 1) == Some(&b'\n') {
+                    (at, at + 2)
+                } else {
+                    (at, at + 1)
+                }
+            }
+        };
+        pos = end;
+        Some(LineSpan {
+            start,
+            content_end,
+            end,
+        })
+    })
+}
+
+/// The option being read: configparser keeps appending lines to it until a
+/// line that is neither blank, a comment, nor indented deeper shows up.
+struct OpenOption<'t> {
+    key: (usize, usize),
+    first_value: (usize, usize),
+    more_value: Vec<&'t str>,
+    text_start: usize,
+}
+
+impl OpenOption<'_> {
+    /// `'\n'.join(lines).rstrip()`: continuation lines are stripped and never
+    /// end in whitespace, so only trailing blank lines can go.
+    fn raw_value(mut self, text: &str) -> Str {
+        while self.more_value.last() == Some(&"") {
+            self.more_value.pop();
+        }
+        let (start, end) = self.first_value;
+        if self.more_value.is_empty() {
+            return Str::Source { start, end };
+        }
+        Str::Owned(format!(
+            "{}\n{}",
+            &text[start..end],
+            self.more_value.join("\n")
+        ))
+    }
+}
+
+impl IniDocument {
+    /// Reads `text` the way tldw_server's `configparser.ConfigParser().read()`
+    /// does, keeping every byte for [`render`](Self::render).
+    ///
+    /// Deliberate differences from configparser: a leading UTF-8 byte-order
+    /// mark is skipped (see [`has_bom`](Self::has_bom)); two sections whose
+    /// names differ only by case are an error; a repeated `[DEFAULT]` header is
+    /// a duplicate section (configparser merges it); and the first problem is
+    /// reported even where configparser would report a later fatal one first.
+    pub fn parse(text: &str) -> Result<IniDocument, IniParseError> {
+        let body_start = if text.starts_with(BOM) {
+            BOM.len_utf8()
+        } else {
+            0
+        };
+        let mut preamble = None;
+        let mut sections: Vec<Section> = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut section_lines: Vec<usize> = Vec::new();
+        // Duplicate sections are errors, so duplicate options can only occur
+        // within the section being read: its option lines are enough.
+        let mut option_lines: Vec<usize> = Vec::new();
+        let mut open: Option<OpenOption<'_>> = None;
+        let mut indent_level = 0usize;
+        // End of the last header, option or continuation line: comments and
+        // blank lines after it belong to it until something significant comes.
+        let mut trivia_start = 0usize;
+
+        for (index, span) in line_spans(text, body_start).enumerate() {
+            let line = index + 1;
+            let content = &text[span.start..span.content_end];
+            let stripped = py_strip(content);
+            if stripped.starts_with(['#', ';']) {
+                continue;
+            }
+            if stripped.is_empty() {
+                if let Some(option) = open.as_mut() {
+                    option.more_value.push("");
+                }
+                continue;
+            }
+            let indent = content.chars().take_while(|&c| is_py_space(c)).count();
+            if let Some(option) = open.as_mut()
+                && indent > indent_level
+            {
+                option.more_value.push(stripped);
+                trivia_start = span.end;
+                continue;
+            }
+            indent_level = indent;
+            close_trivia(
+                text,
+                &mut preamble,
+                &mut sections,
+                open.take(),
+                trivia_start,
+                span.start,
+            );
+            trivia_start = span.end;
+            let stripped_start =
+                span.start + (content.len() - content.trim_start_matches(is_py_space).len());
+
+            if let Some(name) = section_header(stripped) {
+                let lower = py_lower(name);
+                if let Some(&existing) = by_name.get(&lower) {
+                    let first = sections[existing].name.as_str(text);
+                    return Err(if first == name {
+                        IniParseError::DuplicateSection {
+                            section: name.to_owned(),
+                            first_line: section_lines[existing],
+                            second_line: line,
+                        }
+                    } else {
+                        IniParseError::AmbiguousSection {
+                            first: first.to_owned(),
+                            first_line: section_lines[existing],
+                            second: name.to_owned(),
+                            second_line: line,
+                        }
+                    });
+                }
+                by_name.insert(lower, sections.len());
+                section_lines.push(line);
+                option_lines.clear();
+                sections.push(Section {
+                    name: Str::Source {
+                        start: stripped_start + 1,
+                        end: stripped_start + 1 + name.len(),
+                    },
+                    header: Piece::source(text, span.start, span.end),
+                    leading: Piece::empty(),
+                    options: Vec::new(),
+                    by_key: HashMap::new(),
+                    breaks: 0,
+                });
+                continue;
+            }
+
+            let Some(section) = sections.last_mut() else {
+                return Err(IniParseError::MissingSectionHeader { line });
+            };
+            let Some(delimiter) = stripped.find(['=', ':']) else {
+                return Err(IniParseError::InvalidLine { line });
+            };
+            let key = stripped[..delimiter].trim_end_matches(is_py_space);
+            if key.is_empty() {
+                return Err(IniParseError::InvalidLine { line });
+            }
+            let lower = py_lower(key);
+            if let Some(&existing) = section.by_key.get(&lower) {
+                return Err(IniParseError::DuplicateOption {
+                    section: section.name.as_str(text).to_owned(),
+                    key: key.to_owned(),
+                    first_line: option_lines[existing],
+                    second_line: line,
+                });
+            }
+            section.by_key.insert(lower, section.options.len());
+            option_lines.push(line);
+            let after = &stripped[delimiter + 1..];
+            let value = after.trim_start_matches(is_py_space);
+            let value_start = stripped_start + delimiter + 1 + (after.len() - value.len());
+            open = Some(OpenOption {
+                key: (stripped_start, stripped_start + key.len()),
+                first_value: (value_start, value_start + value.len()),
+                more_value: Vec::new(),
+                text_start: span.start,
+            });
+        }
+        close_trivia(
+            text,
+            &mut preamble,
+            &mut sections,
+            open.take(),
+            trivia_start,
+            text.len(),
+        );
+        for section in &mut sections {
+            section.recount();
+        }
+        let default_section = sections
+            .iter()
+            .position(|s| s.name.as_str(text) == DEFAULT_SECTION);
+        Ok(IniDocument {
+            source: text.to_owned(),
+            newline: first_line_break(text),
+            has_bom: body_start > 0,
+            preamble: preamble
+                .expect("close_trivia sets the preamble at the first header or at the end"),
+            sections,
+            by_name,
+            default_section,
+        })
+    }
+
+    /// Whether the text starts with a UTF-8 byte-order mark. It is kept on
+    /// render, but tldw_server reads `config.txt` without `utf-8-sig`, so
+    /// configparser itself would reject such a file (line 1 would not start
+    /// with `[`); callers may want to warn.
+    pub fn has_bom(&self) -> bool {
+        self.has_bom
+    }
+
+    /// The value tldw_server would get from `config.get(section, key)`:
+    /// `%%` and `%(name)s` expanded, options of `[DEFAULT]` visible from every
+    /// section. Section and key are matched case-insensitively. `Ok(None)` if
+    /// the section or the option does not exist.
+    pub fn get(&self, section: &str, key: &str) -> Result<Option<String>, IniInterpolationError> {
+        let Some(index) = self.find_section(section) else {
+            return Ok(None);
+        };
+        let Some((key, raw)) = self.lookup(index, &py_lower(key)) else {
+            return Ok(None);
+        };
+        let mut value = String::with_capacity(raw.len());
+        self.interpolate(index, key, raw, &mut value, 1)?;
+        Ok(Some(value))
+    }
+
+    /// The option physically present in `section` (no `[DEFAULT]` fallback,
+    /// since this is the line that `set` and `remove` would touch).
+    pub fn entry(&self, section: &str, key: &str) -> Option<IniEntry<'_>> {
+        let index = self.find_section(section)?;
+        let option = *self.sections[index].by_key.get(&py_lower(key))?;
+        let mut line = 1 + self.preamble.breaks;
+        line += self.sections[..index]
+            .iter()
+            .map(|s| s.breaks)
+            .sum::<usize>();
+        let section = &self.sections[index];
+        line += section.header.breaks + section.leading.breaks;
+        line += section.options[..option]
+            .iter()
+            .map(|o| o.text.breaks + o.trailing.breaks)
+            .sum::<usize>();
+        Some(self.make_entry(section, &section.options[option], line))
+    }
+
+    /// Every option in file order, `[DEFAULT]` included where it stands.
+    pub fn entries(&self) -> impl Iterator<Item = IniEntry<'_>> {
+        let mut section_line = 1 + self.preamble.breaks;
+        self.sections.iter().flat_map(move |section| {
+            let mut line = section_line + section.header.breaks + section.leading.breaks;
+            section_line += section.breaks;
+            section.options.iter().map(move |option| {
+                let entry = self.make_entry(section, option, line);
+                line += option.text.breaks + option.trailing.breaks;
+                entry
+            })
+        })
+    }
+
+    /// Section names as written, in file order. Unlike configparser's
+    /// `sections()`, this includes `DEFAULT` when the file has that header.
+    pub fn sections(&self) -> impl Iterator<Item = &str> {
+        self.sections.iter().map(|s| s.name.as_str(&self.source))
+    }
+
+    /// Sets `key` in `section` to `value`, which `get` will then return
+    /// verbatim (`%` is written as `%%`).
+    ///
+    /// An existing option keeps its spelling, indentation and delimiter
+    /// spacing; only its value text changes, and a multi-line value (with the
+    /// comments and blank lines inside it) becomes one line. Setting the value
+    /// it already has changes nothing. A new option goes right after the last
+    /// option of the section (before the comments that lead into the next
+    /// section), a new section at the end of the file after a blank line.
+    /// Section and key are matched case-insensitively.
+    pub fn set(&mut self, section: &str, key: &str, value: &str) -> Result<(), IniValueError> {
+        let encoded = encode_value(value).map_err(|e| e.for_option(section, key))?;
+        let lower = py_lower(key);
+        match self.find_section(section) {
+            Some(index) => match self.sections[index].by_key.get(&lower) {
+                Some(&option) => self.replace_value(index, option, encoded),
+                None => {
+                    validate_key(section, key)?;
+                    self.append_option(index, key, lower, encoded);
+                }
+            },
+            None => {
+                validate_section(section)?;
+                validate_key(section, key)?;
+                self.append_section(section, key, lower, encoded);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the lines of `key` in `section` (not a `[DEFAULT]` option it
+    /// may inherit). Comments around it stay. Returns whether it existed.
+    pub fn remove(&mut self, section: &str, key: &str) -> bool {
+        let Some(index) = self.find_section(section) else {
+            return false;
+        };
+        let source = &self.source;
+        let section = &mut self.sections[index];
+        let Some(option) = section.by_key.remove(&py_lower(key)) else {
+            return false;
+        };
+        let removed = section.options.remove(option);
+        for position in section.by_key.values_mut() {
+            if *position > option {
+                *position -= 1;
+            }
+        }
+        let trailing = removed.trailing.as_str(source);
+        if !trailing.is_empty() {
+            let (before, slot) = match option.checked_sub(1) {
+                Some(previous) => {
+                    let previous = &mut section.options[previous];
+                    (&mut previous.text, &mut previous.trailing)
+                }
+                None => (&mut section.header, &mut section.leading),
+            };
+            // A lone-CR line end followed by an LF blank line would fuse into
+            // one CRLF break and swallow that blank line: make it CRLF first.
+            let neighbour = if slot.is_empty() { before } else { &mut *slot };
+            if neighbour.as_str(source).ends_with('\r') && trailing.starts_with('\n') {
+                neighbour.push_str(source, "\n");
+            }
+            slot.push_str(source, trailing);
+        }
+        section.recount();
+        true
+    }
+
+    /// The document as text: byte-identical to the parsed input when nothing
+    /// was changed.
+    pub fn render(&self) -> String {
+        let source = self.source.as_str();
+        let mut out = String::with_capacity(source.len() + 256);
+        out.push_str(self.preamble.as_str(source));
+        for section in &self.sections {
+            out.push_str(section.header.as_str(source));
+            out.push_str(section.leading.as_str(source));
+            for option in &section.options {
+                out.push_str(option.text.as_str(source));
+                out.push_str(option.trailing.as_str(source));
+            }
+        }
+        out
+    }
+
+    fn find_section(&self, name: &str) -> Option<usize> {
+        self.by_name.get(&py_lower(name)).copied()
+    }
+
+    /// configparser's lookup chain for a lower-cased key: the section, then
+    /// `[DEFAULT]`. Returns the key as written and the raw value.
+    fn lookup(&self, section: usize, lower: &str) -> Option<(&str, &str)> {
+        let source = self.source.as_str();
+        std::iter::once(section)
+            .chain(self.default_section)
+            .find_map(|index| {
+                let section = &self.sections[index];
+                let option = &section.options[*section.by_key.get(lower)?];
+                Some((option.key.as_str(source), option.raw_value.as_str(source)))
+            })
+    }
+
+    fn make_entry<'a>(
+        &'a self,
+        section: &'a Section,
+        option: &'a OptionNode,
+        line: usize,
+    ) -> IniEntry<'a> {
+        IniEntry {
+            section: section.name.as_str(&self.source),
+            key: option.key.as_str(&self.source),
+            raw_value: option.raw_value.as_str(&self.source).to_owned(),
+            line,
+        }
+    }
+
+    /// configparser's `BasicInterpolation._interpolate_some`: references are
+    /// looked up in the requested section (then `[DEFAULT]`) at every depth.
+    fn interpolate(
+        &self,
+        section: usize,
+        key: &str,
+        mut rest: &str,
+        out: &mut String,
+        depth: usize,
+    ) -> Result<(), IniInterpolationError> {
+        let section_name = || self.sections[section].name.as_str(&self.source).to_owned();
+        let syntax_error = || IniInterpolationError::Syntax {
+            section: section_name(),
+            key: key.to_owned(),
+        };
+        if depth > MAX_INTERPOLATION_DEPTH {
+            return Err(IniInterpolationError::TooDeep {
+                section: section_name(),
+                key: key.to_owned(),
+            });
+        }
+        while let Some(percent) = rest.find('%') {
+            out.push_str(&rest[..percent]);
+            rest = &rest[percent..];
+            let advance = match rest.as_bytes().get(1) {
+                Some(b'%') => {
+                    out.push('%');
+                    2
+                }
+                Some(b'(') => {
+                    // `%\(([^)]+)\)s`: the name runs to the first `)`.
+                    let close = rest[2..]
+                        .find(')')
+                        .map(|i| i + 2)
+                        .ok_or_else(syntax_error)?;
+                    if close == 2 || rest.as_bytes().get(close + 1) != Some(&b's') {
+                        return Err(syntax_error());
+                    }
+                    let reference = py_lower(&rest[2..close]);
+                    let Some((_, value)) = self.lookup(section, &reference) else {
+                        return Err(IniInterpolationError::MissingReference {
+                            section: section_name(),
+                            key: key.to_owned(),
+                            reference,
+                        });
+                    };
+                    if value.contains('%') {
+                        self.interpolate(section, key, value, out, depth + 1)?;
+                    } else {
+                        out.push_str(value);
+                    }
+                    close + 2
+                }
+                _ => return Err(syntax_error()),
+            };
+            rest = &rest[advance..];
+        }
+        out.push_str(rest);
+        Ok(())
+    }
+
+    fn replace_value(&mut self, index: usize, option: usize, encoded: String) {
+        let source = self.source.as_str();
+        let section = &mut self.sections[index];
+        let node = &mut section.options[option];
+        if node.raw_value.as_str(source) == encoded {
+            return;
+        }
+        let text = node.text.as_str(source);
+        let line = first_line(text);
+        let delimiter = line
+            .find(['=', ':'])
+            .expect("a parsed or written option line always has a delimiter");
+        let after = &line[delimiter + 1..];
+        let spacing_after = leading_space(after);
+        let had_value = spacing_after.len() < after.len();
+        let mut new_text = String::with_capacity(line.len() + encoded.len() + 2);
+        new_text.push_str(&line[..=delimiter]);
+        if !encoded.is_empty() {
+            if had_value {
+                new_text.push_str(spacing_after);
+            } else if line[..delimiter].ends_with(is_py_space) || line.as_bytes()[delimiter] == b':'
+            {
+                // `key =` or `key:` that was empty: match the usual `key = value` look.
+                new_text.push(' ');
+            }
+            new_text.push_str(&encoded);
+        }
+        new_text.push_str(line_terminator(text));
+        node.text = Piece::owned(new_text);
+        node.raw_value = Str::Owned(encoded);
+        section.recount();
+    }
+
+    fn append_option(&mut self, index: usize, key: &str, lower: String, encoded: String) {
+        let source = self.source.as_str();
+        // The new line must not continue the previous option (so no deeper than
+        // it) and must not turn the next line into its own continuation (so no
+        // shallower than it): the last option's indentation satisfies both, and
+        // after a bare header only the next header's indentation matters.
+        let indent = match self.sections[index].options.last() {
+            Some(last) => leading_space(last.text.as_str(source)).to_owned(),
+            None => self
+                .sections
+                .get(index + 1)
+                .map(|next| leading_space(next.header.as_str(source)).to_owned())
+                .unwrap_or_default(),
+        };
+        let newline = self.newline;
+        let section = &mut self.sections[index];
+        let (anchor, slot) = match section.options.last_mut() {
+            Some(last) => (&mut last.text, &mut last.trailing),
+            None => (&mut section.header, &mut section.leading),
+        };
+        let trailing = std::mem::replace(slot, Piece::empty());
+        let mut text = indent;
+        text.push_str(&option_line(key, &encoded));
+        match line_terminator(anchor.as_str(source)) {
+            // The anchor is the last line of a file without a final newline:
+            // keep it that way by moving the missing break in front of us.
+            "" => anchor.push_str(source, newline),
+            terminator => text.push_str(terminator),
+        }
+        section.options.push(OptionNode {
+            key: Str::Owned(key.to_owned()),
+            raw_value: Str::Owned(encoded),
+            text: Piece::owned(text),
+            trailing,
+        });
+        section.by_key.insert(lower, section.options.len() - 1);
+        section.recount();
+    }
+
+    fn append_section(&mut self, name: &str, key: &str, lower: String, encoded: String) {
+        let source = self.source.as_str();
+        let mut newline = self.newline;
+        let mut final_newline = true;
+        let only_bom = self.sections.is_empty()
+            && self
+                .preamble
+                .as_str(source)
+                .strip_prefix(BOM)
+                .unwrap_or(self.preamble.as_str(source))
+                .is_empty();
+        if !only_bom {
+            let last = last_nonempty_piece(&mut self.preamble, &mut self.sections)
+                .expect("a document with content has a non-empty piece");
+            match line_terminator(last.as_str(source)) {
+                "" => {
+                    last.push_str(source, newline);
+                    final_newline = false;
+                }
+                // Copy the last line's break: a lone CR followed by our LF
+                // would fuse into one CRLF.
+                terminator => newline = terminator,
+            }
+            let blank_already = py_strip(last_line(last.as_str(source))).is_empty();
+            if !blank_already {
+                let slot = match self.sections.last_mut() {
+                    Some(section) => match section.options.last_mut() {
+                        Some(option) => &mut option.trailing,
+                        None => &mut section.leading,
+                    },
+                    None => &mut self.preamble,
+                };
+                slot.push_str(source, newline);
+            }
+            if let Some(section) = self.sections.last_mut() {
+                section.recount();
+            }
+        }
+        let mut text = option_line(key, &encoded);
+        if final_newline {
+            text.push_str(newline);
+        }
+        let mut section = Section {
+            name: Str::Owned(name.to_owned()),
+            header: Piece::owned(format!("[{name}]{newline}")),
+            leading: Piece::empty(),
+            options: vec![OptionNode {
+                key: Str::Owned(key.to_owned()),
+                raw_value: Str::Owned(encoded),
+                text: Piece::owned(text),
+                trailing: Piece::empty(),
+            }],
+            by_key: HashMap::from([(lower, 0)]),
+            breaks: 0,
+        };
+        section.recount();
+        if name == DEFAULT_SECTION {
+            self.default_section = Some(self.sections.len());
+        }
+        self.by_name.insert(py_lower(name), self.sections.len());
+        self.sections.push(section);
+    }
+}
+
+/// Gives the trivia between the last significant line and `upto` to whatever
+/// that line was, and files the option that was open.
+fn close_trivia(
+    text: &str,
+    preamble: &mut Option<Piece>,
+    sections: &mut [Section],
+    open: Option<OpenOption<'_>>,
+    trivia_start: usize,
+    upto: usize,
+) {
+    let Some(section) = sections.last_mut() else {
+        *preamble = Some(Piece::source(text, 0, upto));
+        return;
+    };
+    let trivia = Piece::source(text, trivia_start, upto);
+    match open {
+        Some(option) => {
+            let node = OptionNode {
+                key: Str::Source {
+                    start: option.key.0,
+                    end: option.key.1,
+                },
+                text: Piece::source(text, option.text_start, trivia_start),
+                raw_value: option.raw_value(text),
+                trailing: trivia,
+            };
+            section.options.push(node);
+        }
+        None => section.leading = trivia,
+    }
+}
+
+fn last_nonempty_piece<'a>(
+    preamble: &'a mut Piece,
+    sections: &'a mut [Section],
+) -> Option<&'a mut Piece> {
+    // Every header is non-empty, so the search never leaves the last section.
+    let Some(section) = sections.last_mut() else {
+        return (!preamble.is_empty()).then_some(preamble);
+    };
+    for option in section.options.iter_mut().rev() {
+        if !option.trailing.is_empty() {
+            return Some(&mut option.trailing);
+        }
+        if !option.text.is_empty() {
+            return Some(&mut option.text);
+        }
+    }
+    if !section.leading.is_empty() {
+        return Some(&mut section.leading);
+    }
+    Some(&mut section.header)
+}
+
+/// configparser's `SECTCRE` (`\[(?P<header>.+)\]`, matched at the start):
+/// the greedy `.+` runs to the last `]`, and anything after it is ignored.
+fn section_header(stripped: &str) -> Option<&str> {
+    let rest = stripped.strip_prefix('[')?;
+    let close = rest.rfind(']')?;
+    (close > 0).then(|| &rest[..close])
+}
+
+fn first_line_break(text: &str) -> &'static str {
+    match text.find(['\r', '\n']) {
+        Some(i) if text[i..].starts_with("\r\n") => "\r\n",
+        Some(i) if text[i..].starts_with('\r') => "\r",
+        _ => "\n",
+    }
+}
+
+fn option_line(key: &str, encoded: &str) -> String {
+    if encoded.is_empty() {
+        format!("{key} =")
+    } else {
+        format!("{key} = {encoded}")
+    }
+}
+
+/// Encodes `value` so that configparser's `get` returns it unchanged: `%`
+/// becomes `%%`. Refuses what configparser cannot give back: line breaks
+/// (they would end the option) and leading or trailing whitespace (it is
+/// stripped on read, by Python's definition of whitespace).
+pub fn encode_value(value: &str) -> Result<String, IniValueError> {
+    if value.contains(['\n', '\r']) {
+        return Err(IniValueError::LineBreak {
+            section: String::new(),
+            key: String::new(),
+        });
+    }
+    if value.starts_with(is_py_space) || value.ends_with(is_py_space) {
+        return Err(IniValueError::SurroundingWhitespace {
+            section: String::new(),
+            key: String::new(),
+        });
+    }
+    Ok(value.replace('%', "%%"))
+}
+
+fn validate_section(section: &str) -> Result<(), IniValueError> {
+    let reason = if section.is_empty() {
+        "is empty"
+    } else if section.contains(['\n', '\r']) {
+        "contains a line break"
+    } else if section.contains(['[', ']']) {
+        "contains '[' or ']'"
+    } else if section.contains(['=', ':']) {
+        "contains '=' or ':'"
+    } else if section.starts_with(is_py_space) || section.ends_with(is_py_space) {
+        "starts or ends with whitespace"
+    } else if section != DEFAULT_SECTION && py_lower(section) == "default" {
+        "differs from DEFAULT only by case, and configparser would treat it as an ordinary section"
+    } else {
+        return Ok(());
+    };
+    Err(IniValueError::InvalidSection {
+        section: section.to_owned(),
+        reason,
+    })
+}
+
+fn validate_key(section: &str, key: &str) -> Result<(), IniValueError> {
+    let reason = if key.is_empty() {
+        "is empty"
+    } else if key.contains(['\n', '\r']) {
+        "contains a line break"
+    } else if key.contains(['=', ':']) {
+        "contains '=' or ':', which configparser reads as the delimiter"
+    } else if key.contains(['[', ']']) {
+        "contains '[' or ']'"
+    } else if key.starts_with(['#', ';']) {
+        "starts with a comment character"
+    } else if key.starts_with(is_py_space) || key.ends_with(is_py_space) {
+        "starts or ends with whitespace"
+    } else {
+        return Ok(());
+    };
+    Err(IniValueError::InvalidKey {
+        section: section.to_owned(),
+        key: key.to_owned(),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    // Real tldw_server files; repoint these two paths when moving the module.
+    const FIXTURE: &str = include_str!("../../../fixtures/tldw_server/config.txt");
+    const FIXTURE_2025_06: &str = include_str!("../../../fixtures/tldw_server/config.txt.2025-06");
+
+    fn parse(text: &str) -> IniDocument {
+        IniDocument::parse(text).unwrap_or_else(|e| panic!("{e}\n--- input ---\n{text:?}"))
+    }
+
+    fn set(text: &str, section: &str, key: &str, value: &str) -> String {
+        let mut doc = parse(text);
+        doc.set(section, key, value).unwrap();
+        doc.render()
+    }
+
+    /// (section, key lower-cased, raw value) in file order: what configparser holds.
+    fn raw_entries(doc: &IniDocument) -> Vec<(String, String, String)> {
+        doc.entries()
+            .map(|e| (e.section.to_owned(), e.key.to_lowercase(), e.raw_value))
+            .collect()
+    }
+
+    fn error_kind(error: &IniParseError) -> (&'static str, usize) {
+        match *error {
+            IniParseError::MissingSectionHeader { line } => ("MissingSectionHeader", line),
+            IniParseError::InvalidLine { line, .. } => ("InvalidLine", line),
+            IniParseError::DuplicateSection { second_line, .. } => {
+                ("DuplicateSection", second_line)
+            }
+            IniParseError::AmbiguousSection { second_line, .. } => {
+                ("AmbiguousSection", second_line)
+            }
+            IniParseError::DuplicateOption { second_line, .. } => ("DuplicateOption", second_line),
+        }
+    }
+
+    fn get_or_error(doc: &IniDocument, section: &str, key: &str) -> String {
+        match doc.get(section, key) {
+            Ok(Some(value)) => value,
+            Ok(None) => "!None".to_owned(),
+            Err(IniInterpolationError::Syntax { .. }) => "!Syntax".to_owned(),
+            Err(IniInterpolationError::TooDeep { .. }) => "!TooDeep".to_owned(),
+            Err(IniInterpolationError::MissingReference { reference, .. }) => {
+                format!("!Missing:{reference}")
+            }
+        }
+    }
+
+    // ---- round trips -------------------------------------------------------
+
+    #[test]
+    fn rendering_the_current_fixture_unedited_reproduces_it_byte_for_byte() {
+        assert_eq!(parse(FIXTURE).render(), FIXTURE);
+    }
+
+    #[test]
+    fn rendering_the_2025_06_fixture_unedited_reproduces_it_byte_for_byte() {
+        assert_eq!(parse(FIXTURE_2025_06).render(), FIXTURE_2025_06);
+    }
+
+    #[test]
+    fn odd_but_valid_files_round_trip_byte_for_byte() {
+        let cases = [
+            "",
+            "\n\n# only a comment\n",
+            "[s]\r\nk = v\r\n\r\n; c\r\n",
+            "[s]\nk = v",
+            "[s]\nk: v\nj :w\nl=x\n",
+            "[s]\nk = 1\n  two\n\n  # comment inside\n\n  three\n\nnext = 2\n",
+            "[DEFAULT]\nbase = /srv\n[s]\npath = %(base)s/x\n",
+            "[s] trailing text ] more\nk = v\n",
+            "[s]\n    ; indented comment\n\t# tab comment\nk = v\n",
+            "[s]\nempty =\nalso_empty:\nspaced =   \n",
+            "[s]\npercent = 100%%\n",
+            "\u{feff}[s]\nk = v\n",
+            "[s]\rk = v\r  w\r",
+            "[s]\nk = v\r\nj = w\rl = x",
+            "[s]\n  [t]\n   k = v\n",
+            "   \n[s]\n\u{a0}k\u{a0}=\u{a0}v\u{a0}\n",
+        ];
+        for case in cases {
+            assert_eq!(parse(case).render(), case, "{case:?}");
+        }
+    }
+
+    // ---- agreement with configparser ----------------------------------------
+
+    type Rows = &'static [(&'static str, &'static str, &'static str, &'static str)];
+
+    /// Each row was run through Python 3.11's `ConfigParser().read(path)` (the
+    /// call tldw_server makes); the comment shows what Python printed as
+    /// (section, key, raw value, `get` result) or (error, line).
+    #[test]
+    fn the_reader_agrees_with_python_configparser_on_tricky_inputs() {
+        let ok: &[(&str, Rows)] = &[
+            // [s a '1\nb\n\nc' '1\nb\n\nc'] [s d 2 2]
+            (
+                "[s]\na = 1\n  b\n\n  c\n\nd = 2\n",
+                &[("s", "a", "1\nb\n\nc", "1\nb\n\nc"), ("s", "d", "2", "2")],
+            ),
+            // a column-0 comment does not end a value: [s a '1\nb\nc']
+            (
+                "[s]\na = 1\n  # c\n  b\n; x\n  c\n",
+                &[("s", "a", "1\nb\nc", "1\nb\nc")],
+            ),
+            // the header runs to the last ']': section 's] trailing '
+            ("[s] trailing ] x\nk=v", &[("s] trailing ", "k", "v", "v")]),
+            // [a]=b is a header for 'a'; ':' is a delimiter
+            ("[a]=b\nk:v\n", &[("a", "k", "v", "v")]),
+            // the first delimiter splits: [s k 'v : w'] [s j 'a=b']
+            (
+                "[s]\nk : v : w\nj=a=b\n",
+                &[("s", "k", "v : w", "v : w"), ("s", "j", "a=b", "a=b")],
+            ),
+            // no inline comments
+            ("[s]\nk = a#b ;c\n", &[("s", "k", "a#b ;c", "a#b ;c")]),
+            (
+                "[s]\n  k = v\n    cont\n  j = w\n",
+                &[("s", "k", "v\ncont", "v\ncont"), ("s", "j", "w", "w")],
+            ),
+            // a tab counts as one column
+            ("[s]\n\tk=v\n \tx\n", &[("s", "k", "v\nx", "v\nx")]),
+            ("[s]\nk=\n  a\n  b\n", &[("s", "k", "\na\nb", "\na\nb")]),
+            // '[]' is no header, so '[]=x' is an option named '[]'
+            ("[s]\n[]=x\n", &[("s", "[]", "x", "x")]),
+            (
+                "[DEFAULT]\nx = 1\n[s]\ny = %(x)s/2\n",
+                &[("DEFAULT", "x", "1", "1"), ("s", "y", "%(x)s/2", "1/2")],
+            ),
+            ("[s]\np = 100%%\n", &[("s", "p", "100%%", "100%")]),
+            // InterpolationSyntaxError
+            ("[s]\np = 100%\n", &[("s", "p", "100%", "!Syntax")]),
+            // InterpolationMissingOptionError
+            (
+                "[s]\np = %(nope)s\n",
+                &[("s", "p", "%(nope)s", "!Missing:nope")],
+            ),
+            // InterpolationDepthError
+            (
+                "[s]\na = %(b)s\nb = %(a)s\n",
+                &[
+                    ("s", "a", "%(b)s", "!TooDeep"),
+                    ("s", "b", "%(a)s", "!TooDeep"),
+                ],
+            ),
+            // references go through optionxform
+            (
+                "[s]\nx = 5\np = %(X)s\n",
+                &[("s", "x", "5", "5"), ("s", "p", "%(X)s", "5")],
+            ),
+            ("[s]\r\nk = v\r\n  w\r\n", &[("s", "k", "v\nw", "v\nw")]),
+            // universal newlines: a lone CR ends a line
+            ("[s]\rk = v\r  w\r", &[("s", "k", "v\nw", "v\nw")]),
+            // a whitespace-only line is blank and kept inside the value
+            ("[s]\nk = v\n   \n  c\n", &[("s", "k", "v\n\nc", "v\n\nc")]),
+            ("[s]\nk = v\n\n\n", &[("s", "k", "v", "v")]),
+            // an indented header continues the value
+            ("[s]\nk = v\n  [t]\n", &[("s", "k", "v\n[t]", "v\n[t]")]),
+            // ...but not right after a header, which never has continuations
+            ("[s]\n  [t]\nk=v\n", &[("t", "k", "v", "v")]),
+            (
+                "[s]\n  My Key  =  val  \n",
+                &[("s", "my key", "val", "val")],
+            ),
+            // Python strips U+00A0 and U+001C too
+            ("[s]\nk =\u{a0}v\u{a0}\n", &[("s", "k", "v", "v")]),
+            ("[s]\nk = \u{1c}v\u{1c}\n", &[("s", "k", "v", "v")]),
+            (
+                "[s]\nk=v\n\u{c}\n  more\n",
+                &[("s", "k", "v\n\nmore", "v\n\nmore")],
+            ),
+            ("[s]\n;k = v\n#x\n", &[]),
+            ("[s]\nk = v\n    ;c\n", &[("s", "k", "v", "v")]),
+            // section names are not stripped
+            ("[ s ]\nk=v\n", &[(" s ", "k", "v", "v")]),
+            ("[s]\na:b=c\n", &[("s", "a", "b=c", "b=c")]),
+            (
+                "[s]\nk = v\n    a\n  b\n",
+                &[("s", "k", "v\na\nb", "v\na\nb")],
+            ),
+            // only CR and LF break lines; U+2028, NEL and VT stay in the value
+            (
+                "[s]\nk = a\u{2028}b\u{85}c\u{b}d\n",
+                &[(
+                    "s",
+                    "k",
+                    "a\u{2028}b\u{85}c\u{b}d",
+                    "a\u{2028}b\u{85}c\u{b}d",
+                )],
+            ),
+            (
+                "[s]\nk = v\n\n  # only comment\n\n",
+                &[("s", "k", "v", "v")],
+            ),
+            ("[s]\nk = \n\n\n  x\n", &[("s", "k", "\n\n\nx", "\n\n\nx")]),
+            // a shallower option line resets the indentation level
+            (
+                "[s]\n  a = 1\n b = 2\n  c\n",
+                &[("s", "a", "1", "1"), ("s", "b", "2\nc", "2\nc")],
+            ),
+            ("[s]\nk = %(x\n", &[("s", "k", "%(x", "!Syntax")]),
+            ("[s]\nk = %(x)d\n", &[("s", "k", "%(x)d", "!Syntax")]),
+            (
+                "[s]\nk = 50%% of %%(x)s\n",
+                &[("s", "k", "50%% of %%(x)s", "50% of %(x)s")],
+            ),
+            // references resolve in the requested section, even from [DEFAULT]
+            (
+                "[DEFAULT]\nb = %(c)s!\n[s]\nc = 3\na = %(b)s\n",
+                &[
+                    ("DEFAULT", "b", "%(c)s!", "!Missing:c"),
+                    ("s", "c", "3", "3"),
+                    ("s", "a", "%(b)s", "3!"),
+                ],
+            ),
+            ("[s]\nk=v\n[t]\n\n\n", &[("s", "k", "v", "v")]),
+        ];
+        for (input, rows) in ok {
+            let doc = parse(input);
+            let expected: Vec<_> = rows
+                .iter()
+                .map(|(s, k, raw, _)| (s.to_string(), k.to_string(), raw.to_string()))
+                .collect();
+            assert_eq!(raw_entries(&doc), expected, "{input:?}");
+            for (section, key, _, got) in rows.iter() {
+                assert_eq!(
+                    get_or_error(&doc, section, key),
+                    *got,
+                    "{input:?} [{section}] {key}"
+                );
+            }
+            assert_eq!(doc.render(), *input);
+        }
+
+        let errors: &[(&str, (&str, usize))] = &[
+            // DuplicateOptionError lineno=3 (option names are lower-cased first)
+            ("[s]\nK = 1\nk = 2\n", ("DuplicateOption", 3)),
+            // DuplicateSectionError lineno=2
+            ("[s]\n[s]\n", ("DuplicateSection", 2)),
+            ("k = v\n", ("MissingSectionHeader", 1)),
+            // '[]' is not a header
+            ("[]\n", ("MissingSectionHeader", 1)),
+            ("# c\n\n[s]\nnovalue\n", ("InvalidLine", 4)),
+            ("[s]\n= v\n", ("InvalidLine", 2)),
+            // an indented line right after a header is no continuation
+            ("[s]\n  x\n", ("InvalidLine", 2)),
+        ];
+        for (input, expected) in errors {
+            let error = IniDocument::parse(input).expect_err(input);
+            assert_eq!(error_kind(&error), *expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn where_the_reader_deliberately_differs_from_configparser_it_errs_on_the_safe_side() {
+        // Python reads [S] and [s] as two sections; here that is ambiguous.
+        let error = IniDocument::parse("[S]\nk = 1\n[s]\n").unwrap_err();
+        assert_eq!(
+            error,
+            IniParseError::AmbiguousSection {
+                first: "S".into(),
+                first_line: 1,
+                second: "s".into(),
+                second_line: 3
+            }
+        );
+        // Python merges repeated [DEFAULT] blocks; an editor could not say
+        // which one a new default belongs in.
+        let error = IniDocument::parse("[DEFAULT]\na=1\n[DEFAULT]\nb=2\n").unwrap_err();
+        assert_eq!(error_kind(&error), ("DuplicateSection", 3));
+        // Python (without utf-8-sig) rejects a BOM; we read past it and say so.
+        let doc = parse("\u{feff}[s]\nk=v\n");
+        assert!(doc.has_bom());
+        assert_eq!(doc.get("s", "k").unwrap().as_deref(), Some("v"));
+        assert!(!parse(FIXTURE).has_bom());
+    }
+
+    // ---- fixtures and lookups ---------------------------------------------
+
+    #[test]
+    fn the_current_fixture_has_its_54_sections_in_file_order() {
+        let doc = parse(FIXTURE);
+        let sections: Vec<_> = doc.sections().collect();
+        assert_eq!(sections.len(), 54);
+        assert_eq!(sections.first(), Some(&"Setup"));
+        assert_eq!(sections.last(), Some(&"persona.rbac"));
+        assert_eq!(doc.entries().count(), 948);
+        assert_eq!(parse(FIXTURE_2025_06).entries().count(), 403);
+    }
+
+    #[test]
+    fn the_dotted_persona_rbac_section_reads_and_edits_like_any_other() {
+        let mut doc = parse(FIXTURE);
+        assert_eq!(
+            doc.get("persona.rbac", "allow_export").unwrap().as_deref(),
+            Some("false")
+        );
+        doc.set("persona.rbac", "allow_export", "true").unwrap();
+        doc.set("Persona.RBAC", "allow_import", "true").unwrap();
+        let text = doc.render();
+        assert!(text.ends_with(
+            "[persona.rbac]\nallow_export = true\nallow_delete = false\nallow_import = true\n"
+        ));
+        let reparsed = parse(&text);
+        assert_eq!(
+            reparsed
+                .get("persona.rbac", "allow_import")
+                .unwrap()
+                .as_deref(),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn lookups_ignore_the_case_of_section_and_key() {
+        let doc = parse(FIXTURE);
+        let exact = doc.get("AuthNZ", "auth_mode").unwrap();
+        assert!(exact.is_some());
+        assert_eq!(doc.get("authnz", "AUTH_MODE").unwrap(), exact);
+        let entry = doc.entry("AUTHNZ", "Auth_Mode").unwrap();
+        assert_eq!((entry.section, entry.key), ("AuthNZ", "auth_mode"));
+        assert_eq!(
+            FIXTURE
+                .lines()
+                .nth(entry.line - 1)
+                .unwrap()
+                .split('=')
+                .next()
+                .unwrap()
+                .trim(),
+            "auth_mode"
+        );
+    }
+
+    #[test]
+    fn missing_sections_and_keys_read_as_none() {
+        let doc = parse(FIXTURE);
+        assert_eq!(doc.get("NoSuchSection", "auth_mode").unwrap(), None);
+        assert_eq!(doc.get("AuthNZ", "no_such_key").unwrap(), None);
+        assert!(doc.entry("AuthNZ", "no_such_key").is_none());
+    }
+
+    #[test]
+    fn empty_and_json_list_values_read_as_configparser_gives_them() {
+        let doc = parse(FIXTURE);
+        assert_eq!(
+            doc.get("Setup", "setup_ip_allowlist").unwrap().as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            doc.get("ACP", "runner_args").unwrap().as_deref(),
+            Some(r#"["run", "./cmd/tldw-agent-acp"]"#)
+        );
+    }
+
+    #[test]
+    fn defaults_are_visible_from_every_section_but_are_not_its_entries() {
+        let doc = parse(
+            "[DEFAULT]\nroot = /srv\n[a]\ndata = %(root)s/data\n[b]\nroot = /opt\ndata = %(root)s/b\n",
+        );
+        assert_eq!(doc.get("a", "root").unwrap().as_deref(), Some("/srv"));
+        assert_eq!(doc.get("a", "data").unwrap().as_deref(), Some("/srv/data"));
+        assert_eq!(doc.get("b", "data").unwrap().as_deref(), Some("/opt/b"));
+        assert_eq!(doc.get("default", "ROOT").unwrap().as_deref(), Some("/srv"));
+        assert!(doc.entry("a", "root").is_none());
+        // configparser raises NoSectionError rather than falling back.
+        assert_eq!(doc.get("missing", "root").unwrap(), None);
+    }
+
+    #[test]
+    fn entries_report_the_line_each_option_starts_on() {
+        let text = "# head\r\n[s]\r\na = 1\r\n  more\r\n\r\n; c\r\nb = 2\r[t]\nc = 3";
+        let doc = parse(text);
+        let lines: Vec<_> = doc.entries().map(|e| (e.key, e.line)).collect();
+        assert_eq!(lines, [("a", 3), ("b", 7), ("c", 9)]);
+        assert_eq!(doc.entry("t", "c").unwrap().line, 9);
+        for entry in parse(FIXTURE).entries() {
+            let line = FIXTURE.lines().nth(entry.line - 1).unwrap();
+            assert!(line.starts_with(entry.key), "{entry:?} vs {line:?}");
+        }
+    }
+
+    // ---- parse errors -------------------------------------------------------
+
+    #[test]
+    fn a_duplicate_section_error_names_both_lines() {
+        let error = IniDocument::parse("[a]\nx = 1\n\n[b]\n[a]\n").unwrap_err();
+        assert_eq!(
+            error,
+            IniParseError::DuplicateSection {
+                section: "a".into(),
+                first_line: 1,
+                second_line: 5
+            }
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("line 5") && message.contains("line 1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_option_error_names_both_lines_even_across_letter_case() {
+        let error =
+            IniDocument::parse("[AuthNZ]\nauth_mode = single_user\n# x\nAUTH_MODE = multi_user\n")
+                .unwrap_err();
+        assert_eq!(
+            error,
+            IniParseError::DuplicateOption {
+                section: "AuthNZ".into(),
+                key: "AUTH_MODE".into(),
+                first_line: 2,
+                second_line: 4
+            }
+        );
+        assert!(error.to_string().contains("line 2"));
+    }
+
+    #[test]
+    fn sections_differing_only_by_case_are_ambiguous() {
+        let error = IniDocument::parse("[AuthNZ]\n[authnz]\n").unwrap_err();
+        assert!(matches!(
+            error,
+            IniParseError::AmbiguousSection {
+                first_line: 1,
+                second_line: 2,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn text_before_the_first_header_and_lines_without_delimiter_are_errors_with_line_numbers() {
+        assert_eq!(
+            IniDocument::parse("\n# fine\nkey = v\n[s]\n").unwrap_err(),
+            IniParseError::MissingSectionHeader { line: 3 }
+        );
+        assert_eq!(
+            IniDocument::parse("[s]\r\nok = 1\r\njust words\r\n").unwrap_err(),
+            IniParseError::InvalidLine { line: 3 }
+        );
+    }
+
+    // ---- set ----------------------------------------------------------------
+
+    #[test]
+    fn setting_an_existing_key_keeps_its_spelling_indentation_and_delimiter_spacing() {
+        assert_eq!(
+            set("[s]\nKey = old\n", "S", "KEY", "new"),
+            "[s]\nKey = new\n"
+        );
+        assert_eq!(set("[s]\nkey=old\n", "s", "key", "new"), "[s]\nkey=new\n");
+        assert_eq!(set("[s]\nkey: old\n", "s", "key", "new"), "[s]\nkey: new\n");
+        assert_eq!(
+            set("[s]\n  key\t=\told\n", "s", "key", "new"),
+            "[s]\n  key\t=\tnew\n"
+        );
+        assert_eq!(
+            set("[s]\r\nkey = old\r\nx = 1\r\n", "s", "key", "new"),
+            "[s]\r\nkey = new\r\nx = 1\r\n"
+        );
+        assert_eq!(set("[s]\nkey = old", "s", "key", "new"), "[s]\nkey = new");
+    }
+
+    #[test]
+    fn setting_touches_no_other_byte_of_the_fixture() {
+        let mut doc = parse(FIXTURE);
+        doc.set("AuthNZ", "AUTH_MODE", "multi_user").unwrap();
+        let text = doc.render();
+        let line = doc.entry("authnz", "auth_mode").unwrap().line;
+        let (before, after): (Vec<_>, Vec<_>) = (FIXTURE.lines().collect(), text.lines().collect());
+        assert_eq!(before.len(), after.len());
+        for (index, (old, new)) in before.iter().zip(&after).enumerate() {
+            if index + 1 == line {
+                assert_eq!(*new, "auth_mode = multi_user");
+            } else {
+                assert_eq!(old, new);
+            }
+        }
+    }
+
+    #[test]
+    fn setting_an_empty_value_and_filling_an_empty_one_look_natural() {
+        assert_eq!(set("[s]\nkey =\n", "s", "key", "v"), "[s]\nkey = v\n");
+        assert_eq!(set("[s]\nkey = \n", "s", "key", "v"), "[s]\nkey = v\n");
+        assert_eq!(set("[s]\nkey=\n", "s", "key", "v"), "[s]\nkey=v\n");
+        assert_eq!(set("[s]\nkey:\n", "s", "key", "v"), "[s]\nkey: v\n");
+        assert_eq!(set("[s]\nkey = v\n", "s", "key", ""), "[s]\nkey =\n");
+        assert_eq!(set("[s]\nkey:v\n", "s", "key", ""), "[s]\nkey:\n");
+        assert_eq!(set("[s]\nx = 1\n", "s", "new", ""), "[s]\nx = 1\nnew =\n");
+    }
+
+    #[test]
+    fn setting_the_value_a_key_already_has_changes_no_byte() {
+        let text = "[s]\nkey =   \npct = 5%%\n";
+        assert_eq!(set(text, "s", "key", ""), text);
+        assert_eq!(set(text, "s", "pct", "5%"), text);
+    }
+
+    #[test]
+    fn setting_a_multi_line_value_replaces_all_its_lines_but_not_the_comments_after_it() {
+        let text = "[s]\nlist = a\n  b\n\n  # inside\n  c\n\n# about next\nnext = 1\n";
+        assert_eq!(
+            set(text, "s", "list", "x,y"),
+            "[s]\nlist = x,y\n\n# about next\nnext = 1\n"
+        );
+        let text = "[s]\nlist =\n    a\n    b\n";
+        assert_eq!(set(text, "s", "list", "z"), "[s]\nlist = z\n");
+    }
+
+    #[test]
+    fn percent_signs_are_doubled_so_get_returns_the_value_verbatim() {
+        let mut doc = parse("[s]\n");
+        doc.set("s", "fmt", "100% of %(name)s").unwrap();
+        assert_eq!(doc.render(), "[s]\nfmt = 100%% of %%(name)s\n");
+        assert_eq!(
+            doc.get("s", "fmt").unwrap().as_deref(),
+            Some("100% of %(name)s")
+        );
+        assert_eq!(
+            doc.entry("s", "fmt").unwrap().raw_value,
+            "100%% of %%(name)s"
+        );
+        assert_eq!(encode_value("a%b").unwrap(), "a%%b");
+    }
+
+    #[test]
+    fn values_configparser_cannot_give_back_are_refused_naming_section_and_key() {
+        let mut doc = parse(FIXTURE);
+        for bad in [
+            "two\nlines",
+            "cr\ronly",
+            " leading",
+            "trailing ",
+            "\ttab",
+            "nbsp\u{a0}",
+            "\u{1c}sep",
+        ] {
+            let error = doc.set("AuthNZ", "auth_mode", bad).unwrap_err();
+            let message = error.to_string();
+            assert!(message.contains("[AuthNZ] auth_mode"), "{message}");
+            assert!(
+                !message.contains(bad.trim()),
+                "the value must not leak into {message}"
+            );
+            assert!(encode_value(bad).is_err());
+        }
+        assert!(matches!(
+            doc.set("s", "k", "a\nb").unwrap_err(),
+            IniValueError::LineBreak { .. }
+        ));
+        assert!(matches!(
+            doc.set("s", "k", " a").unwrap_err(),
+            IniValueError::SurroundingWhitespace { .. }
+        ));
+        assert_eq!(doc.render(), FIXTURE);
+    }
+
+    #[test]
+    fn invalid_new_section_and_key_names_are_refused_and_change_nothing() {
+        let mut doc = parse(FIXTURE);
+        for section in [
+            "", "a]b", "[a", "a=b", "a:b", "a\nb", " padded", "default", "Default",
+        ] {
+            let error = doc.set(section, "key", "v").unwrap_err();
+            assert!(
+                matches!(error, IniValueError::InvalidSection { .. }),
+                "{section:?}: {error}"
+            );
+        }
+        for key in [
+            "", "a=b", "a:b", "[a", "a]", "#a", ";a", "a\rb", " a", "a\t",
+        ] {
+            let error = doc.set("AuthNZ", key, "v").unwrap_err();
+            assert!(
+                matches!(error, IniValueError::InvalidKey { .. }),
+                "{key:?}: {error}"
+            );
+            // also before creating a section, so nothing half-done is left behind
+            assert!(doc.set("Brand-New", key, "v").is_err());
+        }
+        assert_eq!(doc.render(), FIXTURE);
+        // keys with inner spaces, dots and '#' are fine
+        doc.set("AuthNZ", "odd key.name#1", "v").unwrap();
+        assert_eq!(
+            parse(&doc.render())
+                .get("authnz", "ODD KEY.NAME#1")
+                .unwrap()
+                .as_deref(),
+            Some("v")
+        );
+    }
+
+    #[test]
+    fn a_new_key_goes_after_the_last_option_not_after_the_comments_leading_into_the_next_section() {
+        let mut doc = parse(FIXTURE);
+        doc.set("Web-Scraping", "new_key", "1").unwrap();
+        let text = doc.render();
+        assert!(text.contains(
+            "[Web-Scraping]\nstealth_wait_ms = 5000\nnew_key = 1\n# Ephemeral web-scraping result store"
+        ));
+        assert!(text.contains(
+            "# - EPHEMERAL_STORE_MAX_BYTES (default: 0 = disabled)\n\n# --- Feature Flags"
+        ));
+        assert_eq!(text.len(), FIXTURE.len() + "new_key = 1\n".len());
+    }
+
+    #[test]
+    fn a_new_key_in_a_section_without_options_goes_right_after_its_header() {
+        assert_eq!(
+            set("[a]\n# note\n\n[b]\nx = 1\n", "a", "k", "v"),
+            "[a]\nk = v\n# note\n\n[b]\nx = 1\n"
+        );
+        assert_eq!(set("[a]", "a", "k", "v"), "[a]\nk = v");
+        assert_eq!(set("[a]\r\n", "a", "k", "v"), "[a]\r\nk = v\r\n");
+    }
+
+    #[test]
+    fn a_new_key_is_indented_so_it_neither_continues_nor_captures_a_neighbour() {
+        // after an indented option: same indentation, or `[t]` would become a value
+        assert_eq!(
+            set("[s]\n  a = 1\n  [t]\n", "s", "b", "2"),
+            "[s]\n  a = 1\n  b = 2\n  [t]\n"
+        );
+        // after a bare header: as deep as the next header, for the same reason
+        let text = set("[s]\n   [t]\nk = v\n", "s", "b", "2");
+        assert_eq!(text, "[s]\n   b = 2\n   [t]\nk = v\n");
+        assert_eq!(parse(&text).get("t", "k").unwrap().as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn a_new_key_after_a_last_line_without_newline_keeps_the_file_without_final_newline() {
+        assert_eq!(set("[s]\nk = v", "s", "j", "w"), "[s]\nk = v\nj = w");
+        assert_eq!(set("[s]\r\nk = v", "s", "j", "w"), "[s]\r\nk = v\r\nj = w");
+    }
+
+    #[test]
+    fn a_new_section_goes_at_the_end_after_one_blank_line_in_the_files_line_ending() {
+        assert_eq!(
+            set("[a]\nx = 1\n", "New", "k", "v"),
+            "[a]\nx = 1\n\n[New]\nk = v\n"
+        );
+        assert_eq!(
+            set("[a]\r\nx = 1\r\n", "New", "k", "v"),
+            "[a]\r\nx = 1\r\n\r\n[New]\r\nk = v\r\n"
+        );
+        assert_eq!(
+            set("[a]\nx = 1\n\n", "New", "k", "v"),
+            "[a]\nx = 1\n\n[New]\nk = v\n"
+        );
+        assert_eq!(
+            set("[a]\nx = 1", "New", "k", "v"),
+            "[a]\nx = 1\n\n[New]\nk = v"
+        );
+        assert_eq!(
+            set("[a]\nx = 1\n# tail\n", "New", "k", "v"),
+            "[a]\nx = 1\n# tail\n\n[New]\nk = v\n"
+        );
+        assert_eq!(set("", "New", "k", ""), "[New]\nk =\n");
+        assert_eq!(set("\u{feff}", "New", "k", "v"), "\u{feff}[New]\nk = v\n");
+        assert_eq!(set("# only\n", "New", "k", "v"), "# only\n\n[New]\nk = v\n");
+        let text = set(FIXTURE, "Brand-New", "key", "v");
+        assert_eq!(text, format!("{FIXTURE}\n[Brand-New]\nkey = v\n"));
+    }
+
+    #[test]
+    fn a_new_default_section_becomes_the_fallback_for_every_section() {
+        let mut doc = parse("[s]\na = 1\n");
+        doc.set("DEFAULT", "shared", "yes").unwrap();
+        assert_eq!(doc.get("s", "shared").unwrap().as_deref(), Some("yes"));
+        assert_eq!(
+            parse(&doc.render()).get("s", "shared").unwrap().as_deref(),
+            Some("yes")
+        );
+    }
+
+    // ---- remove -------------------------------------------------------------
+
+    #[test]
+    fn removing_deletes_only_that_options_lines() {
+        let text = "[s]\n# about a\na = 1\n  more\n\n# about b\nb = 2\n";
+        let mut doc = parse(text);
+        assert!(doc.remove("S", "A"));
+        assert_eq!(doc.render(), "[s]\n# about a\n\n# about b\nb = 2\n");
+        assert!(doc.remove("s", "b"));
+        assert_eq!(doc.render(), "[s]\n# about a\n\n# about b\n");
+        assert!(!doc.remove("s", "b"));
+        assert!(!doc.remove("nope", "b"));
+        doc.set("s", "a", "back").unwrap();
+        assert_eq!(doc.render(), "[s]\na = back\n# about a\n\n# about b\n");
+    }
+
+    #[test]
+    fn removing_never_reaches_into_the_default_section() {
+        let mut doc = parse("[DEFAULT]\nk = d\n[s]\nk = s\n");
+        assert!(doc.remove("s", "k"));
+        assert_eq!(doc.get("s", "k").unwrap().as_deref(), Some("d"));
+        assert!(!doc.remove("s", "k"));
+        assert_eq!(doc.render(), "[DEFAULT]\nk = d\n[s]\n");
+    }
+
+    #[test]
+    fn removing_between_a_lone_cr_and_an_lf_blank_line_keeps_both_line_breaks() {
+        let mut doc = parse("[s]\na = 1\rb = 2\n\nc = 3\n");
+        assert!(doc.remove("s", "b"));
+        let text = doc.render();
+        assert_eq!(text, "[s]\na = 1\r\n\nc = 3\n");
+        let reparsed = parse(&text);
+        assert_eq!(raw_entries(&reparsed), raw_entries(&doc));
+        assert_eq!(
+            reparsed.entry("s", "c").unwrap().line,
+            doc.entry("s", "c").unwrap().line
+        );
+    }
+
+    // ---- scale --------------------------------------------------------------
+
+    #[test]
+    fn a_thousand_edits_on_the_fixture_render_once_and_reparse_as_expected() {
+        let mut doc = parse(FIXTURE);
+        let targets: Vec<(String, String)> = doc
+            .entries()
+            .map(|e| (e.section.to_owned(), e.key.to_owned()))
+            .take(500)
+            .collect();
+        let sections: Vec<String> = doc.sections().map(str::to_owned).collect();
+        let started = std::time::Instant::now();
+        for (i, (section, key)) in targets.iter().enumerate() {
+            doc.set(section, key, &format!("value-{i}")).unwrap();
+        }
+        for i in 0..500 {
+            doc.set(&sections[i % sections.len()], &format!("added_{i}"), "on")
+                .unwrap();
+        }
+        let text = doc.render();
+        let elapsed = started.elapsed();
+        // Generous even for an unoptimised build on a busy machine; a quadratic
+        // implementation (re-rendering or re-parsing per edit) is far slower.
+        assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+        let reparsed = parse(&text);
+        assert_eq!(reparsed.entries().count(), 948 + 500);
+        assert_eq!(raw_entries(&reparsed), raw_entries(&doc));
+        assert_eq!(
+            reparsed.get("Setup", "added_0").unwrap().as_deref(),
+            Some("on")
+        );
+    }
+
+    #[test]
+    fn parsing_the_fixture_takes_well_under_a_millisecond_in_release_builds() {
+        if cfg!(debug_assertions) {
+            return;
+        }
+        let mut times: Vec<_> = (0..51)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                std::hint::black_box(IniDocument::parse(std::hint::black_box(FIXTURE)).unwrap());
+                started.elapsed()
+            })
+            .collect();
+        times.sort();
+        assert!(
+            times[25] < std::time::Duration::from_millis(1),
+            "median {:?}",
+            times[25]
+        );
+    }
+
+    // ---- properties ---------------------------------------------------------
+
+    /// Lines from an alphabet rich in INI syntax, so that a fair share parse.
+    fn arb_ini_text() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            "[ \t]{0,2}\\[[a-zA-Z.]{1,3}\\][a-z \\]]{0,2}",
+            "[ \t]{0,2}[a-zA-Z]{1,3}[ \t]{0,2}[=:][ \t]{0,2}[a-zA-Z%=:;#\\[\\] ]{0,6}",
+            "[ \t]{0,3}[#;][a-z ]{0,4}",
+            "[ \t]{0,3}",
+            "[\\[\\]=:;#% \ta-zA-Z]{0,8}",
+        ];
+        let terminator = prop_oneof![Just("\n"), Just("\n"), Just("\r\n"), Just("\r"), Just("")];
+        (
+            proptest::option::weighted(0.1, Just("\u{feff}")),
+            prop::collection::vec((line, terminator), 0..14),
+        )
+            .prop_map(|(bom, lines)| {
+                let mut text = bom.unwrap_or_default().to_owned();
+                for (line, terminator) in lines {
+                    text.push_str(&line);
+                    text.push_str(terminator);
+                }
+                text
+            })
+    }
+
+    const SECTIONS: &[&str] = &[
+        "General",
+        "AuthNZ",
+        "persona.rbac",
+        "DEFAULT",
+        "Web-Scraper",
+        "x",
+    ];
+    const KEYS: &[&str] = &[
+        "auth_mode",
+        "AUTH_MODE",
+        "api_key",
+        "Mixed.Key",
+        "k",
+        "two words",
+    ];
+
+    /// Documents configparser accepts, in the many spellings real files use.
+    fn arb_valid_document() -> impl Strategy<Value = String> {
+        let value = "[a-zA-Z0-9%#;=:\\[\\] ]{0,8}".prop_map(|v| py_strip(&v).replace('%', "%%"));
+        let option = (
+            prop::sample::select(KEYS),
+            prop::sample::select(&[" = ", "=", ": ", ":", " =", "\t=\t", " : "][..]),
+            value,
+            prop::collection::vec("[a-z%#=]{1,5}".prop_map(|v| v.replace('%', "%%")), 0..3),
+            prop::sample::select(&["", "", " "][..]),
+        );
+        let trivia = prop::sample::select(
+            &[
+                "",
+                "",
+                "\n",
+                "# comment\n",
+                "; c = 1\n",
+                "  \n",
+                "    # deep\n",
+            ][..],
+        );
+        let section = (
+            prop::sample::select(SECTIONS),
+            prop::sample::select(&["", "", " ; trailing"][..]),
+            trivia.clone(),
+            prop::collection::vec((option, trivia.clone()), 0..5),
+        );
+        // One line ending for the whole file, or (a third of the time) one per line.
+        let endings = prop_oneof![
+            2 => prop::sample::select(&["\n", "\r\n", "\r"][..]).prop_map(|e| vec![e]),
+            1 => prop::collection::vec(prop::sample::select(&["\n", "\r\n", "\r"][..]), 1..8),
+        ];
+        (
+            endings,
+            prop::collection::vec(section, 0..6),
+            any::<bool>(),
+            trivia,
+        )
+            .prop_map(|(endings, sections, final_newline, preamble)| {
+                let newline = "\n";
+                let mut text = preamble.to_owned();
+                let mut seen = Vec::new();
+                for (name, after_header, leading, options) in sections {
+                    if seen.contains(&name.to_lowercase()) {
+                        continue;
+                    }
+                    seen.push(name.to_lowercase());
+                    text.push_str(&format!("[{name}]{after_header}{newline}"));
+                    text.push_str(leading);
+                    let mut keys = Vec::new();
+                    for ((key, delimiter, value, continuations, indent), trivia) in options {
+                        if keys.contains(&key.to_lowercase()) {
+                            continue;
+                        }
+                        keys.push(key.to_lowercase());
+                        text.push_str(&format!("{indent}{key}{delimiter}{value}{newline}"));
+                        for line in continuations {
+                            text.push_str(&format!("{indent}    {line}{newline}"));
+                        }
+                        text.push_str(trivia);
+                    }
+                }
+                if !final_newline {
+                    text.truncate(text.trim_end_matches(['\r', '\n']).len());
+                }
+                let mut ending = endings.iter().cycle();
+                text.split_inclusive('\n')
+                    .map(|line| match line.strip_suffix('\n') {
+                        Some(body) => format!("{body}{}", ending.next().unwrap()),
+                        None => line.to_owned(),
+                    })
+                    .collect()
+            })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Set(&'static str, &'static str, String),
+        Remove(&'static str, &'static str),
+    }
+
+    fn arb_edit() -> impl Strategy<Value = Edit> {
+        let section = prop::sample::select(
+            &[
+                "General",
+                "general",
+                "AUTHNZ",
+                "persona.rbac",
+                "DEFAULT",
+                "web-scraper",
+                "x",
+                "Brand New",
+            ][..],
+        );
+        // values `set` accepts: no line breaks, no surrounding whitespace
+        let value = prop_oneof![
+            Just(String::new()),
+            "[a-zA-Z0-9%#;=:\\[\\]()_./\u{e9}-]([a-zA-Z0-9%#;=:\\[\\]()_./ -]{0,10}[a-zA-Z0-9%()=])?",
+        ];
+        prop_oneof![
+            3 => (section.clone(), prop::sample::select(KEYS), value).prop_map(|(s, k, v)| Edit::Set(s, k, v)),
+            1 => (section, prop::sample::select(KEYS)).prop_map(|(s, k)| Edit::Remove(s, k)),
+        ]
+    }
+
+    fn model(doc: &IniDocument) -> BTreeMap<(String, String), String> {
+        doc.entries()
+            .map(|e| {
+                (
+                    (e.section.to_lowercase(), e.key.to_lowercase()),
+                    e.raw_value,
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn parsing_never_panics_on_arbitrary_text(text in any::<String>()) {
+            let _ = IniDocument::parse(&text);
+        }
+
+        #[test]
+        fn whatever_parses_renders_back_byte_for_byte(text in arb_ini_text()) {
+            if let Ok(doc) = IniDocument::parse(&text) {
+                prop_assert_eq!(doc.render(), text);
+            }
+        }
+
+        #[test]
+        fn generated_valid_documents_parse_and_round_trip(text in arb_valid_document()) {
+            let doc = IniDocument::parse(&text);
+            prop_assert!(doc.is_ok(), "{:?}: {:?}", text, doc.err());
+            prop_assert_eq!(doc.unwrap().render(), text);
+        }
+
+    }
+
+    proptest! {
+        // Mixed line endings make some edge cases rare; look harder here.
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn after_edits_a_reparse_sees_the_new_values_and_every_other_entry_unchanged(
+            text in arb_valid_document(),
+            edits in prop::collection::vec(arb_edit(), 1..12),
+        ) {
+            let mut doc = parse(&text);
+            let mut expected = model(&doc);
+            for edit in &edits {
+                match edit {
+                    Edit::Set(section, key, value) => {
+                        doc.set(section, key, value).unwrap();
+                        expected.insert((section.to_lowercase(), key.to_lowercase()), value.replace('%', "%%"));
+                        let got = doc.get(section, key).unwrap();
+                        prop_assert_eq!(got.as_deref(), Some(value.as_str()));
+                    }
+                    Edit::Remove(section, key) => {
+                        let existed = expected.remove(&(section.to_lowercase(), key.to_lowercase())).is_some();
+                        prop_assert_eq!(doc.remove(section, key), existed);
+                    }
+                }
+            }
+            let rendered = doc.render();
+            let reparsed = IniDocument::parse(&rendered);
+            prop_assert!(reparsed.is_ok(), "{:?} -> {:?}: {:?}", text, rendered, reparsed.err());
+            let reparsed = reparsed.unwrap();
+            prop_assert_eq!(model(&reparsed), expected);
+            // the edited document's own view (names, order, line numbers) is
+            // exactly what a fresh parse of its rendering sees
+            prop_assert_eq!(reparsed.entries().collect::<Vec<_>>(), doc.entries().collect::<Vec<_>>());
+            prop_assert_eq!(reparsed.sections().collect::<Vec<_>>(), doc.sections().collect::<Vec<_>>());
+        }
+
+    }
+
+    fn comment_lines(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with(['#', ';']))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn edits_leave_every_comment_of_the_fixture_in_place(
+            edits in prop::collection::vec(arb_edit(), 1..20),
+        ) {
+            static PARSED: std::sync::OnceLock<(IniDocument, Vec<&str>)> = std::sync::OnceLock::new();
+            let (parsed, comments) = PARSED.get_or_init(|| (parse(FIXTURE), comment_lines(FIXTURE)));
+            let mut doc = parsed.clone();
+            for edit in &edits {
+                match edit {
+                    Edit::Set(section, key, value) => doc.set(section, key, value).unwrap(),
+                    Edit::Remove(section, key) => { doc.remove(section, key); }
+                }
+            }
+            let rendered = doc.render();
+            prop_assert_eq!(&comment_lines(&rendered), comments);
+        }
+    }
+}

@@ -3,8 +3,15 @@
 //! (default, `.tldw-ops/state.db` beside the YAML) and PostgreSQL (`postgres://…`, for teams).
 //! Both use sqlx with their own migrations.
 //!
-//! Nothing here stores a secret value. Fingerprints are salted with a per-environment random
-//! salt that lives in this store.
+//! Nothing here stores a secret value. Fingerprints are salted with one random salt per store
+//! (so fingerprints compare across the environments of a store, for promotion, but not across
+//! stores). This module owns storage only: no planning, no providers.
+//!
+//! Timestamps are stored as fixed-width RFC 3339 UTC text with nine fractional digits in both
+//! backends (see `codec`): exact, ordered as text, readable in a database shell, and identical
+//! across backends so `state migrate` copies them unchanged.
+
+mod codec;
 
 use std::collections::BTreeMap;
 
@@ -31,7 +38,7 @@ impl std::fmt::Display for EnvironmentKey {
 /// Per-environment state read before planning.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EnvironmentState {
-    /// Random salt for fingerprints (32 bytes), created with the environment.
+    /// Random salt for fingerprints (32 bytes): one per store, the same for every environment.
     pub salt: Vec<u8>,
     /// Address -> what was last applied there.
     pub managed: BTreeMap<String, ManagedRecord>,
@@ -249,6 +256,19 @@ pub enum StateError {
     UnknownApply(String),
     #[error("state store {location} holds corrupt data: {detail}")]
     Corrupt { location: String, detail: String },
+    #[error("state store {location} is not a SQLite database")]
+    NotADatabase {
+        location: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("state location {location}: {reason}")]
+    Location { location: String, reason: String },
+    #[error(
+        "cannot migrate state from {from} into {to}: the target already has environments \
+         fingerprinted with a different salt"
+    )]
+    SaltConflict { from: String, to: String },
 }
 
 /// The operations every backend provides. Async because both backends are sqlx.
@@ -261,20 +281,27 @@ pub trait StateStore {
     /// not known yet.
     async fn environment(&self, key: &EnvironmentKey) -> Result<EnvironmentState, StateError>;
 
-    /// Takes the environment's lock for `holder`, or reports who has it.
+    /// Takes the environment's lock for `holder`, or reports who has it. Not reentrant: a second
+    /// `lock` is refused even for the same apply. Creates the environment when missing.
     async fn lock(&self, key: &EnvironmentKey, holder: &LockHolder) -> Result<(), StateError>;
-    /// Releases the lock if `apply_id` holds it.
+    /// Releases the lock if `apply_id` holds it. On PostgreSQL only the store that took a lock
+    /// can release it (it lives in that store's session); elsewhere only a stale row is cleaned.
     async fn unlock(&self, key: &EnvironmentKey, apply_id: &str) -> Result<(), StateError>;
-    /// Clears any lock and returns who held it.
+    /// Clears any lock and returns who held it. On PostgreSQL this ends the session holding
+    /// it: the way out when a holder hangs, or its host vanished without closing the connection.
     async fn force_unlock(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError>;
+    /// Who holds the lock. A holder known to be dead (its PostgreSQL session is gone, or its
+    /// process on this host is) is stale: it is removed and not reported.
     async fn lock_holder(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError>;
 
-    /// Journals a new apply (outcome `Running`).
+    /// Journals a new apply. It starts `Running` with no `finished_at`, whatever `record` says.
     async fn begin_apply(&self, record: &ApplyRecord) -> Result<(), StateError>;
-    /// Inserts or replaces one step row (by apply id and index).
+    /// Inserts or replaces one step row (by apply id and index). Fails with `UnknownApply` when
+    /// the apply was never begun.
     async fn write_step(&self, step: &StepRecord) -> Result<(), StateError>;
-    /// Ends an apply. On `Succeeded`, `record` replaces what the environment manages, in the
-    /// same transaction.
+    /// Ends an apply. On `Succeeded`, `record` replaces what the environment manages and its
+    /// secret metadata, in the same transaction (an address whose hash did not change keeps the
+    /// apply and time that set it). `record` is ignored for any other outcome.
     async fn finish_apply(
         &self,
         apply_id: &str,
@@ -291,6 +318,7 @@ pub trait StateStore {
         key: &EnvironmentKey,
     ) -> Result<Option<ApplyRecord>, StateError>;
     async fn apply_record(&self, apply_id: &str) -> Result<Option<ApplyRecord>, StateError>;
+    /// The steps of an apply in plan order. Fails with `UnknownApply` for an unknown id.
     async fn steps(&self, apply_id: &str) -> Result<Vec<StepRecord>, StateError>;
     /// Applies, newest first, optionally of one environment.
     async fn applies(

@@ -15,6 +15,10 @@ mod codec;
 mod migrate;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod test_pg;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

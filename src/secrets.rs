@@ -338,6 +338,40 @@ pub fn read_secret_file(path: &Path) -> Result<String, SourceError> {
     Ok(text)
 }
 
+/// Resolves a secret's source for the validate-time policy checks. A missing source is not an
+/// error here: CI runners often lack production secrets.
+pub fn resolve_for_policy(
+    secret: &crate::spec::types::SecretSpec,
+    process_env: &std::collections::BTreeMap<String, String>,
+    base_directory: &Path,
+) -> crate::spec::ResolvedSecret {
+    use crate::spec::ResolvedSecret;
+    if let Some(generate_spec) = &secret.generate {
+        return ResolvedSecret::Generated {
+            length: generated_length(generate_spec),
+        };
+    }
+    if let Some(name) = &secret.from_env {
+        return match process_env.get(name) {
+            Some(value) => ResolvedSecret::Value(value.clone()),
+            None => ResolvedSecret::Unavailable {
+                reason: format!("environment variable `{name}` is not set"),
+            },
+        };
+    }
+    if let Some(path) = &secret.from_file {
+        return match read_secret_file(&base_directory.join(path)) {
+            Ok(value) => ResolvedSecret::Value(value),
+            Err(error) => ResolvedSecret::Unavailable {
+                reason: error.to_string(),
+            },
+        };
+    }
+    ResolvedSecret::Unavailable {
+        reason: "no source".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,39 +505,5 @@ mod tests {
             assert!(is_placeholder(value), "{value}");
         }
         assert!(!is_placeholder("kT3v9QxW2pLmN8rZ4sYb7cHd1fJg6aEu"));
-    }
-}
-
-/// Resolves a secret's source for the validate-time policy checks. A missing source is not an
-/// error here: CI runners often lack production secrets.
-pub fn resolve_for_policy(
-    secret: &crate::spec::types::SecretSpec,
-    process_env: &std::collections::BTreeMap<String, String>,
-    base_directory: &Path,
-) -> crate::spec::ResolvedSecret {
-    use crate::spec::ResolvedSecret;
-    if let Some(generate_spec) = &secret.generate {
-        return ResolvedSecret::Generated {
-            length: generated_length(generate_spec),
-        };
-    }
-    if let Some(name) = &secret.from_env {
-        return match process_env.get(name) {
-            Some(value) => ResolvedSecret::Value(value.clone()),
-            None => ResolvedSecret::Unavailable {
-                reason: format!("environment variable `{name}` is not set"),
-            },
-        };
-    }
-    if let Some(path) = &secret.from_file {
-        return match read_secret_file(&base_directory.join(path)) {
-            Ok(value) => ResolvedSecret::Value(value),
-            Err(error) => ResolvedSecret::Unavailable {
-                reason: error.to_string(),
-            },
-        };
-    }
-    ResolvedSecret::Unavailable {
-        reason: "no source".to_string(),
     }
 }

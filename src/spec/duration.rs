@@ -76,7 +76,9 @@ impl Duration {
 
     /// Whole days, when the duration is a multiple of a day.
     pub fn whole_days(self) -> Option<u64> {
-        (self.seconds % 86_400 == 0).then_some(self.seconds / 86_400)
+        self.seconds
+            .is_multiple_of(86_400)
+            .then_some(self.seconds / 86_400)
     }
 }
 

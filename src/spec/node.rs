@@ -429,10 +429,10 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> NodeValu
     if let Some(integer) = parse_core_int(text) {
         return NodeValue::Int(integer);
     }
-    if is_core_float(text) {
-        if let Ok(value) = text.parse::<f64>() {
-            return NodeValue::Float(value);
-        }
+    if is_core_float(text)
+        && let Ok(value) = text.parse::<f64>()
+    {
+        return NodeValue::Float(value);
     }
     NodeValue::String(text.to_string())
 }

@@ -3,13 +3,32 @@
 //! (default, `.tldw-ops/state.db` beside the YAML) and PostgreSQL (`postgres://…`, for teams).
 //! Both use sqlx with their own migrations.
 //!
-//! Nothing here stores a secret value. Fingerprints are salted with a per-environment random
-//! salt that lives in this store.
+//! Nothing here stores a secret value. Fingerprints are salted with one random salt per store
+//! (so fingerprints compare across the environments of a store, for promotion, but not across
+//! stores). This module owns storage only: no planning, no providers.
+//!
+//! Timestamps are stored as fixed-width RFC 3339 UTC text with nine fractional digits in both
+//! backends (see `codec`): exact, ordered as text, readable in a database shell, and identical
+//! across backends so `state migrate` copies them unchanged.
+
+mod codec;
+mod migrate;
+pub mod postgres;
+pub mod sqlite;
+#[cfg(test)]
+mod test_pg;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+pub use migrate::{MigrationReport, migrate_history};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
 
 /// Identifies one environment of one deployment. Many can share a PostgreSQL database.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -31,7 +50,7 @@ impl std::fmt::Display for EnvironmentKey {
 /// Per-environment state read before planning.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EnvironmentState {
-    /// Random salt for fingerprints (32 bytes), created with the environment.
+    /// Random salt for fingerprints (32 bytes): one per store, the same for every environment.
     pub salt: Vec<u8>,
     /// Address -> what was last applied there.
     pub managed: BTreeMap<String, ManagedRecord>,
@@ -249,6 +268,19 @@ pub enum StateError {
     UnknownApply(String),
     #[error("state store {location} holds corrupt data: {detail}")]
     Corrupt { location: String, detail: String },
+    #[error("state store {location} is not a SQLite database")]
+    NotADatabase {
+        location: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("state location {location}: {reason}")]
+    Location { location: String, reason: String },
+    #[error(
+        "cannot migrate state from {from} into {to}: the target already has environments \
+         fingerprinted with a different salt"
+    )]
+    SaltConflict { from: String, to: String },
 }
 
 /// The operations every backend provides. Async because both backends are sqlx.
@@ -261,20 +293,27 @@ pub trait StateStore {
     /// not known yet.
     async fn environment(&self, key: &EnvironmentKey) -> Result<EnvironmentState, StateError>;
 
-    /// Takes the environment's lock for `holder`, or reports who has it.
+    /// Takes the environment's lock for `holder`, or reports who has it. Not reentrant: a second
+    /// `lock` is refused even for the same apply. Creates the environment when missing.
     async fn lock(&self, key: &EnvironmentKey, holder: &LockHolder) -> Result<(), StateError>;
-    /// Releases the lock if `apply_id` holds it.
+    /// Releases the lock if `apply_id` holds it. On PostgreSQL only the store that took a lock
+    /// can release it (it lives in that store's session); elsewhere only a stale row is cleaned.
     async fn unlock(&self, key: &EnvironmentKey, apply_id: &str) -> Result<(), StateError>;
-    /// Clears any lock and returns who held it.
+    /// Clears any lock and returns who held it. On PostgreSQL this ends the session holding
+    /// it: the way out when a holder hangs, or its host vanished without closing the connection.
     async fn force_unlock(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError>;
+    /// Who holds the lock. A holder known to be dead (its PostgreSQL session is gone, or its
+    /// process on this host is) is stale: it is removed and not reported.
     async fn lock_holder(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError>;
 
-    /// Journals a new apply (outcome `Running`).
+    /// Journals a new apply. It starts `Running` with no `finished_at`, whatever `record` says.
     async fn begin_apply(&self, record: &ApplyRecord) -> Result<(), StateError>;
-    /// Inserts or replaces one step row (by apply id and index).
+    /// Inserts or replaces one step row (by apply id and index). Fails with `UnknownApply` when
+    /// the apply was never begun.
     async fn write_step(&self, step: &StepRecord) -> Result<(), StateError>;
-    /// Ends an apply. On `Succeeded`, `record` replaces what the environment manages, in the
-    /// same transaction.
+    /// Ends an apply. On `Succeeded`, `record` replaces what the environment manages and its
+    /// secret metadata, in the same transaction (an address whose hash did not change keeps the
+    /// apply and time that set it). `record` is ignored for any other outcome.
     async fn finish_apply(
         &self,
         apply_id: &str,
@@ -291,6 +330,7 @@ pub trait StateStore {
         key: &EnvironmentKey,
     ) -> Result<Option<ApplyRecord>, StateError>;
     async fn apply_record(&self, apply_id: &str) -> Result<Option<ApplyRecord>, StateError>;
+    /// The steps of an apply in plan order. Fails with `UnknownApply` for an unknown id.
     async fn steps(&self, apply_id: &str) -> Result<Vec<StepRecord>, StateError>;
     /// Applies, newest first, optionally of one environment.
     async fn applies(
@@ -299,4 +339,195 @@ pub trait StateStore {
         limit: u32,
     ) -> Result<Vec<ApplyRecord>, StateError>;
     async fn environments(&self) -> Result<Vec<EnvironmentSummary>, StateError>;
+}
+
+/// The backend a location names. What the command line holds.
+#[derive(Debug)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// Opens the store at `location` and runs its migrations: `postgres://…` or `postgresql://…` is
+/// PostgreSQL; `sqlite://…`, `sqlite:…` or anything without a URL scheme is a SQLite file.
+pub async fn open(location: &str) -> Result<Store, StateError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        return Ok(Store::Postgres(PostgresStore::connect(location).await?));
+    }
+    let path = match location
+        .strip_prefix("sqlite://")
+        .or_else(|| location.strip_prefix("sqlite:"))
+    {
+        Some(rest) => rest,
+        None if has_url_scheme(location) => {
+            return Err(StateError::Location {
+                location: postgres::redact_url(location),
+                reason: "only sqlite:// and postgres:// URLs, or a path, can hold state".into(),
+            });
+        }
+        None => location,
+    };
+    if path.is_empty() || path.contains('?') {
+        return Err(StateError::Location {
+            location: location.to_string(),
+            reason: "a SQLite location is a file path, without query parameters".into(),
+        });
+    }
+    Ok(Store::Sqlite(SqliteStore::open(Path::new(path)).await?))
+}
+
+/// `scheme://` at the start, as opposed to a path (which may contain `:` but not a scheme).
+fn has_url_scheme(location: &str) -> bool {
+    location.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+/// Where state lives when nothing says otherwise: `.tldw-ops/state.db` beside the YAML.
+pub fn default_location(yaml_file: &Path) -> PathBuf {
+    yaml_file
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(".tldw-ops")
+        .join("state.db")
+}
+
+impl StateStore for Store {
+    fn location(&self) -> String {
+        match self {
+            Store::Sqlite(store) => store.location(),
+            Store::Postgres(store) => store.location(),
+        }
+    }
+
+    async fn environment(&self, key: &EnvironmentKey) -> Result<EnvironmentState, StateError> {
+        match self {
+            Store::Sqlite(store) => store.environment(key).await,
+            Store::Postgres(store) => store.environment(key).await,
+        }
+    }
+
+    async fn lock(&self, key: &EnvironmentKey, holder: &LockHolder) -> Result<(), StateError> {
+        match self {
+            Store::Sqlite(store) => store.lock(key, holder).await,
+            Store::Postgres(store) => store.lock(key, holder).await,
+        }
+    }
+
+    async fn unlock(&self, key: &EnvironmentKey, apply_id: &str) -> Result<(), StateError> {
+        match self {
+            Store::Sqlite(store) => store.unlock(key, apply_id).await,
+            Store::Postgres(store) => store.unlock(key, apply_id).await,
+        }
+    }
+
+    async fn force_unlock(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError> {
+        match self {
+            Store::Sqlite(store) => store.force_unlock(key).await,
+            Store::Postgres(store) => store.force_unlock(key).await,
+        }
+    }
+
+    async fn lock_holder(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError> {
+        match self {
+            Store::Sqlite(store) => store.lock_holder(key).await,
+            Store::Postgres(store) => store.lock_holder(key).await,
+        }
+    }
+
+    async fn begin_apply(&self, record: &ApplyRecord) -> Result<(), StateError> {
+        match self {
+            Store::Sqlite(store) => store.begin_apply(record).await,
+            Store::Postgres(store) => store.begin_apply(record).await,
+        }
+    }
+
+    async fn write_step(&self, step: &StepRecord) -> Result<(), StateError> {
+        match self {
+            Store::Sqlite(store) => store.write_step(step).await,
+            Store::Postgres(store) => store.write_step(step).await,
+        }
+    }
+
+    async fn finish_apply(
+        &self,
+        apply_id: &str,
+        outcome: Outcome,
+        finished_at: Timestamp,
+        health_passed: Option<bool>,
+        message: Option<&str>,
+        record: Option<&Record>,
+    ) -> Result<(), StateError> {
+        match self {
+            Store::Sqlite(store) => {
+                store
+                    .finish_apply(
+                        apply_id,
+                        outcome,
+                        finished_at,
+                        health_passed,
+                        message,
+                        record,
+                    )
+                    .await
+            }
+            Store::Postgres(store) => {
+                store
+                    .finish_apply(
+                        apply_id,
+                        outcome,
+                        finished_at,
+                        health_passed,
+                        message,
+                        record,
+                    )
+                    .await
+            }
+        }
+    }
+
+    async fn unfinished_apply(
+        &self,
+        key: &EnvironmentKey,
+    ) -> Result<Option<ApplyRecord>, StateError> {
+        match self {
+            Store::Sqlite(store) => store.unfinished_apply(key).await,
+            Store::Postgres(store) => store.unfinished_apply(key).await,
+        }
+    }
+
+    async fn apply_record(&self, apply_id: &str) -> Result<Option<ApplyRecord>, StateError> {
+        match self {
+            Store::Sqlite(store) => store.apply_record(apply_id).await,
+            Store::Postgres(store) => store.apply_record(apply_id).await,
+        }
+    }
+
+    async fn steps(&self, apply_id: &str) -> Result<Vec<StepRecord>, StateError> {
+        match self {
+            Store::Sqlite(store) => store.steps(apply_id).await,
+            Store::Postgres(store) => store.steps(apply_id).await,
+        }
+    }
+
+    async fn applies(
+        &self,
+        key: Option<&EnvironmentKey>,
+        limit: u32,
+    ) -> Result<Vec<ApplyRecord>, StateError> {
+        match self {
+            Store::Sqlite(store) => store.applies(key, limit).await,
+            Store::Postgres(store) => store.applies(key, limit).await,
+        }
+    }
+
+    async fn environments(&self) -> Result<Vec<EnvironmentSummary>, StateError> {
+        match self {
+            Store::Sqlite(store) => store.environments().await,
+            Store::Postgres(store) => store.environments().await,
+        }
+    }
 }

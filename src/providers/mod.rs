@@ -4,3 +4,4 @@
 pub mod config_file;
 pub mod env_file;
 pub mod files;
+pub mod tldw_api;

@@ -4,10 +4,13 @@
 //! `providers` (observe) → `plan` (pure diff) → `apply` (journal, checkpoints, rollback).
 //! `cli` is the thin shell around it. See docs/ and the README for the design.
 
+pub mod apply;
 pub mod cli;
 pub mod deployment;
 pub mod model;
+pub mod pipeline;
 pub mod plan;
+pub mod preview;
 pub mod providers;
 pub mod secrets;
 pub mod settings;

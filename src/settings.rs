@@ -9,6 +9,8 @@ use std::io::IsTerminal;
 pub const STATE_VARIABLE: &str = "TLDW_OPS_STATE";
 /// Test hook: fail at a given step (see docs/testing.md). Never set it in production.
 pub const FAULT_VARIABLE: &str = "TLDW_OPS_FAULT";
+/// Test hook: fix the clock (see docs/testing.md).
+pub const NOW_VARIABLE: &str = "TLDW_OPS_NOW";
 
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -25,6 +27,9 @@ pub struct Settings {
     /// Who runs this: user name and host, recorded with every apply.
     pub user: String,
     pub host: String,
+    /// `TLDW_OPS_NOW` (an RFC 3339 time): a test hook that fixes the clock, for rotation,
+    /// promotion soak and backup schedules. Never set it in production.
+    pub fixed_now: Option<jiff::Timestamp>,
 }
 
 impl Settings {
@@ -54,6 +59,9 @@ impl Settings {
             .cloned()
             .unwrap_or_else(|| "unknown".to_string());
         let host = hostname();
+        let fixed_now = process_env
+            .get(NOW_VARIABLE)
+            .and_then(|text| text.parse().ok());
         Settings {
             process_env,
             state,
@@ -62,7 +70,13 @@ impl Settings {
             fault,
             user,
             host,
+            fixed_now,
         }
+    }
+
+    /// The current time, or the fixed test clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.fixed_now.unwrap_or_else(jiff::Timestamp::now)
     }
 }
 

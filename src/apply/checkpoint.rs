@@ -27,7 +27,9 @@ pub enum CheckpointError {
         #[source]
         source: std::io::Error,
     },
-    #[error("checkpoint {path} does not match the hash the journal recorded; it was changed or damaged")]
+    #[error(
+        "checkpoint {path} does not match the hash the journal recorded; it was changed or damaged"
+    )]
     Damaged { path: PathBuf },
 }
 
@@ -41,7 +43,11 @@ pub fn root_for(state_location: &str, yaml_file: &Path) -> PathBuf {
             .join(".tldw-ops")
             .join("checkpoints")
     } else {
-        let path = Path::new(state_location.strip_prefix("sqlite://").unwrap_or(state_location));
+        let path = Path::new(
+            state_location
+                .strip_prefix("sqlite://")
+                .unwrap_or(state_location),
+        );
         path.parent().unwrap_or(Path::new(".")).join("checkpoints")
     }
 }
@@ -120,24 +126,49 @@ mod tests {
     #[test]
     fn a_checkpoint_is_private_and_verified_on_load() {
         let directory = tempfile::tempdir().unwrap();
-        let (path, hash) = save(directory.path(), "20261126T000000Z-abcd", 0, "env", "SECRET=x\n").unwrap();
+        let (path, hash) = save(
+            directory.path(),
+            "20261126T000000Z-abcd",
+            0,
+            "env",
+            "SECRET=x\n",
+        )
+        .unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dir_mode = fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let dir_mode = fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dir_mode, 0o700);
         assert_eq!(load(&path, &hash).unwrap(), "SECRET=x\n");
         fs::write(&path, "SECRET=y\n").unwrap();
-        assert!(matches!(load(&path, &hash), Err(CheckpointError::Damaged { .. })));
+        assert!(matches!(
+            load(&path, &hash),
+            Err(CheckpointError::Damaged { .. })
+        ));
     }
 
     #[test]
     fn pruning_keeps_the_newest_applies_and_protected_ones() {
         let directory = tempfile::tempdir().unwrap();
         for index in 0..25 {
-            save(directory.path(), &format!("2026112{}T{index:02}0000Z", index / 10), 0, "env", "x").unwrap();
+            save(
+                directory.path(),
+                &format!("2026112{}T{index:02}0000Z", index / 10),
+                0,
+                "env",
+                "x",
+            )
+            .unwrap();
         }
         let oldest = "20261120T000000Z".to_string();
-        let removed = prune(directory.path(), KEEP_APPLIES, std::slice::from_ref(&oldest));
+        let removed = prune(
+            directory.path(),
+            KEEP_APPLIES,
+            std::slice::from_ref(&oldest),
+        );
         assert_eq!(removed, 4);
         assert!(directory.path().join(&oldest).exists());
         assert_eq!(fs::read_dir(directory.path()).unwrap().count(), 21);

@@ -60,11 +60,8 @@ pub async fn run_command(argv: &[String], timeout: Duration) -> Result<(), Servi
 }
 
 /// The result of one check.
-fn check_once<'a>(
-    client: &'a reqwest::Client,
-    check: &'a HealthCheck,
-) -> impl std::future::Future<Output = Result<(), String>> + 'a {
-    async move {
+async fn check_once(client: &reqwest::Client, check: &HealthCheck) -> Result<(), String> {
+    {
         let response = client
             .get(&check.url)
             .send()

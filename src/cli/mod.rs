@@ -1,8 +1,14 @@
 //! The command line: one module per command, each parsing its arguments, calling the library,
 //! printing, and returning an [`ExitStatus`]. stdout carries data, stderr carries people's text.
 
+mod apply;
+mod common;
+mod history;
 mod output;
+mod plan;
+mod rollback;
 mod schema;
+mod state;
 mod validate;
 
 use std::path::PathBuf;
@@ -80,6 +86,19 @@ pub enum Command {
     Validate(validate::Args),
     /// Print the JSON Schema of the desired-state format (or of plan files).
     Schema(schema::Args),
+    /// Show what apply would change (secrets masked).
+    Plan(plan::Args),
+    /// Apply the desired state, or a saved plan, with checkpoints and automatic rollback.
+    Apply(apply::Args),
+    /// Restore the files of an earlier apply, or undo an interrupted one.
+    Rollback(rollback::Args),
+    /// List applies.
+    History(history::HistoryArgs),
+    /// Show one apply: its steps, timings and changes.
+    Show(history::ShowArgs),
+    /// Look after the state store.
+    #[command(subcommand)]
+    State(state::Command),
 }
 
 /// The default desired-state file.
@@ -97,6 +116,12 @@ pub fn main() -> ExitCode {
     let status = match cli.command {
         Command::Validate(args) => validate::run(args, &settings, &printer),
         Command::Schema(args) => schema::run(args, &printer),
+        Command::Plan(args) => plan::run(args, &settings, &printer),
+        Command::Apply(args) => apply::run(args, &settings, &printer),
+        Command::Rollback(args) => rollback::run(args, &settings, &printer),
+        Command::History(args) => history::history(args, &settings, &printer),
+        Command::Show(args) => history::show(args, &settings, &printer),
+        Command::State(command) => state::run(command, &settings, &printer),
     };
     status.into()
 }

@@ -75,3 +75,28 @@ impl Printer {
         ));
     }
 }
+
+/// Colours for the plan renderer, following the printer's choice.
+pub struct PrinterPaint<'a>(&'a Printer);
+
+pub fn paint_adapter(printer: &Printer) -> PrinterPaint<'_> {
+    PrinterPaint(printer)
+}
+
+impl crate::plan::render::Paint for PrinterPaint<'_> {
+    fn add(&self, text: &str) -> String {
+        self.0.paint(Style::Add, text)
+    }
+    fn change(&self, text: &str) -> String {
+        self.0.paint(Style::Change, text)
+    }
+    fn remove(&self, text: &str) -> String {
+        self.0.paint(Style::Remove, text)
+    }
+    fn dim(&self, text: &str) -> String {
+        self.0.paint(Style::Dim, text)
+    }
+    fn bold(&self, text: &str) -> String {
+        self.0.paint(Style::Bold, text)
+    }
+}

@@ -18,7 +18,7 @@ enum Which {
 pub fn run(args: Args, printer: &Printer) -> ExitStatus {
     match args.which {
         Which::DesiredState => printer.stdout(&crate::spec::schema::schema_text()),
-        Which::Plan => printer.stdout("{}\n"),
+        Which::Plan => printer.stdout(&crate::plan::schema_text()),
     }
     ExitStatus::Success
 }

@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod compile;
+pub mod shadow;
 
 pub use address::{Address, AddressKind};
 pub use compile::{CompileError, compile};

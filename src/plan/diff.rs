@@ -269,7 +269,7 @@ fn diff_one(
 }
 
 fn days(seconds: u64) -> String {
-    if seconds % 86_400 == 0 || seconds >= 86_400 {
+    if seconds >= 86_400 || seconds == 0 {
         format!("{}d", seconds / 86_400)
     } else if seconds >= 3_600 {
         format!("{}h", seconds / 3_600)
@@ -441,6 +441,24 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
     steps
 }
 
+/// An argv shown as a shell would need it typed, for people (it is never run through a shell).
+pub fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|word| {
+            if !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&byte))
+            {
+                word.clone()
+            } else {
+                format!("'{}'", word.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Quota changes per journaled step: small enough that a crash redoes little, large enough that
 /// journaling does not dominate.
 pub const QUOTA_CHUNK: usize = 100;
@@ -452,6 +470,7 @@ fn operation_address(operation: &Operation) -> Option<String> {
         | Operation::SetQuota { address, .. }
         | Operation::SetRetention { address, .. } => Some(address.clone()),
         Operation::Run { .. }
+        | Operation::RestoreFile { .. }
         | Operation::Check { .. }
         | Operation::CreateBackup { .. }
         | Operation::PruneBackup { .. } => None,
@@ -461,4 +480,260 @@ fn operation_address(operation: &Operation) -> Option<String> {
 /// tldw's built-in default for a retention policy, restored when the YAML drops an override.
 pub fn default_retention_days(policy_key: &str) -> u64 {
     retention_key(policy_key).map_or(180, |key| key.default_days)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::{Resource, SecretDesired};
+    use crate::state::{ManagedRecord, SecretMeta};
+
+    fn desired_of(values: &BTreeMap<String, String>) -> DesiredState {
+        DesiredState {
+            environment: "test".to_string(),
+            deployment: "default".to_string(),
+            resources: values
+                .iter()
+                .map(|(name, value)| {
+                    let address = Address::env(name);
+                    (
+                        address.clone(),
+                        Resource {
+                            address,
+                            desired: Desired::Text(value.clone()),
+                            sensitive: false,
+                            source: None,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn observed_of(values: &BTreeMap<String, String>) -> Observed {
+        Observed {
+            values: values
+                .iter()
+                .map(|(name, value)| (Address::env(name), ObservedValue::Text(value.clone())))
+                .collect(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn run(
+        desired: &DesiredState,
+        observed: &Observed,
+        state: &EnvironmentState,
+        now: Timestamp,
+    ) -> Plan {
+        plan(&PlanInput {
+            desired,
+            observed,
+            state,
+            now,
+            tool_version: "test",
+            file: "test.yaml",
+            desired_hash: "hash",
+            shared_hash: None,
+            git_commit: None,
+            env_file: ".env",
+            config_file: "config.txt",
+            api_url: None,
+            restart: None,
+            health: &[],
+        })
+    }
+
+    fn state() -> EnvironmentState {
+        EnvironmentState {
+            salt: vec![7; 32],
+            ..EnvironmentState::default()
+        }
+    }
+
+    /// Applies a plan's env operations to a model of the observed values.
+    fn apply_model(
+        plan: &Plan,
+        observed: &BTreeMap<String, String>,
+        desired: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let mut model = observed.clone();
+        for step in &plan.steps {
+            for operation in &step.operations {
+                match operation {
+                    Operation::Set { address, value, .. } => {
+                        let name = address.strip_prefix("env.").unwrap().to_string();
+                        model.insert(
+                            name.clone(),
+                            value.clone().unwrap_or_else(|| desired[&name].clone()),
+                        );
+                    }
+                    Operation::Remove { address } => {
+                        model.remove(address.strip_prefix("env.").unwrap());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        model
+    }
+
+    fn values() -> impl Strategy<Value = BTreeMap<String, String>> {
+        proptest::collection::btree_map("[A-Z][A-Z_]{0,6}", "[a-z0-9:/.]{0,8}", 0..12)
+    }
+
+    proptest! {
+        #[test]
+        fn planning_a_state_against_itself_is_empty(values in values()) {
+            let plan = run(&desired_of(&values), &observed_of(&values), &state(), Timestamp::UNIX_EPOCH);
+            prop_assert!(plan.is_empty());
+            prop_assert!(plan.steps.is_empty());
+        }
+
+        #[test]
+        fn applying_the_plan_to_a_model_of_the_observed_state_gives_the_desired_one(
+            desired in values(),
+            observed in values(),
+        ) {
+            let plan = run(&desired_of(&desired), &observed_of(&observed), &state(), Timestamp::UNIX_EPOCH);
+            let mut expected = observed.clone();
+            expected.extend(desired.clone());
+            prop_assert_eq!(apply_model(&plan, &observed, &desired), expected);
+        }
+
+        #[test]
+        fn only_addresses_managed_before_are_deleted(
+            desired in values(),
+            observed in values(),
+            managed_names in proptest::collection::btree_set("[A-Z][A-Z_]{0,6}", 0..8),
+        ) {
+            let mut state = state();
+            for name in &managed_names {
+                state.managed.insert(Address::env(name).to_string(), ManagedRecord {
+                    value_hash: "0".repeat(16),
+                    sensitive: false,
+                    apply_id: "a".to_string(),
+                    updated_at: Timestamp::UNIX_EPOCH,
+                });
+            }
+            let plan = run(&desired_of(&desired), &observed_of(&observed), &state, Timestamp::UNIX_EPOCH);
+            for change in plan.changes.iter().filter(|change| change.action == Action::Delete) {
+                let name = change.address.strip_prefix("env.").unwrap();
+                prop_assert!(managed_names.contains(name));
+                prop_assert!(!desired.contains_key(name));
+            }
+        }
+    }
+
+    fn secret_desired(rotate_after: Option<u64>) -> DesiredState {
+        let address = Address::secret("JWT_SECRET_KEY");
+        DesiredState {
+            environment: "test".to_string(),
+            deployment: "default".to_string(),
+            resources: BTreeMap::from([(
+                address.clone(),
+                Resource {
+                    address,
+                    desired: Desired::Secret(SecretDesired {
+                        source: SecretSource::Generate(crate::spec::types::Generate {
+                            length: Some(40),
+                            ..Default::default()
+                        }),
+                        rotate_after,
+                        keep_previous_as: Some("JWT_SECONDARY_SECRET".to_string()),
+                        resolved: None,
+                    }),
+                    sensitive: true,
+                    source: None,
+                },
+            )]),
+        }
+    }
+
+    #[test]
+    fn a_generated_secret_is_rotated_once_older_than_rotate_after_and_never_shown() {
+        let current = "k".repeat(40);
+        let observed = Observed {
+            values: BTreeMap::from([(
+                Address::secret("JWT_SECRET_KEY"),
+                ObservedValue::Text(current.clone()),
+            )]),
+            warnings: Vec::new(),
+        };
+        let mut state = state();
+        let set_at: Timestamp = "2026-08-01T00:00:00Z".parse().unwrap();
+        state.secrets.insert(
+            "JWT_SECRET_KEY".to_string(),
+            SecretMeta {
+                fingerprint: value_hash(&state.salt, &current),
+                set_at,
+                rotated_at: None,
+                adopted: false,
+                source: "generate".to_string(),
+            },
+        );
+        let desired = secret_desired(Some(90 * 86_400));
+        let young = run(
+            &desired,
+            &observed,
+            &state,
+            "2026-10-01T00:00:00Z".parse().unwrap(),
+        );
+        assert!(young.is_empty());
+        let old = run(
+            &desired,
+            &observed,
+            &state,
+            "2026-11-26T00:00:00Z".parse().unwrap(),
+        );
+        assert_eq!(old.changes.len(), 1);
+        assert_eq!(old.changes[0].action, Action::Rotate);
+        assert_eq!(old.changes[0].reason, "age 117d > 90d (rotate_after)");
+        assert!(!serde_json::to_string(&old).unwrap().contains(&current));
+        let Operation::Set {
+            secret: Some(secret),
+            ..
+        } = &old.steps[0].operations[0]
+        else {
+            panic!()
+        };
+        assert_eq!(secret.from, SecretFrom::Generate);
+        assert_eq!(
+            secret.keep_previous_as.as_deref(),
+            Some("JWT_SECONDARY_SECRET")
+        );
+    }
+
+    #[test]
+    fn a_secret_changed_outside_tldw_ops_is_not_rotated_on_a_guess() {
+        let observed = Observed {
+            values: BTreeMap::from([(
+                Address::secret("JWT_SECRET_KEY"),
+                ObservedValue::Text("q7".repeat(20)),
+            )]),
+            warnings: Vec::new(),
+        };
+        let mut state = state();
+        state.secrets.insert(
+            "JWT_SECRET_KEY".to_string(),
+            SecretMeta {
+                fingerprint: "0000000000000000".to_string(),
+                set_at: Timestamp::UNIX_EPOCH,
+                rotated_at: None,
+                adopted: false,
+                source: "generate".to_string(),
+            },
+        );
+        let plan = run(
+            &secret_desired(Some(86_400)),
+            &observed,
+            &state,
+            "2026-11-26T00:00:00Z".parse().unwrap(),
+        );
+        assert!(plan.is_empty());
+    }
 }

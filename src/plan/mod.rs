@@ -210,6 +210,11 @@ pub enum Operation {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expect_json: Option<serde_json::Map<String, serde_json::Value>>,
     },
+    /// Put a whole file back as a checkpoint of an earlier apply holds it (rollback).
+    RestoreFile {
+        checkpoint: String,
+        checkpoint_hash: String,
+    },
     /// Create a backup set.
     CreateBackup { set_id: String },
     /// Delete a backup set the keep policy released.

@@ -124,3 +124,37 @@ pub fn check(
         waived,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check_bytes(directory: &Path, bytes: &[u8]) {
+        let path = directory.join("fuzz.yaml");
+        std::fs::write(&path, bytes).unwrap();
+        let no_secrets = |_: &str, _: &SecretSpec| ResolvedSecret::Unavailable {
+            reason: "test".to_string(),
+        };
+        // Any outcome is fine; a panic is not.
+        let _ = check(&path, &BTreeMap::new(), &no_secrets);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_loader(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let directory = tempfile::tempdir().unwrap();
+            check_bytes(directory.path(), &bytes);
+        }
+
+        #[test]
+        fn yaml_shaped_text_never_panics_the_loader(
+            text in "(apiVersion: tldw-ops/v1\n)?(environment: [a-z]{1,5}\n)?([a-z_]{1,8}: ?([\\[\\]{}:,&*!|>'\"#%@`-]|[a-z0-9 ]){0,12}\n( {2}[a-z_]{1,6}: [a-z0-9{}\\[\\]]{0,8}\n){0,3}){0,6}"
+        ) {
+            let directory = tempfile::tempdir().unwrap();
+            check_bytes(directory.path(), text.as_bytes());
+        }
+    }
+}

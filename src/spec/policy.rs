@@ -123,6 +123,9 @@ const fn rule(id: &'static str, summary: &'static str) -> Rule {
     }
 }
 
+/// Rules that protect data or startup itself: no waiver turns them off.
+const UNWAIVABLE: &[&str] = &["byok-no-rotation", "cors-credentials-wildcard"];
+
 /// The rules that are warnings rather than errors.
 const WARNING_RULES: &[&str] = &[
     "auth-secret-declared",
@@ -727,9 +730,22 @@ fn tldw_minimum_length(name: &str) -> usize {
 }
 
 /// Turns waived findings into notes that say so. Returns the waived rule ids with reasons.
-pub fn apply_waivers(spec: &Spec, diagnostics: &mut [Diagnostic]) -> Vec<(String, String)> {
+pub fn apply_waivers(spec: &Spec, diagnostics: &mut Vec<Diagnostic>) -> Vec<(String, String)> {
     let mut waived = Vec::new();
     for waiver in &spec.waivers {
+        if !RULES.iter().any(|rule| rule.id == waiver.rule) {
+            continue;
+        }
+        if UNWAIVABLE.contains(&waiver.rule.as_str()) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "waiver.not_waivable",
+                    format!("rule `{}` guards against data loss or a server that cannot start; it cannot be waived", waiver.rule),
+                )
+                .path("/waivers"),
+            );
+            continue;
+        }
         let code = format!("policy.{}", waiver.rule);
         for diagnostic in diagnostics
             .iter_mut()

@@ -152,6 +152,18 @@ fn translate(
             .at(value_location)
             .path(pointer),
         ),
+        ValidationErrorKind::Type { .. } if schema_path.contains("/QuotaLimit/") => out.push(
+            Diagnostic::error(
+                "schema.type",
+                format!(
+                    "`{}` must be a whole number of MB (0 blocks writes) or null for unlimited, found {}",
+                    last_token(pointer),
+                    describe_found(node, pointer)
+                ),
+            )
+            .at(value_location)
+            .path(pointer),
+        ),
         ValidationErrorKind::Type { kind } => {
             let expected = match kind {
                 TypeKind::Single(single) => type_name(&single.to_string()).to_string(),

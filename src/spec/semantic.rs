@@ -172,18 +172,6 @@ fn check_secrets(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
                 .hint("rotate the source (the environment variable or file) instead, or use `generate`"),
             );
         }
-        if name == "BYOK_ENCRYPTION_KEY" && secret.rotate_after.is_some() {
-            let rotate_pointer = format!("{pointer}/rotate_after");
-            out.push(
-                Diagnostic::error(
-                    "secret.byok_rotation",
-                    "BYOK_ENCRYPTION_KEY can never be rotated by replacement: stored provider secrets would become unreadable",
-                )
-                .at(locate(root, &rotate_pointer))
-                .path(rotate_pointer)
-                .hint("remove `rotate_after`; to rotate, put the old key in BYOK_SECONDARY_ENCRYPTION_KEY and re-encrypt"),
-            );
-        }
         if let Some(previous) = &secret.keep_previous_as {
             let previous_pointer = format!("{pointer}/keep_previous_as");
             if previous == name {

@@ -4,4 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api_provider;
+mod apply;
+mod common;
+mod plan;
 mod support_contract;
+mod validate;

@@ -1,6 +1,8 @@
 //! Tests of the fake tldw_server over real loopback HTTP (reqwest) and of the
 //! PostgreSQL harness.
 
+#![allow(clippy::disallowed_methods)] // test code reads TLDW_OPS_REQUIRE_PG and its own markers directly
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -29,6 +29,7 @@
 //!
 //! The file is standalone (std and tempfile only).
 
+#![allow(clippy::disallowed_methods)] // test code reads TLDW_OPS_REQUIRE_PG and its own markers directly
 #![allow(dead_code)]
 
 use std::io::Write;

@@ -101,7 +101,7 @@ impl EnvFile {
 
     /// Warnings about the file itself: its mode, and lines tldw's parsers read differently.
     pub fn warnings(&self) -> Vec<String> {
-        let path = self.snapshot.path.display();
+        let path = crate::spec::source::display_name(&self.snapshot.path);
         let mut warnings = Vec::new();
         if let Some(mode) = self.snapshot.mode
             && mode & 0o077 != 0

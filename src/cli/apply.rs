@@ -1,0 +1,450 @@
+//! `tldw-ops apply [FILE | PLAN.json]`: plan (or load a reviewed plan), confirm, and execute it
+//! step by step with automatic rollback. `--resume` finishes an interrupted apply.
+
+use std::path::{Path, PathBuf};
+
+use super::common::{LineReporter, confirm, report_pipeline_error, report_state_error, runtime};
+use super::output::Style;
+use super::plan::{Format, print_plan, print_warnings};
+use super::{ExitStatus, Printer, desired_file};
+use crate::apply::checkpoint;
+use crate::apply::faults::Faults;
+use crate::apply::recover::{plan_of, resume, take_over_lock};
+use crate::apply::{ApplyContext, ApplyError, ApplyOutcome, new_apply_id};
+use crate::pipeline::{self, PipelineError, Prepared, observed_values, staleness, state_location};
+use crate::plan::{FORMAT_VERSION, Plan, render};
+use crate::settings::Settings;
+use crate::state::{LockHolder, StateStore};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A desired-state file (default tldw-ops.yaml), or a plan saved with `plan --out`.
+    target: Option<PathBuf>,
+    /// Apply without asking for confirmation.
+    #[arg(long)]
+    auto_approve: bool,
+    /// Finish an apply that was interrupted (crash, kill, power loss).
+    #[arg(long, conflicts_with = "target")]
+    resume: bool,
+    /// The desired-state file, when applying a saved plan or resuming (default: the file the
+    /// plan names).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Refuse a saved plan that was not made from this git commit.
+    #[arg(long, value_name = "SHA")]
+    require_commit: Option<String>,
+}
+
+pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
+    let faults = match settings.fault.as_deref().map(Faults::parse).transpose() {
+        Ok(faults) => faults.unwrap_or_default(),
+        Err(error) => {
+            printer.error(&error);
+            return ExitStatus::Error;
+        }
+    };
+    let runtime = runtime();
+    if args.resume {
+        return runtime.block_on(resume_command(&args, settings, printer, &faults));
+    }
+    let target = args.target.clone().unwrap_or_else(|| desired_file(None));
+    match read_saved_plan(&target) {
+        SavedPlan::Plan(plan) => {
+            runtime.block_on(apply_saved(*plan, &args, settings, printer, &faults))
+        }
+        SavedPlan::Invalid(message) => {
+            printer.error(&message);
+            ExitStatus::Error
+        }
+        SavedPlan::NotAPlan => {
+            runtime.block_on(apply_file(&target, &args, settings, printer, &faults))
+        }
+    }
+}
+
+enum SavedPlan {
+    Plan(Box<Plan>),
+    Invalid(String),
+    NotAPlan,
+}
+
+/// A `.json` target is a saved plan; anything else is a desired-state file.
+fn read_saved_plan(target: &Path) -> SavedPlan {
+    if target.extension().and_then(|extension| extension.to_str()) != Some("json") {
+        return SavedPlan::NotAPlan;
+    }
+    let text = match std::fs::read_to_string(target) {
+        Ok(text) => text,
+        Err(error) => {
+            return SavedPlan::Invalid(format!("cannot read plan {}: {error}", target.display()));
+        }
+    };
+    match serde_json::from_str::<Plan>(&text) {
+        Ok(plan) if plan.format_version == FORMAT_VERSION => SavedPlan::Plan(Box::new(plan)),
+        Ok(plan) => SavedPlan::Invalid(format!(
+            "plan {} has format version {}; this tldw-ops reads version {FORMAT_VERSION}",
+            target.display(),
+            plan.format_version
+        )),
+        Err(error) => SavedPlan::Invalid(format!(
+            "{} is not a tldw-ops plan file: {error}",
+            target.display()
+        )),
+    }
+}
+
+async fn prepare(file: &Path, settings: &Settings) -> Result<Prepared, PipelineError> {
+    let loaded = pipeline::load(file, settings, false).await?;
+    pipeline::observe(loaded).await
+}
+
+async fn apply_file(
+    file: &Path,
+    args: &Args,
+    settings: &Settings,
+    printer: &Printer,
+    faults: &Faults,
+) -> ExitStatus {
+    let prepared = match prepare(file, settings).await {
+        Ok(prepared) => prepared,
+        Err(error) => return report_pipeline_error(error, printer),
+    };
+    let plan = pipeline::make_plan(&prepared, settings.now());
+    print_warnings(&prepared, &plan, printer);
+    if plan.is_empty() {
+        print_plan(&plan, Format::Text, printer);
+        if needs_record(&prepared) {
+            return execute(&prepared, &plan, settings, printer, faults, "apply").await;
+        }
+        return ExitStatus::Success;
+    }
+    print_plan(&plan, Format::Text, printer);
+    if let Err(status) = confirm(
+        "Do you want to apply these changes?",
+        args.auto_approve,
+        settings,
+        printer,
+    ) {
+        return status;
+    }
+    execute(&prepared, &plan, settings, printer, faults, "apply").await
+}
+
+/// Whether an empty plan still has something to record: addresses tldw-ops starts managing
+/// (adopting values already in place) or secrets whose age starts counting now.
+fn needs_record(prepared: &Prepared) -> bool {
+    let loaded = &prepared.loaded;
+    let managed: std::collections::BTreeSet<&str> =
+        loaded.state.managed.keys().map(String::as_str).collect();
+    let desired: std::collections::BTreeSet<&str> = loaded
+        .desired
+        .resources
+        .keys()
+        .filter(|address| prepared.observed.get(address).canonical().is_some())
+        .map(|address| address.as_str())
+        .collect();
+    managed != desired
+        || loaded
+            .desired
+            .resources
+            .keys()
+            .filter(|address| address.kind() == crate::model::AddressKind::Secret)
+            .any(|address| !loaded.state.secrets.contains_key(address.name()))
+}
+
+async fn apply_saved(
+    plan: Plan,
+    args: &Args,
+    settings: &Settings,
+    printer: &Printer,
+    faults: &Faults,
+) -> ExitStatus {
+    if let Some(required) = &args.require_commit {
+        let matches = plan
+            .git_commit
+            .as_deref()
+            .is_some_and(|commit| !required.is_empty() && commit.starts_with(required.as_str()));
+        if !matches {
+            printer.error(&format!(
+                "the plan was made from commit {}, but --require-commit asks for {required}",
+                plan.git_commit
+                    .as_deref()
+                    .unwrap_or("(none: not in a git checkout)")
+            ));
+            return ExitStatus::StalePlan;
+        }
+    }
+    let file = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&plan.file));
+    let prepared = match prepare(&file, settings).await {
+        Ok(prepared) => prepared,
+        Err(error) => return report_pipeline_error(error, printer),
+    };
+    if prepared.loaded.desired.environment != plan.environment {
+        printer.error(&format!(
+            "the plan is for environment {}, but {} describes {}",
+            plan.environment,
+            file.display(),
+            prepared.loaded.desired.environment
+        ));
+        return ExitStatus::StalePlan;
+    }
+    let (moved, reasons) = staleness(&plan, &prepared);
+    if !moved.is_empty() || !reasons.is_empty() {
+        let mut text = String::from("the saved plan is stale; nothing was applied.\n");
+        for reason in &reasons {
+            text.push_str(&format!("  {reason}\n"));
+        }
+        if !moved.is_empty() {
+            text.push_str("  moved since the plan was made:\n");
+            for item in &moved {
+                text.push_str(&format!(
+                    "    {}: then {}, now {}\n",
+                    item.address,
+                    crate::secrets::show_hash(&item.then),
+                    crate::secrets::show_hash(&item.now)
+                ));
+            }
+        }
+        text.push_str("A fresh plan follows; review it and make a new plan file to apply it.");
+        printer.error(&text);
+        let fresh = pipeline::make_plan(&prepared, settings.now());
+        printer.stderr(&render::text(&fresh, &render::Plain));
+        return ExitStatus::StalePlan;
+    }
+    print_warnings(&prepared, &plan, printer);
+    print_plan(&plan, Format::Text, printer);
+    if plan.is_empty() && !needs_record(&prepared) {
+        return ExitStatus::Success;
+    }
+    if let Err(status) = confirm(
+        "Do you want to apply this saved plan?",
+        args.auto_approve,
+        settings,
+        printer,
+    ) {
+        return status;
+    }
+    execute(&prepared, &plan, settings, printer, faults, "apply").await
+}
+
+/// Locks, journals and runs `plan`; reports how it ended.
+pub async fn execute(
+    prepared: &Prepared,
+    plan: &Plan,
+    settings: &Settings,
+    printer: &Printer,
+    faults: &Faults,
+    kind: &str,
+) -> ExitStatus {
+    let loaded = &prepared.loaded;
+    let now = settings.now();
+    let apply_id = new_apply_id(now);
+    let observed = observed_values(prepared);
+    let reporter = LineReporter::new(*printer, plan.steps.len(), settings.interactive);
+    let clock = || settings.now();
+    let context = ApplyContext {
+        store: &loaded.store,
+        key: &loaded.key,
+        plan,
+        desired: &loaded.desired,
+        state: &loaded.state,
+        secret_values: &loaded.secret_values,
+        deployment: &loaded.deployment,
+        observed: &observed,
+        checkpoint_root: checkpoint::root_for(
+            &state_location(&loaded.file, settings),
+            &loaded.file,
+        ),
+        faults,
+        reporter: &reporter,
+        apply_id,
+        kind,
+        user: &settings.user,
+        host: &settings.host,
+        override_reason: None,
+        clock: &clock,
+    };
+    if let Err(error) = context.begin().await {
+        return report_apply_error(error, printer);
+    }
+    let started = std::time::Instant::now();
+    match context.run(0, Vec::new()).await {
+        Ok(outcome) => report_outcome(&outcome, started.elapsed(), printer),
+        Err(error) => report_apply_error(error, printer),
+    }
+}
+
+pub fn report_apply_error(error: ApplyError, printer: &Printer) -> ExitStatus {
+    match error {
+        ApplyError::State(error) => report_state_error(error, printer),
+        other => {
+            printer.error(&other.to_string());
+            ExitStatus::Error
+        }
+    }
+}
+
+pub fn report_outcome(
+    outcome: &ApplyOutcome,
+    elapsed: std::time::Duration,
+    printer: &Printer,
+) -> ExitStatus {
+    match outcome {
+        ApplyOutcome::Succeeded {
+            apply_id,
+            changes,
+            health_checked,
+        } => {
+            let health = if *health_checked {
+                ", health gates passed"
+            } else {
+                ""
+            };
+            printer.note(&format!(
+                "{} {changes} change{} in {} ms{health} (apply {apply_id}).",
+                printer.paint(Style::Success, "Apply complete:"),
+                if *changes == 1 { "" } else { "s" },
+                elapsed.as_millis()
+            ));
+            ExitStatus::Success
+        }
+        ApplyOutcome::RolledBack {
+            apply_id,
+            failed_step,
+            error,
+            undone,
+            final_health,
+        } => {
+            let health = match final_health {
+                None => "not checked (no restart or health gates configured)".to_string(),
+                Some(Ok(())) => "healthy".to_string(),
+                Some(Err(problem)) => format!("UNHEALTHY: {problem}"),
+            };
+            printer.error(&format!(
+                "apply {apply_id} failed at step {failed_step}: {error}\n  \
+                 rolled back: {}\n  final health: {health}\n  \
+                 The deployment is back where it was before this apply.",
+                if undone.is_empty() {
+                    "nothing needed undoing".to_string()
+                } else {
+                    undone.join(", ")
+                }
+            ));
+            ExitStatus::RolledBack
+        }
+        ApplyOutcome::NeedsAttention {
+            apply_id,
+            failed_step,
+            error,
+            instructions,
+            ..
+        } => {
+            printer.error(&format!(
+                "apply {apply_id} failed at step {failed_step}: {error}\n{instructions}"
+            ));
+            ExitStatus::NeedsAttention
+        }
+    }
+}
+
+async fn resume_command(
+    args: &Args,
+    settings: &Settings,
+    printer: &Printer,
+    faults: &Faults,
+) -> ExitStatus {
+    let file = args.file.clone().unwrap_or_else(|| desired_file(None));
+    let loaded = match pipeline::load(&file, settings, true).await {
+        Ok(loaded) => loaded,
+        Err(error) => return report_pipeline_error(error, printer),
+    };
+    let unfinished = match loaded.store.unfinished_apply(&loaded.key).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            printer.note(&format!(
+                "environment {} has no unfinished apply; nothing to resume.",
+                loaded.key
+            ));
+            return ExitStatus::Success;
+        }
+        Err(error) => return report_state_error(error, printer),
+    };
+    let plan = match plan_of(&unfinished) {
+        Ok(plan) => plan,
+        Err(message) => {
+            printer.error(&message);
+            return ExitStatus::NeedsAttention;
+        }
+    };
+    if unfinished.desired_hash != loaded.desired_hash {
+        printer.error(&format!(
+            "{} resolves differently from when apply {} started; restore it to resume, or undo the apply with `tldw-ops rollback --unfinished`",
+            file.display(),
+            unfinished.id
+        ));
+        return ExitStatus::NeedsAttention;
+    }
+    let holder = LockHolder {
+        apply_id: unfinished.id.clone(),
+        host: settings.host.clone(),
+        pid: std::process::id(),
+        started_at: settings.now(),
+    };
+    if let Err(error) = take_over_lock(&loaded.store, &loaded.key, &holder, &settings.host).await {
+        return report_state_error(error, printer);
+    }
+    let rows = match loaded.store.steps(&unfinished.id).await {
+        Ok(rows) => rows,
+        Err(error) => return report_state_error(error, printer),
+    };
+    let prepared = match pipeline::observe(loaded).await {
+        Ok(prepared) => prepared,
+        Err(error) => return report_pipeline_error(error, printer),
+    };
+    printer.note(&format!(
+        "resuming apply {} (started {})",
+        unfinished.id, unfinished.started_at
+    ));
+    let loaded = &prepared.loaded;
+    let observed = observed_values(&prepared);
+    let reporter = LineReporter::new(*printer, plan.steps.len(), settings.interactive);
+    let clock = || settings.now();
+    let context = ApplyContext {
+        store: &loaded.store,
+        key: &loaded.key,
+        plan: &plan,
+        desired: &loaded.desired,
+        state: &loaded.state,
+        secret_values: &loaded.secret_values,
+        deployment: &loaded.deployment,
+        observed: &observed,
+        checkpoint_root: checkpoint::root_for(
+            &state_location(&loaded.file, settings),
+            &loaded.file,
+        ),
+        faults,
+        reporter: &reporter,
+        apply_id: unfinished.id.clone(),
+        kind: "resume",
+        user: &settings.user,
+        host: &settings.host,
+        override_reason: None,
+        clock: &clock,
+    };
+    let started = std::time::Instant::now();
+    match resume(&context, &rows).await {
+        Ok(Ok(outcome)) => report_outcome(&outcome, started.elapsed(), printer),
+        Ok(Err(problem)) => {
+            let _ = loaded.store.unlock(&loaded.key, &unfinished.id).await;
+            printer.error(&format!(
+                "apply {} cannot be resumed: {problem}\nUndo it with `tldw-ops rollback --unfinished`, or restore the file from its checkpoint (`tldw-ops show {}`).",
+                unfinished.id, unfinished.id
+            ));
+            ExitStatus::NeedsAttention
+        }
+        Err(error) => report_apply_error(error, printer),
+    }
+}

@@ -1,0 +1,215 @@
+//! Pieces several commands share: the async runtime, mapping pipeline errors to exit codes,
+//! the confirmation prompt, and progress reporting.
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use super::output::Style;
+use super::{ExitStatus, Printer};
+use crate::apply::{Reporter, StepReport};
+use crate::pipeline::PipelineError;
+use crate::plan::Step;
+use crate::settings::Settings;
+use crate::spec::diagnostic::render_text;
+use crate::state::StateError;
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the async runtime starts")
+}
+
+/// Reports a pipeline error and returns its exit code.
+pub fn report_pipeline_error(error: PipelineError, printer: &Printer) -> ExitStatus {
+    match error {
+        PipelineError::Invalid {
+            diagnostics,
+            sources,
+        } => {
+            printer.stderr(&render_text(&diagnostics, &sources));
+            let errors = diagnostics
+                .iter()
+                .filter(|diagnostic| diagnostic.is_error())
+                .count();
+            printer.error(&format!(
+                "the desired state has {errors} error{}; run `tldw-ops validate` for details",
+                if errors == 1 { "" } else { "s" }
+            ));
+            ExitStatus::Invalid
+        }
+        PipelineError::Unfinished(record) => {
+            printer.error(&format!(
+                "apply {} of environment {} did not finish (started {} by {}@{}, pid {}).\n\
+                 Nothing new is applied until it is settled. Either:\n  \
+                 tldw-ops apply --resume        finish it\n  \
+                 tldw-ops rollback --unfinished undo what it did",
+                record.id,
+                record.environment,
+                record.started_at,
+                record.actor_user,
+                record.actor_host,
+                record.pid
+            ));
+            ExitStatus::NeedsAttention
+        }
+        PipelineError::State(error) => report_state_error(error, printer),
+        other => {
+            printer.error(&other.to_string());
+            ExitStatus::Error
+        }
+    }
+}
+
+pub fn report_state_error(error: StateError, printer: &Printer) -> ExitStatus {
+    match error {
+        StateError::Locked {
+            environment,
+            holder,
+        } => {
+            let alive = if holder.host == crate::settings::hostname() {
+                if crate::apply::recover::process_alive(holder.pid) {
+                    " (still running)"
+                } else {
+                    " (that process is gone; if no apply is running, clear it with `tldw-ops state unlock --force`)"
+                }
+            } else {
+                ""
+            };
+            printer.error(&format!(
+                "environment {environment} is locked by apply {} on host {} (pid {}{alive}), started {}",
+                holder.apply_id, holder.host, holder.pid, holder.started_at
+            ));
+            ExitStatus::Locked
+        }
+        other => {
+            printer.error(&other.to_string());
+            ExitStatus::Error
+        }
+    }
+}
+
+/// Asks for `yes` on a terminal. Without one, refuses unless auto-approved.
+pub fn confirm(
+    question: &str,
+    auto_approve: bool,
+    settings: &Settings,
+    printer: &Printer,
+) -> Result<(), ExitStatus> {
+    if auto_approve {
+        return Ok(());
+    }
+    if !settings.interactive {
+        printer.error("no terminal to confirm on; review the plan and pass --auto-approve to apply without a prompt");
+        return Err(ExitStatus::Error);
+    }
+    printer.stderr(&format!(
+        "\n{question}\n  Only 'yes' will be accepted to approve.\n\n  {} ",
+        printer.paint(Style::Bold, "Enter a value:")
+    ));
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        printer.note("Cancelled; nothing was changed.");
+        Err(ExitStatus::Error)
+    }
+}
+
+/// Progress as plain lines on stderr, with a spinner on a terminal.
+pub struct LineReporter {
+    printer: Printer,
+    total: usize,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl LineReporter {
+    pub fn new(printer: Printer, total: usize, interactive: bool) -> LineReporter {
+        let bar = interactive.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        LineReporter {
+            printer,
+            total,
+            bar,
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => self.printer.note(text),
+        }
+    }
+}
+
+impl Reporter for LineReporter {
+    fn step_started(&self, step: &Step) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "[{}/{}] {} {}",
+                step.index + 1,
+                self.total,
+                step.kind.as_str(),
+                step.target
+            ));
+        }
+    }
+
+    fn step_finished(&self, step: &Step, report: &StepReport) {
+        let status = match report {
+            StepReport::Done { elapsed } => self.printer.paint(
+                Style::Success,
+                &format!("done ({} ms)", elapsed.as_millis()),
+            ),
+            StepReport::Skipped => self.printer.paint(Style::Dim, "already in place"),
+            StepReport::Failed { error } => self
+                .printer
+                .paint(Style::Error, &format!("failed: {error}")),
+        };
+        self.line(&format!(
+            "[{}/{}] {} {}: {status}",
+            step.index + 1,
+            self.total,
+            step.kind.as_str(),
+            step.target
+        ));
+    }
+
+    fn undo_started(&self, step: &Step) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("undoing step {} {}", step.index + 1, step.target));
+        }
+    }
+
+    fn undo_finished(&self, step: &Step, result: &Result<(), String>) {
+        let status = match result {
+            Ok(()) => self.printer.paint(Style::Success, "restored"),
+            Err(error) => self
+                .printer
+                .paint(Style::Error, &format!("could not be undone: {error}")),
+        };
+        self.line(&format!(
+            "undo step {} {} {}: {status}",
+            step.index + 1,
+            step.kind.as_str(),
+            step.target
+        ));
+    }
+
+    fn note(&self, text: &str) {
+        self.line(text);
+    }
+}
+
+impl Drop for LineReporter {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! `tldw-ops history` and `tldw-ops show <apply-id>`: the journal, for people and tools.
+
+use std::path::PathBuf;
+
+use super::common::{report_state_error, runtime};
+use super::output::Style;
+use super::{ExitStatus, Printer, desired_file};
+use crate::pipeline::state_location;
+use crate::plan::Plan;
+use crate::settings::Settings;
+use crate::state::{ApplyRecord, EnvironmentKey, StateStore, open};
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Only this environment (`env` or `deployment/env`).
+    #[arg(long, short = 'e')]
+    environment: Option<String>,
+    /// The desired-state file whose state to read (default tldw-ops.yaml); or use --state.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// How many applies to list, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The apply id (see `tldw-ops history`).
+    apply_id: String,
+    #[arg(long, short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+pub fn parse_environment(text: &str) -> EnvironmentKey {
+    match text.split_once('/') {
+        Some((deployment, environment)) => EnvironmentKey {
+            deployment: deployment.to_string(),
+            environment: environment.to_string(),
+        },
+        None => EnvironmentKey {
+            deployment: "default".to_string(),
+            environment: text.to_string(),
+        },
+    }
+}
+
+fn duration(record: &ApplyRecord) -> String {
+    match record.finished_at {
+        Some(finished) => {
+            let millis = finished.duration_since(record.started_at).as_millis();
+            if millis < 10_000 {
+                format!("{millis} ms")
+            } else {
+                format!("{} s", millis / 1000)
+            }
+        }
+        None => "-".to_string(),
+    }
+}
+
+pub fn history(args: HistoryArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
+    let file = desired_file(args.file);
+    let location = state_location(&file, settings);
+    runtime().block_on(async {
+        let store = match open(&location).await {
+            Ok(store) => store,
+            Err(error) => return report_state_error(error, printer),
+        };
+        let key = args.environment.as_deref().map(parse_environment);
+        let records = match store.applies(key.as_ref(), args.limit).await {
+            Ok(records) => records,
+            Err(error) => return report_state_error(error, printer),
+        };
+        match args.format {
+            Format::Json => {
+                let items: Vec<serde_json::Value> = records
+                    .iter()
+                    .map(|record| {
+                        serde_json::json!({
+                            "id": record.id,
+                            "environment": record.environment.environment,
+                            "deployment": record.environment.deployment,
+                            "kind": record.kind,
+                            "started_at": record.started_at.to_string(),
+                            "finished_at": record.finished_at.map(|time| time.to_string()),
+                            "user": record.actor_user,
+                            "host": record.actor_host,
+                            "plan_hash": record.plan_hash,
+                            "outcome": record.outcome.as_str(),
+                            "changes": record.changes,
+                            "health_passed": record.health_passed,
+                            "git_commit": record.git_commit,
+                            "message": record.message,
+                        })
+                    })
+                    .collect();
+                let mut text =
+                    serde_json::to_string_pretty(&serde_json::json!({ "applies": items }))
+                        .expect("history serialises");
+                text.push('\n');
+                printer.stdout(&text);
+            }
+            Format::Text => {
+                if records.is_empty() {
+                    printer.note(&format!("no applies recorded in {location}"));
+                    return ExitStatus::Success;
+                }
+                let mut text = format!(
+                    "{:<26} {:<14} {:<9} {:<20} {:<24} {:<12} {:>7} {:>8}\n",
+                    "APPLY", "ENVIRONMENT", "KIND", "STARTED", "WHO", "OUTCOME", "CHANGES", "TOOK"
+                );
+                for record in &records {
+                    text.push_str(&format!(
+                        "{:<26} {:<14} {:<9} {:<20} {:<24} {:<12} {:>7} {:>8}\n",
+                        record.id,
+                        record.environment.to_string(),
+                        record.kind,
+                        record.started_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+                        format!("{}@{}", record.actor_user, record.actor_host),
+                        record.outcome.as_str(),
+                        record.changes,
+                        duration(record)
+                    ));
+                }
+                printer.stdout(&text);
+            }
+        }
+        ExitStatus::Success
+    })
+}
+
+pub fn show(args: ShowArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
+    let file = desired_file(args.file);
+    let location = state_location(&file, settings);
+    runtime().block_on(async {
+        let store = match open(&location).await {
+            Ok(store) => store,
+            Err(error) => return report_state_error(error, printer),
+        };
+        let record = match store.apply_record(&args.apply_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                printer.error(&format!("no apply with id `{}` in {location}", args.apply_id));
+                return ExitStatus::Error;
+            }
+            Err(error) => return report_state_error(error, printer),
+        };
+        let steps = match store.steps(&args.apply_id).await {
+            Ok(steps) => steps,
+            Err(error) => return report_state_error(error, printer),
+        };
+        let plan: Option<Plan> = serde_json::from_str(&record.plan_json).ok();
+        match args.format {
+            Format::Json => {
+                let value = serde_json::json!({
+                    "apply": {
+                        "id": record.id,
+                        "environment": record.environment.environment,
+                        "deployment": record.environment.deployment,
+                        "kind": record.kind,
+                        "outcome": record.outcome.as_str(),
+                        "started_at": record.started_at.to_string(),
+                        "finished_at": record.finished_at.map(|time| time.to_string()),
+                        "user": record.actor_user,
+                        "host": record.actor_host,
+                        "plan_hash": record.plan_hash,
+                        "desired_hash": record.desired_hash,
+                        "git_commit": record.git_commit,
+                        "health_passed": record.health_passed,
+                        "override_reason": record.override_reason,
+                        "message": record.message,
+                    },
+                    "steps": steps,
+                    "changes": plan.as_ref().map(|plan| &plan.changes),
+                });
+                let mut text = serde_json::to_string_pretty(&value).expect("show serialises");
+                text.push('\n');
+                printer.stdout(&text);
+            }
+            Format::Text => {
+                let mut text = String::new();
+                text.push_str(&format!(
+                    "apply {}  environment {}  kind {}\n  started  {} by {}@{} (pid {})\n  finished {}  took {}\n  outcome  {}\n",
+                    record.id,
+                    record.environment,
+                    record.kind,
+                    record.started_at,
+                    record.actor_user,
+                    record.actor_host,
+                    record.pid,
+                    record.finished_at.map(|time| time.to_string()).unwrap_or_else(|| "(not finished)".to_string()),
+                    duration(&record),
+                    printer.paint(
+                        if record.outcome == crate::state::Outcome::Succeeded { Style::Success } else { Style::Warning },
+                        record.outcome.as_str()
+                    ),
+                ));
+                if let Some(health) = record.health_passed {
+                    text.push_str(&format!("  health   {}\n", if health { "passed" } else { "failed" }));
+                }
+                if let Some(message) = &record.message {
+                    text.push_str(&format!("  message  {message}\n"));
+                }
+                if let Some(commit) = &record.git_commit {
+                    text.push_str(&format!("  commit   {commit}\n"));
+                }
+                if let Some(reason) = &record.override_reason {
+                    text.push_str(&format!("  override {reason}\n"));
+                }
+                text.push_str("\nSteps:\n");
+                for step in &steps {
+                    let took = step
+                        .finished_at
+                        .map(|finished| format!("{} ms", finished.duration_since(step.started_at).as_millis()))
+                        .unwrap_or_else(|| "-".to_string());
+                    text.push_str(&format!(
+                        "  {}. {} {}  [{}] {took}\n",
+                        step.index + 1,
+                        step.kind,
+                        step.target,
+                        step.status.as_str()
+                    ));
+                    if let Some(path) = &step.checkpoint_path {
+                        text.push_str(&format!("       checkpoint {path}\n"));
+                    }
+                    if let Some(error) = &step.error {
+                        text.push_str(&format!("       error: {error}\n"));
+                    }
+                }
+                if let Some(plan) = &plan {
+                    text.push_str("\nChanges:\n");
+                    text.push_str(&crate::plan::render::text(plan, &crate::plan::render::Plain));
+                }
+                printer.stdout(&text);
+            }
+        }
+        ExitStatus::Success
+    })
+}

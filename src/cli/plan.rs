@@ -1,0 +1,115 @@
+//! `tldw-ops plan [FILE]`: what apply would change, with every secret masked.
+
+use std::path::PathBuf;
+
+use super::common::{report_pipeline_error, runtime};
+use super::output::{Style, paint_adapter};
+use super::{ExitStatus, Printer, desired_file};
+use crate::pipeline::{self, Prepared};
+use crate::plan::{Plan, render};
+use crate::settings::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Desired-state file. Default: tldw-ops.yaml
+    file: Option<PathBuf>,
+    /// Also write the plan as JSON to this file, for `tldw-ops apply PLAN`.
+    #[arg(long, value_name = "PLAN")]
+    out: Option<PathBuf>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Add a unified diff of each file (secrets masked).
+    #[arg(long)]
+    diff: bool,
+    /// Exit 2 when there are changes (0 when there are none).
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// A PR comment's limit is 65,536 characters; stay well under it.
+pub const MARKDOWN_LIMIT: usize = 60_000;
+
+pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
+    let file = desired_file(args.file);
+    let runtime = runtime();
+    let prepared = match runtime.block_on(async {
+        let loaded = pipeline::load(&file, settings, false).await?;
+        pipeline::observe(loaded).await
+    }) {
+        Ok(prepared) => prepared,
+        Err(error) => return report_pipeline_error(error, printer),
+    };
+    let plan = pipeline::make_plan(&prepared, settings.now());
+    print_warnings(&prepared, &plan, printer);
+    if let Some(out) = &args.out
+        && let Err(status) = write_plan(out, &plan, printer)
+    {
+        return status;
+    }
+    print_plan(&plan, args.format, printer);
+    if args.diff && args.format == Format::Text && !plan.is_empty() {
+        printer.stdout(&format!(
+            "\n{}",
+            crate::preview::file_diffs(
+                &plan,
+                &prepared.loaded.desired,
+                &prepared.files,
+                &prepared.loaded.state.salt
+            )
+        ));
+    }
+    if args.detailed_exitcode && !plan.is_empty() {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    }
+}
+
+pub fn print_warnings(prepared: &Prepared, plan: &Plan, printer: &Printer) {
+    for diagnostic in prepared
+        .loaded
+        .checked
+        .diagnostics
+        .iter()
+        .filter(|diagnostic| diagnostic.severity == crate::spec::Severity::Warning)
+    {
+        printer.warning(&format!("{} [{}]", diagnostic.message, diagnostic.code));
+    }
+    for warning in &plan.warnings {
+        printer.warning(warning);
+    }
+}
+
+pub fn print_plan(plan: &Plan, format: Format, printer: &Printer) {
+    match format {
+        Format::Text => printer.stdout(&render::text(plan, &paint_adapter(printer))),
+        Format::Json => printer.stdout(&render::json(plan)),
+        Format::Markdown => printer.stdout(&render::markdown(plan, MARKDOWN_LIMIT)),
+    }
+}
+
+/// Writes the plan file atomically.
+pub fn write_plan(out: &std::path::Path, plan: &Plan, printer: &Printer) -> Result<(), ExitStatus> {
+    match crate::providers::files::write_atomic(out, render::json(plan).as_bytes(), 0o644, None) {
+        Ok(()) => {
+            printer.note(&format!(
+                "{} {}",
+                printer.paint(Style::Dim, "plan saved to"),
+                out.display()
+            ));
+            Ok(())
+        }
+        Err(error) => {
+            printer.error(&error.to_string());
+            Err(ExitStatus::Error)
+        }
+    }
+}

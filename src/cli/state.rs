@@ -1,0 +1,155 @@
+//! `tldw-ops state {list, unlock, migrate}`: look after the state store itself.
+
+use std::path::PathBuf;
+
+use super::common::{report_state_error, runtime};
+use super::history::parse_environment;
+use super::{ExitStatus, Printer, desired_file};
+use crate::pipeline::state_location;
+use crate::settings::Settings;
+use crate::state::{StateStore, open};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List environments, their last apply and lock holder.
+    List(ListArgs),
+    /// Clear an environment's lock left by an apply that is gone.
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[arg(long, short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = super::history::Format::Text)]
+    format: super::history::Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnlockArgs {
+    /// The desired-state file whose environment to unlock (default tldw-ops.yaml).
+    file: Option<PathBuf>,
+    /// The environment (`env` or `deployment/env`), instead of reading it from FILE.
+    #[arg(long, short = 'e')]
+    environment: Option<String>,
+    /// Required: clearing a lock can let two applies run at once if the holder is alive.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(command: Command, settings: &Settings, printer: &Printer) -> ExitStatus {
+    match command {
+        Command::List(args) => list(args, settings, printer),
+        Command::Unlock(args) => unlock(args, settings, printer),
+    }
+}
+
+fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
+    let location = state_location(&desired_file(args.file), settings);
+    runtime().block_on(async {
+        let store = match open(&location).await {
+            Ok(store) => store,
+            Err(error) => return report_state_error(error, printer),
+        };
+        let environments = match store.environments().await {
+            Ok(environments) => environments,
+            Err(error) => return report_state_error(error, printer),
+        };
+        match args.format {
+            super::history::Format::Json => {
+                let mut text = serde_json::to_string_pretty(
+                    &serde_json::json!({ "environments": environments }),
+                )
+                .expect("environments serialise");
+                text.push('\n');
+                printer.stdout(&text);
+            }
+            super::history::Format::Text => {
+                let mut text = format!(
+                    "{:<24} {:>8}  {:<40} {}\n",
+                    "ENVIRONMENT", "MANAGED", "LAST APPLY", "LOCK"
+                );
+                for summary in &environments {
+                    let last = summary
+                        .last_apply
+                        .as_ref()
+                        .map(|record| {
+                            format!(
+                                "{} {} {}",
+                                record.id,
+                                record.outcome.as_str(),
+                                record.started_at.strftime("%Y-%m-%d %H:%M")
+                            )
+                        })
+                        .unwrap_or_else(|| "-".to_string());
+                    let lock = summary
+                        .lock
+                        .as_ref()
+                        .map(|holder| {
+                            format!("{} on {} pid {}", holder.apply_id, holder.host, holder.pid)
+                        })
+                        .unwrap_or_else(|| "-".to_string());
+                    text.push_str(&format!(
+                        "{:<24} {:>8}  {:<40} {}\n",
+                        summary.environment.to_string(),
+                        summary.managed,
+                        last,
+                        lock
+                    ));
+                }
+                printer.stdout(&text);
+            }
+        }
+        ExitStatus::Success
+    })
+}
+
+fn unlock(args: UnlockArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
+    if !args.force {
+        printer.error(
+            "`state unlock` clears a lock another apply may still hold; pass --force to confirm",
+        );
+        return ExitStatus::Error;
+    }
+    let file = desired_file(args.file);
+    let location = state_location(&file, settings);
+    let key = match &args.environment {
+        Some(environment) => parse_environment(environment),
+        None => match super::load_checked(&file, settings) {
+            Ok(checked) => crate::state::EnvironmentKey {
+                deployment: checked
+                    .spec
+                    .deployment
+                    .clone()
+                    .unwrap_or_else(|| "default".to_string()),
+                environment: checked.spec.environment.clone(),
+            },
+            Err(error) => {
+                printer.error(&format!(
+                    "cannot tell which environment to unlock: {error}; pass --environment"
+                ));
+                return ExitStatus::Error;
+            }
+        },
+    };
+    runtime().block_on(async {
+        let store = match open(&location).await {
+            Ok(store) => store,
+            Err(error) => return report_state_error(error, printer),
+        };
+        match store.force_unlock(&key).await {
+            Ok(Some(holder)) => {
+                printer.note(&format!(
+                    "cleared the lock of {key} held by apply {} on {} (pid {}) since {}",
+                    holder.apply_id, holder.host, holder.pid, holder.started_at
+                ));
+                ExitStatus::Success
+            }
+            Ok(None) => {
+                printer.note(&format!("environment {key} was not locked"));
+                ExitStatus::Success
+            }
+            Err(error) => report_state_error(error, printer),
+        }
+    })
+}

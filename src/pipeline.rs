@@ -1,0 +1,393 @@
+//! The stages every command that plans shares: load and validate the desired state, resolve
+//! secret sources, compile, open the state store, observe the deployment, and plan. The CLI
+//! calls these; they hold no printing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+
+use crate::deployment::{Deployment, ObserveError, ObservedFiles, observe_files};
+use crate::model::{Address, CompileError, DesiredState, Observed, compile};
+use crate::plan::{Plan, PlanInput, plan};
+use crate::secrets::{read_secret_file, sha256_hex, value_hash};
+use crate::settings::Settings;
+use crate::spec::{CheckError, Checked, Diagnostic, LoadError, SourceMap};
+use crate::state::{
+    ApplyRecord, EnvironmentKey, EnvironmentState, StateError, StateStore, Store, default_location,
+    open,
+};
+
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Unreadable(LoadError),
+    #[error("the desired state is invalid")]
+    Invalid {
+        diagnostics: Vec<Diagnostic>,
+        sources: SourceMap,
+    },
+    #[error(transparent)]
+    Secret(#[from] CompileError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error("apply {} of environment {} did not finish (started {} by {}@{})", .0.id, .0.environment, .0.started_at, .0.actor_user, .0.actor_host)]
+    Unfinished(Box<ApplyRecord>),
+}
+
+/// A desired state, loaded, checked and compiled, with its state store open.
+pub struct Loaded {
+    pub file: PathBuf,
+    pub checked: Checked,
+    pub deployment: Deployment,
+    pub desired: DesiredState,
+    pub desired_hash: String,
+    pub shared_hash: Option<String>,
+    pub store: Store,
+    pub key: EnvironmentKey,
+    pub state: EnvironmentState,
+    /// Values of `from_env`/`from_file` secrets, for apply. Never printed or stored.
+    pub secret_values: BTreeMap<String, String>,
+}
+
+/// Loaded plus what observe found.
+pub struct Prepared {
+    pub loaded: Loaded,
+    pub observed: Observed,
+    pub files: ObservedFiles,
+}
+
+/// Where state lives for this file: `--state`/`TLDW_OPS_STATE`, else beside the YAML.
+pub fn state_location(file: &Path, settings: &Settings) -> String {
+    settings
+        .state
+        .clone()
+        .unwrap_or_else(|| default_location(file).display().to_string())
+}
+
+/// Loads, validates and compiles `file`, and opens its state. Refuses an invalid spec, and an
+/// environment with an unfinished apply unless `allow_unfinished`.
+pub async fn load(
+    file: &Path,
+    settings: &Settings,
+    allow_unfinished: bool,
+) -> Result<Loaded, PipelineError> {
+    let checked = match crate::cli::load_checked(file, settings) {
+        Ok(checked) => checked,
+        Err(CheckError::Invalid {
+            diagnostics,
+            sources,
+        }) => {
+            return Err(PipelineError::Invalid {
+                diagnostics,
+                sources,
+            });
+        }
+        Err(CheckError::Unreadable(error)) => return Err(PipelineError::Unreadable(error)),
+    };
+    if checked.has_errors() {
+        return Err(PipelineError::Invalid {
+            diagnostics: checked.diagnostics.clone(),
+            sources: checked.sources().clone(),
+        });
+    }
+    let secret_values = resolve_sources(&checked, settings);
+    let desired = compile(&checked, &secret_values)?;
+    let secret_values: BTreeMap<String, String> = secret_values
+        .into_iter()
+        .filter_map(|(name, value)| value.ok().map(|value| (name, value)))
+        .collect();
+    let deployment = Deployment::from_checked(&checked);
+    let store = open(&state_location(file, settings)).await?;
+    let key = EnvironmentKey {
+        deployment: desired.deployment.clone(),
+        environment: desired.environment.clone(),
+    };
+    if !allow_unfinished && let Some(unfinished) = store.unfinished_apply(&key).await? {
+        // A holder that is still alive means the apply is running, not interrupted.
+        if let Some(holder) = store.lock_holder(&key).await?
+            && holder.apply_id == unfinished.id
+            && (holder.host != settings.host || crate::apply::recover::process_alive(holder.pid))
+        {
+            return Err(PipelineError::State(StateError::Locked {
+                environment: key,
+                holder,
+            }));
+        }
+        return Err(PipelineError::Unfinished(Box::new(unfinished)));
+    }
+    let state = store.environment(&key).await?;
+    let desired_hash = desired_hash(&checked, &secret_values, &state.salt);
+    let shared_hash = checked
+        .loaded
+        .shared
+        .as_ref()
+        .map(|shared| sha256_hex(shared.to_json().to_string().as_bytes()));
+    Ok(Loaded {
+        file: file.to_path_buf(),
+        checked,
+        deployment,
+        desired,
+        desired_hash,
+        shared_hash,
+        store,
+        key,
+        state,
+        secret_values,
+    })
+}
+
+/// Observes every address the desired state declares or the state store manages.
+pub async fn observe(loaded: Loaded) -> Result<Prepared, PipelineError> {
+    let addresses = addresses_of(&loaded);
+    let (observed, files) = observe_files(&loaded.deployment, &addresses)?;
+    Ok(Prepared {
+        loaded,
+        observed,
+        files,
+    })
+}
+
+/// The observed values as the executor records them: address -> canonical value.
+pub fn observed_values(prepared: &Prepared) -> BTreeMap<Address, Option<String>> {
+    prepared
+        .observed
+        .values
+        .iter()
+        .map(|(address, value)| (address.clone(), value.canonical()))
+        .collect()
+}
+
+/// An address whose observed value moved since a plan was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub address: String,
+    pub then: String,
+    pub now: String,
+}
+
+/// Why a saved plan no longer applies: addresses it touches moved, the desired state resolves
+/// to another hash, or it was made against another state store.
+pub fn staleness(plan: &Plan, prepared: &Prepared) -> (Vec<Moved>, Vec<String>) {
+    let salt = prepared.loaded.state.salt.as_slice();
+    let mut moved = Vec::new();
+    for (address, then) in &plan.fingerprints {
+        let now = Address::parse(address)
+            .ok()
+            .and_then(|address| prepared.observed.get(&address).canonical())
+            .map(|value| value_hash(salt, &value))
+            .unwrap_or_else(|| crate::plan::ABSENT.to_string());
+        if now != *then {
+            moved.push(Moved {
+                address: address.clone(),
+                then: then.clone(),
+                now,
+            });
+        }
+    }
+    let mut reasons = Vec::new();
+    let state_id = sha256_hex(salt)[..16].to_string();
+    if plan.state_id != state_id {
+        reasons.push(format!(
+            "the plan was made against another state store (state {}, this one {state_id})",
+            plan.state_id
+        ));
+    }
+    if plan.desired_hash != prepared.loaded.desired_hash {
+        reasons.push(format!(
+            "the desired state now resolves differently (plan {}, now {})",
+            &plan.desired_hash[..plan.desired_hash.len().min(12)],
+            &prepared.loaded.desired_hash[..12]
+        ));
+    }
+    (moved, reasons)
+}
+
+pub fn addresses_of(loaded: &Loaded) -> BTreeSet<Address> {
+    let mut addresses: BTreeSet<Address> = loaded.desired.resources.keys().cloned().collect();
+    addresses.extend(
+        loaded
+            .state
+            .managed
+            .keys()
+            .filter_map(|address| Address::parse(address).ok()),
+    );
+    addresses
+}
+
+/// Plans against what was observed.
+pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
+    let loaded = &prepared.loaded;
+    let deployment = &loaded.deployment;
+    let file = loaded.file.display().to_string();
+    let env_file = display_relative(&deployment.env_file);
+    let config_file = display_relative(&deployment.config_file);
+    let git_commit = git_commit(&loaded.checked.loaded.main_file);
+    let mut plan = plan(&PlanInput {
+        desired: &loaded.desired,
+        observed: &prepared.observed,
+        state: &loaded.state,
+        now,
+        tool_version: TOOL_VERSION,
+        file: &file,
+        desired_hash: &loaded.desired_hash,
+        shared_hash: loaded.shared_hash.as_deref(),
+        git_commit: git_commit.as_deref(),
+        env_file: &env_file,
+        config_file: &config_file,
+        api_url: deployment.api_url.as_deref(),
+        restart: deployment.restart.as_deref(),
+        health: &deployment.health,
+    });
+    plan.warnings.extend(shadow_warnings(prepared));
+    plan
+}
+
+/// Settings that the `.env` will shadow in config.txt once the plan is applied.
+fn shadow_warnings(prepared: &Prepared) -> Vec<String> {
+    let desired = &prepared.loaded.desired;
+    let env = |name: &str| {
+        for address in [Address::env(name), Address::secret(name)] {
+            if let Some(resource) = desired.get(&address) {
+                return resource.desired.canonical();
+            }
+        }
+        prepared.files.env.get(name).map(str::to_string)
+    };
+    let config = |section: &str, key: &str| {
+        let address = Address::config(section, key);
+        if let Some(resource) = desired.resources.values().find(|resource| {
+            resource
+                .address
+                .as_str()
+                .eq_ignore_ascii_case(address.as_str())
+        }) {
+            return resource.desired.canonical();
+        }
+        prepared
+            .files
+            .config
+            .document()
+            .get(section, key)
+            .ok()
+            .flatten()
+    };
+    crate::model::shadow::warnings(&env, &config)
+}
+
+fn display_relative(path: &Path) -> String {
+    crate::spec::source::display_name(path).to_string()
+}
+
+/// Reads `from_env` and `from_file` sources. `from_file` paths resolve against the directory
+/// of the YAML file that declares them.
+fn resolve_sources(
+    checked: &Checked,
+    settings: &Settings,
+) -> BTreeMap<String, Result<String, String>> {
+    let mut resolved = BTreeMap::new();
+    let Some(secrets) = &checked.spec.secrets else {
+        return resolved;
+    };
+    for (name, secret) in &secrets.values {
+        if let Some(variable) = &secret.from_env {
+            resolved.insert(
+                name.clone(),
+                settings
+                    .process_env
+                    .get(variable)
+                    .cloned()
+                    .ok_or_else(|| format!("environment variable `{variable}` is not set")),
+            );
+        } else if let Some(path) = &secret.from_file {
+            let pointer = format!(
+                "/secrets/values/{}",
+                crate::spec::load::escape_pointer(name)
+            );
+            let base = crate::spec::semantic::locate(&checked.loaded.root, &pointer)
+                .and_then(|location| {
+                    checked
+                        .sources()
+                        .path(&location.file)
+                        .map(Path::to_path_buf)
+                })
+                .and_then(|file| file.parent().map(Path::to_path_buf))
+                .unwrap_or_default();
+            resolved.insert(
+                name.clone(),
+                read_secret_file(&base.join(path)).map_err(|error| error.to_string()),
+            );
+        }
+    }
+    resolved
+}
+
+/// The hash of the resolved desired state: the typed spec (which holds secret sources, never
+/// values) plus a salted fingerprint of every sourced secret value.
+fn desired_hash(
+    checked: &Checked,
+    secret_values: &BTreeMap<String, String>,
+    salt: &[u8],
+) -> String {
+    let mut text = serde_json::to_string(&checked.spec).expect("specs serialise");
+    for (name, value) in secret_values {
+        text.push('\n');
+        text.push_str(name);
+        text.push('=');
+        text.push_str(&value_hash(salt, value));
+    }
+    sha256_hex(text.as_bytes())
+}
+
+/// The commit checked out where `file` lives, read from `.git` without running git.
+pub fn git_commit(file: &Path) -> Option<String> {
+    let mut directory = file.parent()?.to_path_buf();
+    loop {
+        let git = directory.join(".git");
+        if git.is_dir() {
+            return read_head(&git);
+        }
+        if git.is_file() {
+            // A worktree: `.git` is a file pointing at the real git directory.
+            let text = std::fs::read_to_string(&git).ok()?;
+            let target = text.strip_prefix("gitdir:")?.trim();
+            return read_head(&directory.join(target));
+        }
+        if !directory.pop() {
+            return None;
+        }
+    }
+}
+
+fn read_head(git: &Path) -> Option<String> {
+    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref:") else {
+        return Some(head.to_string());
+    };
+    let reference = reference.trim();
+    // Worktrees keep refs in the common directory.
+    let common = std::fs::read_to_string(git.join("commondir"))
+        .ok()
+        .map(|relative| git.join(relative.trim()))
+        .unwrap_or_else(|| git.to_path_buf());
+    for base in [git, common.as_path()] {
+        if let Ok(commit) = std::fs::read_to_string(base.join(reference)) {
+            return Some(commit.trim().to_string());
+        }
+        if let Ok(packed) = std::fs::read_to_string(base.join("packed-refs")) {
+            for line in packed.lines() {
+                if let Some((commit, name)) = line.split_once(' ')
+                    && name == reference
+                {
+                    return Some(commit.to_string());
+                }
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,514 @@
+//! `tldw-ops apply`: journal, checkpoints, rollback at every step, crash recovery, locks,
+//! stale plans, health gates, history, and that secrets stay where they belong.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Site, assert_no_secret, env_value, run};
+use crate::plan::{FROM_ENV_SECRET, FROM_FILE_SECRET, command, yaml};
+use crate::support::fake_tldw::{FakeTldw, FakeTldwConfig};
+
+/// A site whose service is the fake server: restart appends to its marker, the gates are its
+/// /health and /internal/ready. Steps: 0 .env, 1 config.txt, 2 restart, 3 health gates.
+fn served_site(fake: &FakeTldw) -> Site {
+    let restart = fake
+        .restart_command()
+        .iter()
+        .map(|word| format!("{word:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let service = format!(
+        "  service:\n    url: {}\n    restart: [{restart}]\n    timeout: 5s\n    health:\n      - {{ path: /health, expect_status: 200, expect_json: {{ status: ok }} }}\n      - {{ path: /internal/ready }}\n",
+        fake.url()
+    );
+    let text = yaml("").replace(
+        "target:\n  root: site\n",
+        &format!("target:\n  root: site\n{service}"),
+    );
+    let site = Site::new();
+    site.write_yaml("tldw-ops.yaml", &text);
+    std::fs::write(
+        site.path().join("pepper.txt"),
+        format!("{FROM_FILE_SECRET}\n"),
+    )
+    .unwrap();
+    site
+}
+
+fn changes(site: &Site) -> serde_json::Value {
+    let (code, stdout, stderr) = run(&mut command(site, &["plan", "--format", "json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    plan["changes"].clone()
+}
+
+fn history(site: &Site) -> Vec<serde_json::Value> {
+    let (code, stdout, stderr) = run(&mut command(site, &["history", "--format", "json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    value["applies"].as_array().unwrap().clone()
+}
+
+fn converged(site: &Site) {
+    let (code, stdout, stderr) = run(&mut command(site, &["plan", "--detailed-exitcode"]));
+    assert_eq!(
+        code, 0,
+        "after a successful apply the plan is empty:\n{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn a_successful_apply_restarts_checks_health_and_converges() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let site = served_site(&fake);
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("health gates passed"), "{stderr}");
+    assert_eq!(fake.restart_count(), 1);
+    converged(&site);
+    let text = site.env_text();
+    assert_eq!(env_value(&text, "LOG_LEVEL").as_deref(), Some("info"));
+    assert_eq!(
+        env_value(&text, "POSTGRES_PASSWORD").as_deref(),
+        Some(FROM_ENV_SECRET)
+    );
+    assert!(
+        env_value(&text, "SINGLE_USER_API_KEY")
+            .unwrap()
+            .starts_with("tldw_")
+    );
+    let applies = history(&site);
+    assert_eq!(applies.len(), 1);
+    assert_eq!(applies[0]["outcome"], "succeeded");
+    assert_eq!(applies[0]["health_passed"], true);
+    assert_eq!(applies[0]["changes"], 8);
+    // A second apply has nothing to do and does not restart.
+    let (code, _, _) = run(&mut command(&site, &["apply", "--auto-approve"]));
+    assert_eq!(code, 0);
+    assert_eq!(fake.restart_count(), 1);
+}
+
+#[test]
+fn a_fault_at_every_step_rolls_back_to_identical_bytes() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    for fault in ["fail", "fail-after"] {
+        for step in 0..4 {
+            let site = served_site(&fake);
+            let env_before = site.env_text();
+            let config_before = site.config_text();
+            let planned = changes(&site);
+            let spec = format!("{fault}:{step}");
+            let (code, _, stderr) =
+                run(command(&site, &["apply", "--auto-approve"]).env("TLDW_OPS_FAULT", &spec));
+            assert_eq!(code, 6, "{spec}: {stderr}");
+            assert!(
+                stderr.contains(&format!("failed at step {}", step + 1)),
+                "{spec}: {stderr}"
+            );
+            assert_eq!(
+                site.env_text(),
+                env_before,
+                "{spec}: .env restored byte for byte"
+            );
+            assert_eq!(
+                site.config_text(),
+                config_before,
+                "{spec}: config.txt restored byte for byte"
+            );
+            let applies = history(&site);
+            assert_eq!(
+                applies[0]["outcome"], "rolled_back",
+                "{spec}: the journal is closed"
+            );
+            assert_eq!(
+                changes(&site),
+                planned,
+                "{spec}: a new plan equals the original"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_undo_exits_7_with_instructions_and_an_honest_journal() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let site = served_site(&fake);
+    let (code, _, stderr) =
+        run(command(&site, &["apply", "--auto-approve"])
+            .env("TLDW_OPS_FAULT", "fail:2,fail-undo:0"));
+    assert_eq!(code, 7, "{stderr}");
+    assert!(stderr.contains("could not be undone"), "{stderr}");
+    assert!(stderr.contains("tldw-ops show"), "{stderr}");
+    let applies = history(&site);
+    assert_eq!(applies[0]["outcome"], "failed");
+    let id = applies[0]["id"].as_str().unwrap().to_string();
+    let (_, stdout, _) = run(&mut command(&site, &["show", &id, "--format", "json"]));
+    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let statuses: Vec<&str> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["undo_failed", "undone", "failed"]);
+}
+
+#[test]
+fn a_health_gate_that_fails_after_restart_rolls_back_and_the_server_is_healthy_again() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    fake.unhealthy_after_restarts(1);
+    fake.healthy_again_after_restarts(2);
+    let site = served_site(&fake);
+    let env_before = site.env_text();
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("health gates did not pass"), "{stderr}");
+    assert!(stderr.contains("final health: healthy"), "{stderr}");
+    assert_eq!(fake.restart_count(), 2, "restarted again after the undo");
+    assert_eq!(site.env_text(), env_before);
+}
+
+/// Starts `apply` paused at a step and kills it with SIGKILL there.
+fn crash_at(site: &Site, step: u32, point: &str) {
+    let mut child: Child = command(site, &["apply", "--auto-approve"])
+        .env("TLDW_OPS_FAULT", format!("pause:{step}:{point}"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "apply ended before pausing at {step}:{point}"
+        );
+        if line.contains("TLDW_OPS_FAULT: paused") {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn after_a_kill_at_any_step_resume_finishes_the_apply() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    for step in 0..4 {
+        for point in ["before", "after"] {
+            let site = served_site(&fake);
+            crash_at(&site, step, point);
+            let (code, _, stderr) = run(&mut command(&site, &["plan"]));
+            assert_eq!(code, 7, "{step}:{point}: {stderr}");
+            assert!(
+                stderr.contains("did not finish")
+                    && stderr.contains("--resume")
+                    && stderr.contains("rollback --unfinished"),
+                "{stderr}"
+            );
+            let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+            assert_eq!(code, 7, "{step}:{point}: {stderr}");
+            let (code, _, stderr) = run(&mut command(&site, &["apply", "--resume"]));
+            assert_eq!(code, 0, "{step}:{point}: {stderr}");
+            converged(&site);
+            let applies = history(&site);
+            assert_eq!(applies.len(), 1, "{step}:{point}");
+            assert_eq!(applies[0]["outcome"], "succeeded", "{step}:{point}");
+        }
+    }
+}
+
+#[test]
+fn after_a_kill_at_any_step_rollback_unfinished_restores_the_original_bytes() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    for step in 0..4 {
+        for point in ["before", "after"] {
+            let site = served_site(&fake);
+            let env_before = site.env_text();
+            let config_before = site.config_text();
+            let planned = changes(&site);
+            crash_at(&site, step, point);
+            let (code, _, stderr) = run(&mut command(
+                &site,
+                &["rollback", "--unfinished", "--auto-approve"],
+            ));
+            assert_eq!(code, 0, "{step}:{point}: {stderr}");
+            assert_eq!(site.env_text(), env_before, "{step}:{point}");
+            assert_eq!(site.config_text(), config_before, "{step}:{point}");
+            let applies = history(&site);
+            assert_eq!(applies[0]["outcome"], "abandoned", "{step}:{point}");
+            assert_eq!(changes(&site), planned, "{step}:{point}");
+        }
+    }
+}
+
+#[test]
+fn a_kill_while_the_restart_command_blocks_is_resumed() {
+    let site = Site::new();
+    let marker = site.path().join("release");
+    let text = yaml("").replace(
+        "target:\n  root: site\n",
+        &format!(
+            "target:\n  root: site\n  service:\n    restart: [sh, -c, \"echo restarting >&2; while [ ! -f {} ]; do sleep 0.05; done\"]\n    timeout: 20s\n",
+            marker.display()
+        ),
+    );
+    site.write_yaml("tldw-ops.yaml", &text);
+    std::fs::write(site.path().join("pepper.txt"), FROM_FILE_SECRET).unwrap();
+    let mut child = command(&site, &["apply", "--auto-approve"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("[2/3] ensure_config_file") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::write(&marker, "go").unwrap();
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--resume"]));
+    assert_eq!(code, 0, "{stderr}");
+    converged(&site);
+}
+
+#[test]
+fn a_second_concurrent_apply_exits_5_naming_the_holder() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let site = served_site(&fake);
+    let mut first = command(&site, &["apply", "--auto-approve"])
+        .env("TLDW_OPS_FAULT", "pause:0:before")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(first.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("paused") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0);
+    }
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", first.id())), "{stderr}");
+    assert!(stderr.contains("still running"), "{stderr}");
+    let (code, _, _) = run(&mut command(&site, &["plan"]));
+    assert_eq!(code, 5, "plan also sees the running apply");
+    let (code, stdout, _) = run(&mut command(&site, &["state", "list"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(&format!("pid {}", first.id())),
+        "state list names the holder: {stdout}"
+    );
+    let (code, _, stderr) = run(&mut command(&site, &["state", "unlock"]));
+    assert_eq!(code, 1, "unlock needs --force");
+    assert!(stderr.contains("--force"), "{stderr}");
+    let (code, _, stderr) = run(&mut command(&site, &["state", "unlock", "--force"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("cleared the lock of dev held by apply"),
+        "{stderr}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The killed apply left its journal open: everything refuses until it is settled.
+    let (code, _, stderr) = run(&mut command(&site, &["plan"]));
+    assert_eq!(code, 7, "{stderr}");
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--resume"]));
+    assert_eq!(code, 0, "{stderr}");
+    converged(&site);
+}
+
+#[test]
+fn concurrent_applies_never_interleave_their_writes() {
+    let site = crate::plan::site("");
+    let children: Vec<Child> = (0..4)
+        .map(|_| {
+            command(&site, &["apply", "--auto-approve"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap().status.code().unwrap())
+        .collect();
+    assert!(
+        codes.iter().all(|code| *code == 0 || *code == 5),
+        "{codes:?}"
+    );
+    assert!(codes.contains(&0), "{codes:?}");
+    converged(&site);
+    let text = site.env_text();
+    assert_eq!(text.matches("LOG_LEVEL=").count(), 1);
+    assert_eq!(text.matches("SINGLE_USER_API_KEY=").count(), 1);
+}
+
+#[test]
+fn a_saved_plan_is_refused_when_a_touched_address_moved_and_applied_when_others_did() {
+    let site = crate::plan::site("");
+    let (code, _, _) = run(&mut command(&site, &["plan", "--out", "plan.json"]));
+    assert_eq!(code, 0);
+    let original = site.env_text();
+    // An untouched key changes: the plan still applies.
+    site.set_env_text(
+        &original.replace("OPENAI_API_KEY=\n", "OPENAI_API_KEY=\n# edited by hand\n"),
+    );
+    let (code, _, stderr) = run(&mut command(
+        &site,
+        &["apply", "plan.json", "--auto-approve"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        site.env_text().contains("# edited by hand"),
+        "the unrelated edit is kept"
+    );
+    converged(&site);
+
+    let site = crate::plan::site("");
+    run(&mut command(&site, &["plan", "--out", "plan.json"]));
+    site.set_env_text(&site.env_text().replace(
+        "ALLOWED_ORIGINS=http://localhost:3000,",
+        "ALLOWED_ORIGINS=http://localhost:3001,",
+    ));
+    let before = site.env_text();
+    let (code, _, stderr) = run(&mut command(
+        &site,
+        &["apply", "plan.json", "--auto-approve"],
+    ));
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("env.ALLOWED_ORIGINS: then fp:"), "{stderr}");
+    assert!(stderr.contains("A fresh plan follows"), "{stderr}");
+    assert!(
+        stderr.contains("tldw-ops plan for environment dev"),
+        "{stderr}"
+    );
+    assert_eq!(site.env_text(), before, "nothing applied");
+}
+
+#[test]
+fn a_saved_plan_is_refused_when_the_yaml_changed() {
+    let site = crate::plan::site("");
+    run(&mut command(&site, &["plan", "--out", "plan.json"]));
+    site.write_yaml(
+        "tldw-ops.yaml",
+        &yaml("").replace("LOG_LEVEL: info", "LOG_LEVEL: warning"),
+    );
+    let (code, _, stderr) = run(&mut command(
+        &site,
+        &["apply", "plan.json", "--auto-approve"],
+    ));
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("the desired state now resolves differently"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn without_a_terminal_apply_refuses_unless_auto_approved() {
+    let site = crate::plan::site("");
+    let before = site.env_text();
+    let (code, _, stderr) = run(&mut command(&site, &["apply"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--auto-approve"), "{stderr}");
+    assert_eq!(site.env_text(), before);
+}
+
+#[test]
+fn rollback_of_an_earlier_apply_restores_its_before_state_as_a_new_apply() {
+    let site = crate::plan::site("");
+    let env_before = site.env_text();
+    let config_before = site.config_text();
+    assert_eq!(run(&mut command(&site, &["apply", "--auto-approve"])).0, 0);
+    let (code, stdout, stderr) = run(&mut command(
+        &site,
+        &["rollback", "--last", "--auto-approve"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("env.LOG_LEVEL"), "{stdout}");
+    assert_eq!(site.env_text(), env_before);
+    assert_eq!(site.config_text(), config_before);
+    let applies = history(&site);
+    assert_eq!(applies[0]["kind"], "rollback");
+    assert_eq!(applies[0]["outcome"], "succeeded");
+}
+
+#[test]
+fn no_secret_reaches_outputs_logs_plans_or_the_state_database() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let site = served_site(&fake);
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for args in [
+        vec!["plan", "--out", "plan.json"],
+        vec!["plan", "--format", "markdown", "--diff"],
+        vec!["-vvv", "apply", "--auto-approve"],
+        vec!["-vvv", "--log-format", "json", "plan"],
+        vec!["history"],
+        vec!["history", "--format", "json"],
+        vec!["state", "list", "--format", "json"],
+    ] {
+        let (_, stdout, stderr) = run(&mut command(&site, &args));
+        texts.push((format!("{args:?} stdout"), stdout));
+        texts.push((format!("{args:?} stderr"), stderr));
+    }
+    let id = history(&site)[0]["id"].as_str().unwrap().to_string();
+    for format in ["text", "json"] {
+        let (_, stdout, stderr) = run(&mut command(&site, &["show", &id, "--format", format]));
+        texts.push((format!("show {format}"), stdout));
+        texts.push((format!("show {format} stderr"), stderr));
+    }
+    let env = site.env_text();
+    let generated = env_value(&env, "SINGLE_USER_API_KEY").unwrap();
+    let refs: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_str()))
+        .collect();
+    let files: Vec<_> = site
+        .files_that_must_not_hold_secrets()
+        .into_iter()
+        .filter(|path| !path.ends_with("pepper.txt"))
+        .collect();
+    assert!(
+        files.iter().any(|path| path.ends_with("state.db")),
+        "the state database is scanned"
+    );
+    assert_no_secret(
+        &[
+            FROM_ENV_SECRET,
+            FROM_FILE_SECRET,
+            &generated,
+            "CHANGE_ME_TO_SECURE_API_KEY",
+        ],
+        &refs,
+        &files,
+    );
+    // The checkpoints that do hold secrets are private.
+    use std::os::unix::fs::PermissionsExt;
+    let checkpoints = site.path().join(".tldw-ops/checkpoints");
+    for entry in std::fs::read_dir(&checkpoints).unwrap().flatten() {
+        assert_eq!(
+            std::fs::metadata(entry.path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        for file in std::fs::read_dir(entry.path()).unwrap().flatten() {
+            assert_eq!(
+                std::fs::metadata(file.path()).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! `tldw-ops validate`: golden diagnostics for invalid specs (exact line and column), the
+//! examples, and exit codes.
+
+use std::path::Path;
+
+use crate::common::{fixture, repo, run, tool};
+
+fn validate_json(directory: &Path, file: &str) -> (i32, serde_json::Value) {
+    let (code, stdout, _) = run(tool(directory).args(["validate", file, "--format", "json"]));
+    (
+        code,
+        serde_json::from_str(&stdout).expect("validate --format json prints JSON"),
+    )
+}
+
+fn golden(name: &str, actual: &serde_json::Value) {
+    let path = fixture(&format!("specs/{name}.diagnostics.json"));
+    let text = format!("{}\n", serde_json::to_string_pretty(actual).unwrap());
+    #[allow(clippy::disallowed_methods)]
+    let update = std::env::var_os("TLDW_OPS_UPDATE_GOLDEN").is_some();
+    if update || !path.exists() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text,
+        expected,
+        "diagnostics of {name}.yaml differ from {}",
+        path.display()
+    );
+}
+
+/// (code, line, column) of each diagnostic.
+fn positions(value: &serde_json::Value) -> Vec<(String, u64, u64)> {
+    value["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|diagnostic| {
+            (
+                diagnostic["code"].as_str().unwrap().to_string(),
+                diagnostic["line"].as_u64().unwrap_or(0),
+                diagnostic["column"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn check(name: &str, expected: &[(&str, u64, u64)]) {
+    let directory = fixture("specs");
+    let (code, value) = validate_json(&directory, &format!("{name}.yaml"));
+    assert_eq!(code, 3, "{name}.yaml must be invalid (exit 3)");
+    let found = positions(&value);
+    for (code, line, column) in expected {
+        assert!(
+            found
+                .iter()
+                .any(|(found_code, found_line, found_column)| found_code == code
+                    && found_line == line
+                    && found_column == column),
+            "{name}.yaml: expected {code} at {line}:{column}, found {found:?}"
+        );
+    }
+    golden(name, &value);
+}
+
+#[test]
+fn a_misspelled_key_is_reported_at_the_key_with_a_suggestion() {
+    check(
+        "misspelled-key",
+        &[("schema.unknown_key", 5, 3), ("schema.unknown_key", 8, 1)],
+    );
+    let (_, value) = validate_json(&fixture("specs"), "misspelled-key.yaml");
+    let messages: Vec<&str> = value["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|message| message.contains("did you mean `env_file`"))
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|message| message.contains("did you mean `registration`"))
+    );
+}
+
+#[test]
+fn a_wrong_type_is_reported_at_the_value() {
+    check(
+        "wrong-type",
+        &[
+            ("schema.type", 6, 20),
+            ("schema.type", 7, 22),
+            ("schema.range", 9, 19),
+            ("schema.type", 9, 28),
+        ],
+    );
+}
+
+#[test]
+fn every_bad_duration_is_reported_at_once() {
+    check(
+        "bad-duration",
+        &[
+            ("value.duration", 7, 14),
+            ("value.duration", 9, 15),
+            ("value.duration", 13, 10),
+        ],
+    );
+}
+
+#[test]
+fn an_extends_cycle_prints_the_chain_at_the_entry_that_closes_it() {
+    check("extends-cycle", &[("load.extends_cycle", 3, 11)]);
+    let (_, value) = validate_json(&fixture("specs"), "extends-cycle.yaml");
+    let message = value["diagnostics"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("extends-cycle.yaml -> extends-cycle-base.yaml -> extends-cycle.yaml"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_missing_template_variable_is_named_where_it_is_used() {
+    check(
+        "missing-template-variable",
+        &[("template.undefined", 6, 24)],
+    );
+}
+
+#[test]
+fn a_placeholder_secret_in_production_is_an_error() {
+    check(
+        "placeholder-secret-in-production",
+        &[
+            ("policy.secret-strength", 12, 21),
+            ("policy.secret-strength", 13, 21),
+            ("policy.secret-in-env", 9, 3),
+        ],
+    );
+}
+
+#[test]
+fn wildcard_cors_with_credentials_in_production_is_an_error() {
+    check(
+        "wildcard-cors-with-credentials",
+        &[
+            ("policy.cors-credentials-wildcard", 14, 21),
+            ("policy.cors-no-wildcard", 14, 21),
+            ("policy.cors-https-only", 14, 26),
+            ("policy.log-level-not-debug", 9, 14),
+            ("policy.registration-requires-code", 16, 46),
+            ("policy.backups-configured", 21, 11),
+        ],
+    );
+}
+
+#[test]
+fn a_duplicate_key_is_an_error_naming_both_lines() {
+    check("duplicate-key", &[("yaml.duplicate_key", 8, 3)]);
+}
+
+#[test]
+fn a_yaml_syntax_error_points_at_its_line() {
+    check("yaml-syntax", &[("yaml.syntax", 6, 1)]);
+}
+
+#[test]
+fn semantic_checks_report_every_problem_at_its_value() {
+    check(
+        "semantic",
+        &[
+            ("value.url", 6, 10),
+            ("value.token_source", 7, 12),
+            ("value.secret_source", 10, 21),
+            ("policy.byok-no-rotation", 11, 68),
+            ("value.rotation", 12, 54),
+            ("value.origin", 14, 21),
+            ("value.origin", 14, 48),
+            ("value.retention", 18, 15),
+            ("value.retention", 19, 36),
+            ("value.keep", 23, 18),
+            ("waiver.unknown_rule", 25, 13),
+        ],
+    );
+}
+
+#[test]
+fn text_output_shows_the_line_with_a_caret() {
+    let (code, _, stderr) = run(tool(&fixture("specs")).args(["validate", "misspelled-key.yaml"]));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("--> misspelled-key.yaml:5:3"), "{stderr}");
+    assert!(stderr.contains("5 |   env_fil: custom/.env"), "{stderr}");
+    assert!(stderr.contains("  |   ^"), "{stderr}");
+}
+
+#[test]
+fn every_example_validates() {
+    let examples = repo().join("examples");
+    for file in [
+        "quickstart/tldw-ops.yaml",
+        "environments/dev.yaml",
+        "environments/staging.yaml",
+        "environments/prod.yaml",
+        "hardened-prod.yaml",
+    ] {
+        let (code, _, stderr) = run(tool(&examples).args(["validate", file]));
+        assert_eq!(code, 0, "{file}: {stderr}");
+    }
+}
+
+#[test]
+fn the_hardened_example_passes_every_rule_without_warnings() {
+    let (code, value) = validate_json(&repo().join("examples"), "hardened-prod.yaml");
+    assert_eq!(code, 0);
+    assert_eq!(value["diagnostics"].as_array().unwrap().len(), 0, "{value}");
+}
+
+#[test]
+fn a_waiver_turns_a_rule_off_and_is_listed() {
+    let directory = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture("specs/wildcard-cors-with-credentials.yaml"))
+        .unwrap()
+        + "waivers:\n  - { rule: log-level-not-debug, reason: \"verbose logs while we chase a bug\" }\n";
+    std::fs::write(directory.path().join("prod.yaml"), text).unwrap();
+    let (_, stdout, _) =
+        run(tool(directory.path()).args(["validate", "prod.yaml", "--format", "json"]));
+    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let waived = value["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "policy.log-level-not-debug")
+        .expect("the waived finding is still listed");
+    assert_eq!(waived["severity"], "info");
+    assert!(
+        waived["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("waived (verbose logs while we chase a bug)")
+    );
+    let (_, _, stderr) = run(tool(directory.path()).args(["validate", "prod.yaml"]));
+    assert!(
+        stderr.contains("waived rule `log-level-not-debug`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_exit_1_naming_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(tool(directory.path()).args(["validate", "absent.yaml"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("absent.yaml"), "{stderr}");
+}
+
+#[test]
+fn the_committed_schemas_equal_what_the_binary_prints() {
+    for (which, file) in [
+        ("desired-state", "tldw-ops.schema.json"),
+        ("plan", "plan.schema.json"),
+    ] {
+        let (code, stdout, _) = run(tool(&repo()).args(["schema", which]));
+        assert_eq!(code, 0);
+        let committed = std::fs::read_to_string(repo().join("schemas").join(file))
+            .unwrap_or_else(|_| panic!("schemas/{file} is committed"));
+        assert_eq!(
+            stdout, committed,
+            "schemas/{file} is out of date: run `tldw-ops schema {which} > schemas/{file}`"
+        );
+    }
+}

@@ -76,7 +76,25 @@ pub async fn load(
     settings: &Settings,
     allow_unfinished: bool,
 ) -> Result<Loaded, PipelineError> {
-    let checked = match crate::cli::load_checked(file, settings) {
+    let started = std::time::Instant::now();
+    // Open the state store while the YAML is read and checked on a blocking thread.
+    let location = state_location(file, settings);
+    let checking = {
+        let file = file.to_path_buf();
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || crate::cli::load_checked(&file, &settings))
+    };
+    let opened = std::time::Instant::now();
+    let (checked, store) = tokio::join!(checking, async {
+        let store = open(&location).await;
+        tracing::info!(
+            elapsed_ms = opened.elapsed().as_secs_f64() * 1000.0,
+            "opened the state store"
+        );
+        store
+    });
+    let checked = checked.expect("loading the desired state does not panic");
+    let checked = match checked {
         Ok(checked) => checked,
         Err(CheckError::Invalid {
             diagnostics,
@@ -95,6 +113,10 @@ pub async fn load(
             sources: checked.sources().clone(),
         });
     }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "loaded and validated the desired state"
+    );
     let secret_values = resolve_sources(&checked, settings);
     let desired = compile(&checked, &secret_values)?;
     let secret_values: BTreeMap<String, String> = secret_values
@@ -102,7 +124,7 @@ pub async fn load(
         .filter_map(|(name, value)| value.ok().map(|value| (name, value)))
         .collect();
     let deployment = Deployment::from_checked(&checked);
-    let store = open(&state_location(file, settings)).await?;
+    let store = store?;
     let key = EnvironmentKey {
         deployment: desired.deployment.clone(),
         environment: desired.environment.clone(),
@@ -120,7 +142,13 @@ pub async fn load(
         }
         return Err(PipelineError::Unfinished(Box::new(unfinished)));
     }
+    let read = std::time::Instant::now();
     let state = store.environment(&key).await?;
+    tracing::info!(
+        elapsed_ms = read.elapsed().as_secs_f64() * 1000.0,
+        managed = state.managed.len(),
+        "read the environment's state"
+    );
     let desired_hash = desired_hash(&checked, &secret_values, &state.salt);
     let shared_hash = checked
         .loaded
@@ -143,8 +171,14 @@ pub async fn load(
 
 /// Observes every address the desired state declares or the state store manages.
 pub async fn observe(loaded: Loaded) -> Result<Prepared, PipelineError> {
+    let started = std::time::Instant::now();
     let addresses = addresses_of(&loaded);
     let (observed, files) = observe_files(&loaded.deployment, &addresses)?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        addresses = addresses.len(),
+        "observed the deployment's files"
+    );
     Ok(Prepared {
         loaded,
         observed,

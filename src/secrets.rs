@@ -106,8 +106,14 @@ const NOT_SECRET_NAMES: &[&str] = &[
 
 /// Whether a `.env` or `config.txt` name looks like it holds a secret.
 pub fn looks_like_secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    if NOT_SECRET_NAMES.contains(&upper.as_str())
+    // Most names are already upper case: do not allocate for them.
+    let upper: std::borrow::Cow<'_, str> = if name.bytes().any(|byte| byte.is_ascii_lowercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_uppercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    };
+    let upper = upper.as_ref();
+    if NOT_SECRET_NAMES.contains(&upper)
         || NOT_SECRET_SUFFIXES
             .iter()
             .any(|suffix| upper.ends_with(suffix))

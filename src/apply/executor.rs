@@ -147,6 +147,51 @@ impl<S: StateStore> ApplyContext<'_, S> {
         }
     }
 
+    /// Under the lock, checks that every file address the plan touches still holds the value
+    /// the plan was computed from. Another apply may have finished while this one waited for
+    /// its confirmation or its lock. Returns the addresses that moved.
+    pub fn moved_since_plan(&self) -> Result<Vec<(String, String, String)>, String> {
+        let salt = self.state.salt.as_slice();
+        let env = EnvFile::read(&self.deployment.env_file).map_err(|error| error.to_string())?;
+        let config =
+            ConfigFile::read(&self.deployment.config_file).map_err(|error| error.to_string())?;
+        let mut moved = Vec::new();
+        for (address, then) in &self.plan.fingerprints {
+            let Ok(parsed) = Address::parse(address) else {
+                continue;
+            };
+            let value = match parsed.kind() {
+                AddressKind::Env | AddressKind::Secret => env.observe(&parsed),
+                AddressKind::Config => config.observe(&parsed),
+                _ => continue,
+            };
+            let now = value
+                .canonical()
+                .map(|value| value_hash(salt, &value))
+                .unwrap_or_else(|| crate::plan::ABSENT.to_string());
+            if now != *then {
+                moved.push((address.clone(), then.clone(), now));
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Ends an apply that found its plan stale before touching anything, and releases the lock.
+    pub async fn abandon_stale(&self, message: &str) -> Result<(), ApplyError> {
+        self.store
+            .finish_apply(
+                &self.apply_id,
+                Outcome::RolledBack,
+                self.now(),
+                None,
+                Some(message),
+                None,
+            )
+            .await?;
+        self.store.unlock(self.key, &self.apply_id).await?;
+        Ok(())
+    }
+
     /// Takes the lock and journals the apply. Fails with `Locked` when another apply holds it.
     pub async fn begin(&self) -> Result<(), ApplyError> {
         let holder = LockHolder {

@@ -270,6 +270,33 @@ pub async fn execute(
     if let Err(error) = context.begin().await {
         return report_apply_error(error, printer);
     }
+    match context.moved_since_plan() {
+        Ok(moved) if moved.is_empty() => {}
+        Ok(moved) => {
+            let mut text = String::from("the plan went stale while waiting for the lock or the confirmation; nothing was applied.
+  moved:
+");
+            for (address, then, now) in &moved {
+                text.push_str(&format!(
+                    "    {address}: then {}, now {}
+",
+                    crate::secrets::show_hash(then),
+                    crate::secrets::show_hash(now)
+                ));
+            }
+            text.push_str("Run `tldw-ops plan` again.");
+            let _ = context
+                .abandon_stale("stale plan: nothing was applied")
+                .await;
+            printer.error(&text);
+            return ExitStatus::StalePlan;
+        }
+        Err(error) => {
+            let _ = context.abandon_stale(&error).await;
+            printer.error(&error);
+            return ExitStatus::Error;
+        }
+    }
     let started = std::time::Instant::now();
     match context.run(0, Vec::new()).await {
         Ok(outcome) => report_outcome(&outcome, started.elapsed(), printer),

@@ -110,6 +110,14 @@ pub fn desired_file(file: Option<PathBuf>) -> PathBuf {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Validate(_) | Command::Plan(_) | Command::Apply(_) | Command::Rollback(_)
+    ) {
+        // Compiling the JSON Schema validator is the largest fixed cost of a run; do it on
+        // the other core while this one reads and parses the YAML.
+        std::thread::spawn(crate::spec::schema::warm);
+    }
     let settings = Settings::from_process(cli.state.clone(), cli.color);
     init_tracing(cli.verbose, cli.log_format);
     let printer = Printer::new(settings.color);

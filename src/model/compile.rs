@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use super::{Address, Desired, DesiredState, Resource, SecretDesired, SecretSource};
 use crate::secrets::is_sensitive;
 use crate::spec::Checked;
+use crate::spec::Location;
 use crate::spec::load::escape_pointer;
-use crate::spec::mapping::{env_entries, retention_values};
+use crate::spec::mapping::{EnvOrigin, env_entries, retention_values};
+use crate::spec::node::Node;
 use crate::spec::semantic::locate;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +23,18 @@ pub enum CompileError {
     },
 }
 
+/// The value location of each entry of a mapping, by key.
+fn child_locations(node: Option<&Node>) -> std::collections::HashMap<&str, Location> {
+    node.and_then(Node::as_mapping)
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|(key, value)| (key.name.as_str(), value.location.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Turns a checked spec into the desired state. `resolved` maps each `from_env`/`from_file`
 /// secret name to its value, or the reason it could not be read.
 pub fn compile(
@@ -29,6 +43,12 @@ pub fn compile(
 ) -> Result<DesiredState, CompileError> {
     let spec = &checked.spec;
     let root = &checked.loaded.root;
+    // One pass over the big mappings instead of a pointer walk per resource, which is
+    // quadratic in the number of settings.
+    let env_locations = child_locations(root.get("env"));
+    let config_sections = root.get("config");
+    let quota_locations =
+        child_locations(root.get("quotas").and_then(|quotas| quotas.get("users")));
     let mut resources = BTreeMap::new();
     let mut add = |resource: Resource| {
         resources.insert(resource.address.clone(), resource);
@@ -39,22 +59,22 @@ pub fn compile(
             address: Address::env(&entry.name),
             desired: Desired::Text(entry.value),
             sensitive,
-            source: locate(root, &entry.pointer),
+            source: match entry.origin {
+                EnvOrigin::Env => env_locations.get(entry.name.as_str()).cloned(),
+                _ => locate(root, &entry.pointer),
+            },
         });
     }
     for (section, keys) in &spec.config {
+        let key_locations =
+            child_locations(config_sections.and_then(|sections| sections.get(section)));
         for (key, value) in keys {
             let text = value.render();
-            let pointer = format!(
-                "/config/{}/{}",
-                escape_pointer(section),
-                escape_pointer(key)
-            );
             add(Resource {
                 sensitive: is_sensitive(key, &text),
                 address: Address::config(section, key),
                 desired: Desired::Text(text),
-                source: locate(root, &pointer),
+                source: key_locations.get(key.as_str()).cloned(),
             });
         }
     }
@@ -109,12 +129,11 @@ pub fn compile(
     }
     if let Some(quotas) = &spec.quotas {
         for (username, limit) in &quotas.users {
-            let pointer = format!("/quotas/users/{}", escape_pointer(username));
             add(Resource {
                 address: Address::quota_user(username),
                 desired: Desired::Quota(limit.0),
                 sensitive: false,
-                source: locate(root, &pointer),
+                source: quota_locations.get(username.as_str()).cloned(),
             });
         }
     }

@@ -75,7 +75,9 @@ pub fn load(path: &Path, process_env: &BTreeMap<String, String>) -> Result<Loade
         .unwrap_or_default()
         .to_string();
     let mut diagnostics = Vec::new();
-    render_templates(&mut root, "", &environment, process_env, &mut diagnostics);
+    if has_template(&root) {
+        render_templates(&mut root, "", &environment, process_env, &mut diagnostics);
+    }
     if !diagnostics.is_empty() {
         return Err(LoadError::Invalid {
             diagnostics,
@@ -371,6 +373,21 @@ fn template_environment() -> Environment<'static> {
     environment
 }
 
+/// Whether any string below `node` holds template syntax (a cheap scan that lets rendering
+/// skip template-free subtrees without building their pointers).
+fn has_template(node: &Node) -> bool {
+    match &node.value {
+        NodeValue::String(text) => is_template(text),
+        NodeValue::Mapping(entries) => entries.iter().any(|(_, child)| has_template(child)),
+        NodeValue::Sequence(items) => items.iter().any(has_template),
+        NodeValue::Null | NodeValue::Bool(_) | NodeValue::Int(_) | NodeValue::Float(_) => false,
+    }
+}
+
+fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
 fn render_templates(
     node: &mut Node,
     pointer: &str,
@@ -381,6 +398,9 @@ fn render_templates(
     match &mut node.value {
         NodeValue::Mapping(entries) => {
             for (key, child) in entries.iter_mut() {
+                if !has_template(child) {
+                    continue;
+                }
                 let child_pointer = format!("{pointer}/{}", escape_pointer(&key.name));
                 render_templates(
                     child,
@@ -393,6 +413,9 @@ fn render_templates(
         }
         NodeValue::Sequence(items) => {
             for (position, child) in items.iter_mut().enumerate() {
+                if !has_template(child) {
+                    continue;
+                }
                 let child_pointer = format!("{pointer}/{position}");
                 render_templates(
                     child,
@@ -403,23 +426,18 @@ fn render_templates(
                 );
             }
         }
-        NodeValue::String(text) => {
-            if !(text.contains("{{") || text.contains("{%") || text.contains("{#")) {
-                return;
-            }
-            match render_one(text, environment_name, process_env) {
-                Ok(rendered) => *text = rendered,
-                Err(message) => diagnostics.push(
-                    Diagnostic::error(message.0, message.1)
-                        .at(Some(node.location.clone()))
-                        .path(pointer)
-                        .hint(
-                            "templates see `env.NAME` (the process environment) and `environment`; \
+        NodeValue::String(text) => match render_one(text, environment_name, process_env) {
+            Ok(rendered) => *text = rendered,
+            Err(message) => diagnostics.push(
+                Diagnostic::error(message.0, message.1)
+                    .at(Some(node.location.clone()))
+                    .path(pointer)
+                    .hint(
+                        "templates see `env.NAME` (the process environment) and `environment`; \
                              use `{{ env.NAME | default('value') }}` for optional variables",
-                        ),
-                ),
-            }
-        }
+                    ),
+            ),
+        },
         NodeValue::Null | NodeValue::Bool(_) | NodeValue::Int(_) | NodeValue::Float(_) => {}
     }
 }

@@ -79,7 +79,8 @@ pub fn check(
         }
         Err(other) => return Err(CheckError::Unreadable(other)),
     };
-    let mut diagnostics = schema::validate(&loaded.root);
+    let json = loaded.root.to_json();
+    let mut diagnostics = schema::validate_json(&loaded.root, &json);
     if !diagnostics.is_empty() {
         diagnostic::sort(&mut diagnostics);
         return Err(CheckError::Invalid {
@@ -87,7 +88,7 @@ pub fn check(
             sources: loaded.sources,
         });
     }
-    let spec: Spec = match serde_json::from_value(loaded.root.to_json()) {
+    let spec: Spec = match serde_json::from_value(json) {
         Ok(spec) => spec,
         Err(error) => {
             return Err(CheckError::Invalid {

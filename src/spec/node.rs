@@ -390,16 +390,9 @@ impl Builder {
                         }
                     }
                 }
-                Some(key) => {
-                    // A duplicate keeps its first value so later lookups stay deterministic;
-                    // the error above already stops validation.
-                    if !entries
-                        .iter()
-                        .any(|(existing, _)| existing.name == key.name)
-                    {
-                        entries.push((key, node));
-                    }
-                }
+                // A duplicate key was reported when its key arrived, and any error makes
+                // `parse_document` return no tree at all, so no lookup ever sees both values.
+                Some(key) => entries.push((key, node)),
             },
         }
     }

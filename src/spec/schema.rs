@@ -77,6 +77,11 @@ fn refuse_null(schema: &mut JsonValue) {
     }
 }
 
+/// Compiles the validator now, so a caller can do it on another thread while it reads files.
+pub fn warm() {
+    let _ = validator();
+}
+
 fn validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
@@ -86,9 +91,13 @@ fn validator() -> &'static jsonschema::Validator {
 
 /// Every schema violation in the document, each pointing at its YAML location.
 pub fn validate(root: &Node) -> Vec<Diagnostic> {
-    let instance = root.to_json();
+    validate_json(root, &root.to_json())
+}
+
+/// As [`validate`], for a caller that already holds the document as JSON.
+pub fn validate_json(root: &Node, instance: &JsonValue) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
-    for error in validator().iter_errors(&instance) {
+    for error in validator().iter_errors(instance) {
         let pointer = error.instance_path().as_str().to_string();
         let schema_path = error.schema_path().as_str().to_string();
         translate(root, &pointer, &schema_path, error.kind(), &mut diagnostics);

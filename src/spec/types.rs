@@ -90,13 +90,57 @@ impl Extends {
 }
 
 /// A value for a `.env` or `config.txt` entry. Booleans are written `true`/`false`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ScalarValue {
     Bool(bool),
     Integer(i64),
     Float(f64),
     Text(String),
+}
+
+/// Read by hand rather than as an untagged enum: serde buffers and retries every variant of an
+/// untagged enum, which dominated loading a file with thousands of settings.
+impl<'de> Deserialize<'de> for ScalarValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ScalarValue, D::Error> {
+        struct Visitor;
+
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ScalarValue;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a string, number or boolean")
+            }
+
+            fn visit_bool<E>(self, value: bool) -> Result<ScalarValue, E> {
+                Ok(ScalarValue::Bool(value))
+            }
+
+            fn visit_i64<E>(self, value: i64) -> Result<ScalarValue, E> {
+                Ok(ScalarValue::Integer(value))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<ScalarValue, E> {
+                i64::try_from(value)
+                    .map(ScalarValue::Integer)
+                    .map_err(|_| E::custom("integer out of range"))
+            }
+
+            fn visit_f64<E>(self, value: f64) -> Result<ScalarValue, E> {
+                Ok(ScalarValue::Float(value))
+            }
+
+            fn visit_str<E>(self, value: &str) -> Result<ScalarValue, E> {
+                Ok(ScalarValue::Text(value.to_string()))
+            }
+
+            fn visit_string<E>(self, value: String) -> Result<ScalarValue, E> {
+                Ok(ScalarValue::Text(value))
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl ScalarValue {

@@ -230,6 +230,105 @@ where
     }
 }
 
+/// Unit and record separators for reading a whole managed set as one packed string. Planning
+/// reads every managed address on every run; one aggregated row avoids the per-row cost of the
+/// drivers, which dominates at thousands of addresses. Addresses, hashes, apply ids and
+/// timestamps never contain these control characters.
+pub(super) const UNIT: char = '\u{1f}';
+pub(super) const RECORD: char = '\u{1e}';
+
+/// Parses `address␟value_hash␟sensitive␟apply_id␟updated_at␞…` into the managed set.
+pub(super) fn unpack_managed(
+    packed: Option<&str>,
+    location: &str,
+) -> Result<BTreeMap<String, ManagedRecord>, StateError> {
+    let mut managed = BTreeMap::new();
+    let Some(packed) = packed.filter(|text| !text.is_empty()) else {
+        return Ok(managed);
+    };
+    let corrupt = |detail: String| StateError::Corrupt {
+        location: location.to_string(),
+        detail,
+    };
+    for record in packed.split(RECORD) {
+        let fields: Vec<&str> = record.split(UNIT).collect();
+        let [address, value_hash, sensitive, apply_id, updated_at] = fields[..] else {
+            return Err(corrupt(format!(
+                "a managed row has {} fields, expected 5",
+                fields.len()
+            )));
+        };
+        let updated_at = parse_stored_timestamp(updated_at).map_err(|error| {
+            corrupt(format!("managed `{address}` has a bad timestamp: {error}"))
+        })?;
+        managed.insert(
+            address.to_string(),
+            ManagedRecord {
+                value_hash: value_hash.to_string(),
+                sensitive: matches!(sensitive, "1" | "t" | "true"),
+                apply_id: apply_id.to_string(),
+                updated_at,
+            },
+        );
+    }
+    Ok(managed)
+}
+
+/// Reads a timestamp as this module writes it (`2026-11-26T03:00:00.000000000Z`) without the
+/// general parser, which dominated reading a large managed set; anything else falls back to it.
+pub(super) fn parse_stored_timestamp(text: &str) -> Result<Timestamp, jiff::Error> {
+    fn number(bytes: &[u8]) -> Option<i64> {
+        bytes.iter().try_fold(0_i64, |total, byte| {
+            byte.is_ascii_digit()
+                .then(|| total * 10 + i64::from(byte - b'0'))
+        })
+    }
+    let bytes = text.as_bytes();
+    let fast = (|| {
+        if bytes.len() != 30
+            || bytes[4] != b'-'
+            || bytes[7] != b'-'
+            || bytes[10] != b'T'
+            || bytes[19] != b'.'
+            || bytes[29] != b'Z'
+        {
+            return None;
+        }
+        let (year, month, day) = (
+            number(&bytes[0..4])?,
+            number(&bytes[5..7])?,
+            number(&bytes[8..10])?,
+        );
+        let (hour, minute, second) = (
+            number(&bytes[11..13])?,
+            number(&bytes[14..16])?,
+            number(&bytes[17..19])?,
+        );
+        let nanos = number(&bytes[20..29])?;
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return None;
+        }
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let shifted_year = if month <= 2 { year - 1 } else { year };
+        let era = shifted_year.div_euclid(400);
+        let year_of_era = shifted_year - era * 400;
+        let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        let days = era * 146_097 + day_of_era - 719_468;
+        let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+        Timestamp::new(seconds, nanos as i32).ok()
+    })();
+    match fast {
+        Some(timestamp) => Ok(timestamp),
+        None => text.parse(),
+    }
+}
+
 /// The managed set after a successful apply: exactly the addresses of `record`. An address
 /// whose value hash and sensitivity did not change keeps the apply and time that last set it,
 /// so the store answers "when did this last change" rather than "when was it last looked at".
@@ -305,5 +404,30 @@ mod tests {
         assert_eq!(merged["changed"].updated_at, now);
         assert!(merged["added"].sensitive);
         assert!(!merged.contains_key("dropped"));
+    }
+}
+
+#[cfg(test)]
+mod fast_timestamp_tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_timestamp_reader_agrees_with_jiff() {
+        for text in [
+            "1970-01-01T00:00:00.000000000Z",
+            "2000-02-29T23:59:59.999999999Z",
+            "2026-11-26T03:00:00.123456789Z",
+            "1969-12-31T23:59:59.500000000Z",
+            "2100-03-01T12:34:56.000000001Z",
+        ] {
+            assert_eq!(
+                parse_stored_timestamp(text).unwrap(),
+                text.parse::<Timestamp>().unwrap(),
+                "{text}"
+            );
+        }
+        let now = Timestamp::now();
+        assert_eq!(parse_stored_timestamp(&timestamp_text(now)).unwrap(), now);
+        assert!(parse_stored_timestamp("2026-13-01T00:00:00.000000000Z").is_err());
     }
 }

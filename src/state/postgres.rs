@@ -22,7 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Executor, Postgres};
 use tokio::sync::Mutex;
 
-use super::codec::{Columns, merge_managed, optional_timestamp_text, timestamp_text, wide};
+use super::codec::{
+    Columns, merge_managed, optional_timestamp_text, timestamp_text, unpack_managed, wide,
+};
 use super::migrate::{ImportedEnvironment, SaltAdoption};
 use super::{
     ApplyRecord, EnvironmentKey, EnvironmentState, EnvironmentSummary, LockHolder, ManagedRecord,
@@ -438,17 +440,18 @@ impl StateStore for PostgresStore {
             .fetch_one(&mut *transaction)
             .await
             .map_err(|source| self.error(source))?;
-        let managed = sqlx::query(
-            "SELECT * FROM tldw_ops.managed WHERE deployment = $1 AND environment = $2",
+        let packed: Option<String> = sqlx::query_scalar(
+            "SELECT string_agg(address || chr(31) || value_hash || chr(31)
+                               || (CASE WHEN sensitive THEN '1' ELSE '0' END) || chr(31)
+                               || apply_id || chr(31) || updated_at, chr(30))
+               FROM tldw_ops.managed WHERE deployment = $1 AND environment = $2",
         )
         .bind(&key.deployment)
         .bind(&key.environment)
-        .fetch_all(&mut *transaction)
+        .fetch_one(&mut *transaction)
         .await
-        .map_err(|source| self.error(source))?
-        .iter()
-        .map(|row| self.columns(row).managed())
-        .collect::<Result<BTreeMap<_, _>, _>>()?;
+        .map_err(|source| self.error(source))?;
+        let managed = unpack_managed(packed.as_deref(), &self.location)?;
         let secrets = sqlx::query(
             "SELECT * FROM tldw_ops.secrets WHERE deployment = $1 AND environment = $2",
         )

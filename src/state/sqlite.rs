@@ -20,7 +20,9 @@ use sqlx::sqlite::{
     SqliteRow, SqliteSynchronous,
 };
 
-use super::codec::{Columns, merge_managed, optional_timestamp_text, timestamp_text, wide};
+use super::codec::{
+    Columns, merge_managed, optional_timestamp_text, timestamp_text, unpack_managed, wide,
+};
 use super::migrate::{ImportedEnvironment, SaltAdoption};
 use super::{
     ApplyRecord, EnvironmentKey, EnvironmentState, EnvironmentSummary, LockHolder, ManagedRecord,
@@ -70,13 +72,34 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|source| open_error(&location, source))?;
-        MIGRATOR.run(&pool).await.map_err(|source| match source {
-            MigrateError::Execute(source) => open_error(&location, source),
-            source => StateError::Migrate {
-                location: location.clone(),
+        if !migrations_current(&pool).await {
+            // sqlx's migrator takes no lock on SQLite: two processes opening a new store at
+            // once would both create the tables. Serialise them with a lock file.
+            let lock_path = path.with_extension("db.migrate-lock");
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|source| StateError::Directory {
+                    path: lock_path.display().to_string(),
+                    source,
+                })?;
+            lock.lock().map_err(|source| StateError::Directory {
+                path: lock_path.display().to_string(),
                 source,
-            },
-        })?;
+            })?;
+            if !migrations_current(&pool).await {
+                MIGRATOR.run(&pool).await.map_err(|source| match source {
+                    MigrateError::Execute(source) => open_error(&location, source),
+                    source => StateError::Migrate {
+                        location: location.clone(),
+                        source,
+                    },
+                })?;
+            }
+            drop(lock);
+        }
         let store = SqliteStore {
             pool,
             location,
@@ -97,8 +120,15 @@ impl SqliteStore {
         Columns::new(row, &self.location)
     }
 
-    /// Creates the store's salt on first open; later opens keep it.
+    /// Creates the store's salt on first open; later opens keep it (and do not write).
     async fn ensure_salt(&self) -> Result<(), StateError> {
+        let existing: Option<Vec<u8>> = sqlx::query_scalar("SELECT salt FROM meta WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|source| self.error(source))?;
+        if existing.is_some() {
+            return Ok(());
+        }
         let mut salt = [0u8; 32];
         getrandom::fill(&mut salt).expect("the operating system random source is available");
         sqlx::query(
@@ -278,29 +308,42 @@ impl StateStore for SqliteStore {
     }
 
     async fn environment(&self, key: &EnvironmentKey) -> Result<EnvironmentState, StateError> {
-        let mut transaction = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|source| self.error(source))?;
-        ensure_environment(&mut transaction, key)
-            .await
-            .map_err(|source| self.error(source))?;
+        // Planning reads state on every run: only a new environment takes the write lock (and
+        // its fsync); a known one is read in a plain read transaction.
+        let known: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM environments WHERE deployment = ? AND environment = ?",
+        )
+        .bind(&key.deployment)
+        .bind(&key.environment)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|source| self.error(source))?;
+        let mut transaction = if known.is_some() {
+            self.pool.begin().await
+        } else {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        }
+        .map_err(|source| self.error(source))?;
+        if known.is_none() {
+            ensure_environment(&mut transaction, key)
+                .await
+                .map_err(|source| self.error(source))?;
+        }
         let salt: Vec<u8> = sqlx::query_scalar("SELECT salt FROM meta WHERE id = 1")
             .fetch_one(&mut *transaction)
             .await
             .map_err(|source| self.error(source))?;
-        let managed = sqlx::query(
-            "SELECT * FROM managed WHERE deployment = ? AND environment = ? ORDER BY address",
+        let packed: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(address || char(31) || value_hash || char(31) || sensitive
+                                 || char(31) || apply_id || char(31) || updated_at, char(30))
+               FROM managed WHERE deployment = ? AND environment = ?",
         )
         .bind(&key.deployment)
         .bind(&key.environment)
-        .fetch_all(&mut *transaction)
+        .fetch_one(&mut *transaction)
         .await
-        .map_err(|source| self.error(source))?
-        .iter()
-        .map(|row| self.columns(row).managed())
-        .collect::<Result<BTreeMap<_, _>, _>>()?;
+        .map_err(|source| self.error(source))?;
+        let managed = unpack_managed(packed.as_deref(), &self.location)?;
         let secrets = sqlx::query(
             "SELECT * FROM secrets WHERE deployment = ? AND environment = ? ORDER BY name",
         )
@@ -641,6 +684,23 @@ impl StateStore for SqliteStore {
         }
         Ok(summaries)
     }
+}
+
+/// Whether every migration this build knows is already applied with the same checksum, so
+/// opening the store need not take the write lock the migrator takes.
+async fn migrations_current(pool: &SqlitePool) -> bool {
+    let applied: Result<Vec<(i64, Vec<u8>)>, _> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success = 1")
+            .fetch_all(pool)
+            .await;
+    let Ok(applied) = applied else {
+        return false;
+    };
+    MIGRATOR.iter().all(|migration| {
+        applied.iter().any(|(version, checksum)| {
+            *version == migration.version && **checksum == *migration.checksum
+        })
+    })
 }
 
 /// Creates the missing parent directories (0700) and the database file (0600), so neither is

@@ -11,6 +11,7 @@
 pub mod create;
 pub mod manifest;
 pub mod policy;
+pub mod verify;
 
 mod copy;
 mod postgres;
@@ -33,6 +34,7 @@ pub use manifest::{
     read_manifest, set_path, write_manifest,
 };
 pub use policy::{Decision, SetInfo, due, parse_set_id, prune, set_id};
+pub use verify::{VerifyOptions, verify_set, verify_set_with};
 
 /// Everything that can go wrong with a backup set. Each variant names the path, item or tool it
 /// concerns; the cause is the `#[source]`, not repeated in the message. No variant ever holds a

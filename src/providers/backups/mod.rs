@@ -11,6 +11,7 @@
 pub mod create;
 pub mod manifest;
 pub mod policy;
+pub mod restore;
 pub mod verify;
 
 mod copy;
@@ -34,6 +35,7 @@ pub use manifest::{
     read_manifest, set_path, write_manifest,
 };
 pub use policy::{Decision, SetInfo, due, parse_set_id, prune, set_id};
+pub use restore::{RestoreReport, RestoreTargets, RestoredItem, restore_set};
 pub use verify::{VerifyOptions, verify_set, verify_set_with};
 
 /// Everything that can go wrong with a backup set. Each variant names the path, item or tool it

@@ -1,5 +1,5 @@
-//! PostgreSQL through its client tools: `pg_dump -Fc` to back up, `pg_restore --list` to verify a
-//! dump, `pg_restore -c --if-exists` to restore.
+//! PostgreSQL through its client tools: `pg_dump -Fc` to back up, `pg_restore --list` (and a
+//! full read into `/dev/null`) to verify a dump, `pg_restore -c --if-exists` to restore.
 //!
 //! The password is the one thing here that must never leak. It reaches the tool only through
 //! `PGPASSWORD` in the child's environment: never argv (visible in `ps`), never the manifest,
@@ -186,18 +186,18 @@ pub(super) async fn dump(
     Ok(())
 }
 
-/// `pg_restore --list`: reads the dump's table of contents without a server. An unreadable or
-/// truncated dump fails.
-pub(super) async fn list(bin_dir: Option<&Path>, dump: &Path) -> Result<(), BackupError> {
-    let arguments = vec![OsString::from("--list"), dump.as_os_str().to_os_string()];
-    run(
-        bin_dir,
-        "pg_restore",
-        arguments,
-        None,
-        &dump.display().to_string(),
-    )
-    .await?;
+/// Checks a dump without a server: `pg_restore --list` reads its table of contents, then
+/// `pg_restore --file=/dev/null` reads every data block. The second run is needed because the
+/// table of contents sits at the start of the file: a dump cut short after it still lists fine.
+pub(super) async fn check_dump(bin_dir: Option<&Path>, dump: &Path) -> Result<(), BackupError> {
+    let shown = dump.display().to_string();
+    let list = vec![OsString::from("--list"), dump.as_os_str().to_os_string()];
+    run(bin_dir, "pg_restore", list, None, &shown).await?;
+    let read_all = vec![
+        OsString::from("--file=/dev/null"),
+        dump.as_os_str().to_os_string(),
+    ];
+    run(bin_dir, "pg_restore", read_all, None, &shown).await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Verifying a backup set: every item against its manifest (present, same size, same sha256),
 //! `PRAGMA integrity_check` on every SQLite copy (read-only, immutable), and `pg_restore --list`
-//! on a PostgreSQL dump. The result is recorded in the manifest (rewritten atomically), which is
+//! plus a full `pg_restore --file=/dev/null` read of a PostgreSQL dump (`--list` alone only reads
+//! the table of contents at the start, so it passes a dump cut short after it). The result is recorded in the manifest (rewritten atomically), which is
 //! how listing, `due` and `prune` learn that a set is good or must not count.
 //!
 //! A problem with the set (missing, changed or corrupt item) is a failed verification. Being
@@ -120,7 +121,7 @@ async fn check_item(
         );
     }
     if item.kind == ItemKind::AuthnzPgDump {
-        match postgres::list(bin_dir, &file).await {
+        match postgres::check_dump(bin_dir, &file).await {
             Ok(()) => {}
             Err(error @ BackupError::Tool { .. }) => problems.push(problem(error.to_string())),
             Err(error) => return Err(error),

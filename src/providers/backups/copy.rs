@@ -22,8 +22,9 @@ pub(super) struct Hashed {
     pub sha256: String,
 }
 
-/// Copies `source` to a new file `target` with exactly `mode`, hashing the bytes on the way and
-/// fsyncing the copy. Fails if `target` exists. Returns the hash and the source's mode bits.
+/// Copies `source` to a new file `target` with exactly `mode`, hashing the bytes on the way.
+/// Fails if `target` exists. Does not fsync: a set's files are synced together before its
+/// manifest is written. Returns the hash and the source's mode bits.
 pub(super) fn copy_new_hashed(
     source: &Path,
     target: &Path,
@@ -37,9 +38,6 @@ pub(super) fn copy_new_hashed(
     let source_mode = input.metadata().map_err(read_error)?.mode() & 0o7777;
     let mut output = create_new_with_mode(target, mode)?;
     let hashed = pipe(&mut input, source, &mut output, target)?;
-    output
-        .sync_all()
-        .map_err(|error| write_error(target, error))?;
     Ok((hashed, source_mode))
 }
 
@@ -78,8 +76,8 @@ pub(super) fn copy_replacing_hashed(
     Ok(hashed)
 }
 
-/// Hashes a file; with `sync`, also fsyncs it (the copy SQLite just wrote, unsynced).
-pub(super) fn hash_file(path: &Path, sync: bool) -> Result<Hashed, BackupError> {
+/// Hashes a file.
+pub(super) fn hash_file(path: &Path) -> Result<Hashed, BackupError> {
     let read_error = |error: io::Error| BackupError::Read {
         path: path.to_path_buf(),
         source: error,
@@ -98,9 +96,6 @@ pub(super) fn hash_file(path: &Path, sync: bool) -> Result<Hashed, BackupError> 
         hasher.update(&buffer[..read]);
         size += read as u64;
     }
-    if sync {
-        file.sync_all().map_err(|error| write_error(path, error))?;
-    }
     Ok(Hashed {
         size,
         sha256: hex(&hasher.finalize()),
@@ -117,6 +112,13 @@ pub(super) fn create_private_dir_all(path: &Path) -> Result<(), BackupError> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// Makes a file's content durable.
+pub(super) fn sync_file(path: &Path) -> Result<(), BackupError> {
+    File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(|error| write_error(path, error))
 }
 
 /// Makes directory entries (new files, renames, removals) durable.

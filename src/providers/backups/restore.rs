@@ -182,7 +182,7 @@ async fn restore_dump(
 ) -> Result<(), BackupError> {
     let dump = set_dir.join(&item.path);
     let hash_path = dump.clone();
-    let hashed = tokio::task::spawn_blocking(move || copy::hash_file(&hash_path, false))
+    let hashed = tokio::task::spawn_blocking(move || copy::hash_file(&hash_path))
         .await
         .map_err(|source| BackupError::Task { source })??;
     if hashed.sha256 != item.sha256 {

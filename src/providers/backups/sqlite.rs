@@ -22,8 +22,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_MESSAGES: usize = 5;
 
 /// Writes a consistent copy of the SQLite database `source` to the new file `target`, without
-/// stopping writers and without changing the source. The copy is not fsynced (the caller hashes
-/// and syncs it in one read).
+/// stopping writers and without changing the source. The copy is not fsynced: the caller syncs
+/// all of a set's files together before writing its manifest.
 pub(super) async fn vacuum_into(source: &Path, target: &Path) -> Result<(), BackupError> {
     let target_text = target.to_str().ok_or_else(|| BackupError::NonUtf8Path {
         path: target.to_path_buf(),
@@ -33,7 +33,7 @@ pub(super) async fn vacuum_into(source: &Path, target: &Path) -> Result<(), Back
         source: error,
     };
     // Read-only: never checkpoints or deletes the server's WAL on close. `synchronous = OFF`
-    // applies to the copy VACUUM INTO writes; the caller fsyncs it once instead of per page.
+    // applies to the copy VACUUM INTO writes; the caller fsyncs it once instead.
     let mut connection = SqliteConnectOptions::new()
         .filename(source)
         .read_only(true)

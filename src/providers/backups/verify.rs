@@ -89,7 +89,7 @@ async fn check_item(
         problem: text,
     };
     let hash_path = file.clone();
-    let hashed = tokio::task::spawn_blocking(move || copy::hash_file(&hash_path, false))
+    let hashed = tokio::task::spawn_blocking(move || copy::hash_file(&hash_path))
         .await
         .map_err(|source| BackupError::Task { source })?;
     let hashed = match hashed {
@@ -223,7 +223,7 @@ mod tests {
         let bytes = fs::read(&copy).unwrap();
         fs::write(&copy, &bytes[..bytes.len() / 2]).unwrap();
         // Make the manifest agree with the damage, so only SQLite itself can notice.
-        let hashed = copy::hash_file(&copy, false).unwrap();
+        let hashed = copy::hash_file(&copy).unwrap();
         let item = manifest
             .items
             .iter_mut()

@@ -174,7 +174,7 @@ pub async fn create_set_with(
 /// destination other users can read or list is worth knowing about. Sets themselves are 0700.
 pub fn destination_warnings(destination: &Path) -> Vec<String> {
     match fs::metadata(destination) {
-        Ok(metadata) if metadata.permissions().mode() & 0o005 != 0 => vec![format!(
+        Ok(metadata) if metadata.permissions().mode() & 0o004 != 0 => vec![format!(
             "backup destination {} is readable by other users (mode {:04o}); backup sets hold \
              the .env and every user's data",
             destination.display(),

@@ -34,8 +34,14 @@ pub enum CheckpointError {
 }
 
 /// The checkpoint directory for a state location: beside a SQLite state file, or in
-/// `.tldw-ops/` beside the YAML when state is in PostgreSQL.
+/// `.tldw-ops/` beside the YAML when state is in PostgreSQL. Absolute, because the journal
+/// records the paths and may be read from another directory (or, in PostgreSQL, another host).
 pub fn root_for(state_location: &str, yaml_file: &Path) -> PathBuf {
+    let root = relative_root_for(state_location, yaml_file);
+    std::path::absolute(&root).unwrap_or(root)
+}
+
+fn relative_root_for(state_location: &str, yaml_file: &Path) -> PathBuf {
     if state_location.starts_with("postgres://") || state_location.starts_with("postgresql://") {
         yaml_file
             .parent()

@@ -9,6 +9,7 @@ mod plan;
 mod rollback;
 mod schema;
 mod state;
+mod state_migrate;
 mod validate;
 
 use std::path::PathBuf;

@@ -8,6 +8,8 @@ mod api_provider;
 mod apply;
 mod backups;
 mod common;
+mod environments;
 mod plan;
+mod postgres_state;
 mod support_contract;
 mod validate;

@@ -11,6 +11,7 @@ pub mod model;
 pub mod pipeline;
 pub mod plan;
 pub mod preview;
+pub mod promotion;
 pub mod providers;
 pub mod secrets;
 pub mod settings;

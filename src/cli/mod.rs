@@ -3,6 +3,7 @@
 
 mod apply;
 mod common;
+mod gate;
 mod history;
 mod output;
 mod plan;

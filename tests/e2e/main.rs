@@ -11,5 +11,6 @@ mod common;
 mod environments;
 mod plan;
 mod postgres_state;
+mod promotion;
 mod support_contract;
 mod validate;

@@ -7,6 +7,8 @@
 pub mod apply;
 pub mod cli;
 pub mod deployment;
+pub mod envdiff;
+pub mod environments;
 pub mod model;
 pub mod pipeline;
 pub mod plan;

@@ -3,6 +3,7 @@
 
 mod apply;
 mod common;
+mod envdiff;
 mod gate;
 mod history;
 mod output;
@@ -101,6 +102,8 @@ pub enum Command {
     /// Look after the state store.
     #[command(subcommand)]
     State(state::Command),
+    /// Show how two environments' desired states differ (secrets as fingerprints).
+    Envdiff(envdiff::Args),
 }
 
 /// The default desired-state file.
@@ -132,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::History(args) => history::history(args, &settings, &printer),
         Command::Show(args) => history::show(args, &settings, &printer),
         Command::State(command) => state::run(command, &settings, &printer),
+        Command::Envdiff(args) => envdiff::run(args, &settings, &printer),
     };
     status.into()
 }

@@ -8,6 +8,7 @@ mod api_provider;
 mod apply;
 mod backups;
 mod common;
+mod envdiff;
 mod environments;
 mod plan;
 mod postgres_state;

@@ -129,7 +129,14 @@ pub fn find(directory: &Path, name: &str, settings: &Settings) -> Result<PathBuf
         }
     }
     match found.len() {
-        1 => Ok(found.remove(0)),
+        1 => {
+            let file = found.remove(0);
+            // `--dir .` finds `./prod.yaml`; name it as people would type it.
+            Ok(file
+                .strip_prefix(".")
+                .map(Path::to_path_buf)
+                .unwrap_or(file))
+        }
         0 => Err(FindError::NotFound {
             directory: directory.to_path_buf(),
             name: name.to_string(),

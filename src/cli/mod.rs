@@ -8,6 +8,7 @@ mod gate;
 mod history;
 mod output;
 mod plan;
+mod promote;
 mod rollback;
 mod schema;
 mod state;
@@ -104,6 +105,9 @@ pub enum Command {
     State(state::Command),
     /// Show how two environments' desired states differ (secrets as fingerprints).
     Envdiff(envdiff::Args),
+    /// Explain what promoting one environment's shared layers to another would do, and
+    /// whether the promotion gate passes now. Changes nothing.
+    Promote(promote::Args),
 }
 
 /// The default desired-state file.
@@ -136,6 +140,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => history::show(args, &settings, &printer),
         Command::State(command) => state::run(command, &settings, &printer),
         Command::Envdiff(args) => envdiff::run(args, &settings, &printer),
+        Command::Promote(args) => promote::run(args, &settings, &printer),
     };
     status.into()
 }

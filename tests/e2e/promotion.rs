@@ -198,3 +198,159 @@ fn a_saved_plan_for_prod_is_gated_by_the_layers_it_carries() {
     let (code, stderr) = apply_at(&environments, T0_PLUS_2H, "prod.json");
     assert_eq!(code, 0, "{stderr}");
 }
+
+fn promote(environments: &Environments, now: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["promote", "--from", "staging", "--to", "prod"];
+    all.extend_from_slice(args);
+    run(&mut environments.at(now, &all))
+}
+
+#[test]
+fn promote_explains_what_prod_would_receive_and_whether_the_gate_passes() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let environments = staging_and_prod(&fake, None);
+    let (code, stdout, stderr) = promote(&environments, T0, &[]);
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("promote staging (staging.yaml) -> prod (prod.yaml)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refuses: staging has no successful apply"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  + env.LOG_LEVEL = info  [base.yaml:4:14; staging: not managed]"),
+        "{stdout}"
+    );
+    assert!(
+        !environments.path().join(".tldw-ops").exists(),
+        "promote created no store"
+    );
+
+    assert_eq!(apply_at(&environments, T0, "staging.yaml").0, 0);
+    assert_eq!(apply_at(&environments, T0_PLUS_1H, "prod.yaml").0, 0);
+    let (code, stdout, _) = promote(&environments, T0_PLUS_1H, &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("nothing: prod already has every shared value"),
+        "{stdout}"
+    );
+
+    // A change to the shared layer goes to staging first.
+    let base = std::fs::read_to_string(environments.path().join("base.yaml")).unwrap();
+    environments.write(
+        "base.yaml",
+        &base.replace("LOG_LEVEL: info", "LOG_LEVEL: warning"),
+    );
+    assert_eq!(apply_at(&environments, T0_PLUS_2H, "staging.yaml").0, 0);
+    let prod_before = environments.env_text("prod");
+    let (code, stdout, _) = promote(&environments, "2026-11-26T05:30:00Z", &[]);
+    assert_eq!(code, 3, "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("env.LOG_LEVEL"))
+        .unwrap();
+    assert!(
+        line.starts_with("  ~ env.LOG_LEVEL = warning (was fp:")
+            && line.ends_with("[base.yaml:4:14; staging: same]"),
+        "{line}"
+    );
+    assert!(stdout.contains("30m of the 1h soak"), "{stdout}");
+    let (code, stdout, _) = promote(&environments, "2026-11-26T06:00:00Z", &["--format", "json"]);
+    assert_eq!(code, 0, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["gate"]["passes"], true);
+    assert_eq!(report["gate"]["detail"]["verdict"], "passes");
+    assert_eq!(report["receives"].as_array().unwrap().len(), 1);
+    assert_eq!(report["receives"][0]["address"], "env.LOG_LEVEL");
+    assert_eq!(report["receives"][0]["action"], "update");
+    assert_eq!(report["receives"][0]["from_has"], "same");
+    assert_eq!(
+        report["from_last_applied"]["shared_hash"],
+        report["to"]["shared_hash"]
+    );
+    assert_ne!(
+        report["to_last_applied"]["shared_hash"],
+        report["to"]["shared_hash"]
+    );
+    assert_eq!(
+        environments.env_text("prod"),
+        prod_before,
+        "promote changed nothing"
+    );
+    assert_eq!(applies(&environments, "prod").len(), 1);
+    // And the apply agrees with promote.
+    assert_eq!(
+        apply_at(&environments, "2026-11-26T06:00:00Z", "prod.yaml").0,
+        0
+    );
+}
+
+#[test]
+fn promote_shows_where_an_environment_overrides_a_shared_value() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let environments = staging_and_prod(&fake, None);
+    environments.add(
+        "prod",
+        &format!("{PROD}env:\n  LOG_LEVEL: warning\n"),
+        Some(&fake),
+    );
+    let (code, stdout, _) = promote(&environments, T0, &["--dir", "."]);
+    assert_eq!(code, 3);
+    assert!(
+        stdout.contains("Where staging and prod resolve the shared layers differently\n  env\n    ~ env.LOG_LEVEL\n        staging  info     [base.yaml:4:14, shared layer]\n        prod     warning  [prod.yaml:"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn promote_names_files_it_cannot_find_or_that_promote_from_elsewhere() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let environments = staging_and_prod(&fake, None);
+    let (code, _, stderr) =
+        run(&mut environments.command(&["promote", "--from", "qa", "--to", "prod"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no YAML file in . has `environment: qa`"),
+        "{stderr}"
+    );
+    environments.add("qa", "", None);
+    let (code, _, stderr) = run(&mut environments.command(&[
+        "promote",
+        "--from",
+        "qa",
+        "--to",
+        "prod",
+        "--from-file",
+        "qa.yaml",
+        "--to-file",
+        "prod.yaml",
+    ]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("prod.yaml promotes from default/staging, not from qa"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_gate_reads_staging_from_a_shared_postgres_state() {
+    let Some((_, url)) = crate::environments::postgres("promotion") else {
+        return;
+    };
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let environments = staging_and_prod(&fake, Some(url));
+    assert_eq!(apply_at(&environments, T0, "staging.yaml").0, 0);
+    let (code, stderr) = apply_at(&environments, T0_PLUS_30M, "prod.yaml");
+    assert_eq!(code, 3, "{stderr}");
+    let (code, stdout, _) = promote(&environments, T0_PLUS_1H, &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("salt of the state store postgres://"),
+        "{stdout}"
+    );
+    let (code, stderr) = apply_at(&environments, T0_PLUS_1H, "prod.yaml");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!environments.path().join(".tldw-ops/state.db").exists());
+}

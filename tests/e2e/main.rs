@@ -7,6 +7,7 @@ mod support;
 mod api_provider;
 mod apply;
 mod backups;
+mod ci;
 mod common;
 mod envdiff;
 mod environments;

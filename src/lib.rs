@@ -7,11 +7,14 @@
 pub mod apply;
 pub mod cli;
 pub mod deployment;
+pub mod envdiff;
+pub mod environments;
 pub mod model;
 pub mod observe_api;
 pub mod pipeline;
 pub mod plan;
 pub mod preview;
+pub mod promotion;
 pub mod providers;
 pub mod secrets;
 pub mod settings;

@@ -161,11 +161,7 @@ pub async fn load(
         "read the environment's state"
     );
     let desired_hash = desired_hash(&checked, &secret_values, &state.salt);
-    let shared_hash = checked
-        .loaded
-        .shared
-        .as_ref()
-        .map(|shared| sha256_hex(shared.to_json().to_string().as_bytes()));
+    let shared_hash = shared_hash(&checked);
     Ok(Loaded {
         file: file.to_path_buf(),
         checked,
@@ -412,9 +408,19 @@ fn display_relative(path: &Path) -> String {
     crate::spec::source::display_name(path).to_string()
 }
 
+/// The hash of the layers a file extends, as written (before templating); `None` without
+/// `extends`. Every apply records it, for promotion.
+pub fn shared_hash(checked: &Checked) -> Option<String> {
+    checked
+        .loaded
+        .shared
+        .as_ref()
+        .map(|shared| sha256_hex(shared.to_json().to_string().as_bytes()))
+}
+
 /// Reads `from_env` and `from_file` sources. `from_file` paths resolve against the directory
 /// of the YAML file that declares them.
-fn resolve_sources(
+pub fn resolve_sources(
     checked: &Checked,
     settings: &Settings,
 ) -> BTreeMap<String, Result<String, String>> {

@@ -34,8 +34,34 @@ pub enum CheckpointError {
 }
 
 /// The checkpoint directory for a state location: beside a SQLite state file, or in
-/// `.tldw-ops/` beside the YAML when state is in PostgreSQL.
+/// `.tldw-ops/` beside the YAML when state is in PostgreSQL. Absolute and with symlinks
+/// resolved, because the journal records the paths and may be read from another directory
+/// (or, in PostgreSQL, another host), and because CI keeps `.tldw-ops` as a symlink from a
+/// workspace that is wiped between runs to a directory on the host.
 pub fn root_for(state_location: &str, yaml_file: &Path) -> PathBuf {
+    let root = relative_root_for(state_location, yaml_file);
+    real_path(&std::path::absolute(&root).unwrap_or(root))
+}
+
+/// `path` with its longest existing ancestor resolved by the file system.
+fn real_path(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = fs::canonicalize(existing) {
+            return rest.iter().rev().fold(real, |real, part| real.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+fn relative_root_for(state_location: &str, yaml_file: &Path) -> PathBuf {
     if state_location.starts_with("postgres://") || state_location.starts_with("postgresql://") {
         yaml_file
             .parent()
@@ -148,6 +174,32 @@ mod tests {
             load(&path, &hash),
             Err(CheckpointError::Damaged { .. })
         ));
+    }
+
+    #[test]
+    fn the_root_is_recorded_where_the_files_really_are() {
+        let directory = tempfile::tempdir().unwrap();
+        let host = directory.path().join("host");
+        let workspace = directory.path().join("workspace");
+        fs::create_dir_all(&host).unwrap();
+        fs::create_dir_all(&workspace).unwrap();
+        std::os::unix::fs::symlink(&host, workspace.join(".tldw-ops")).unwrap();
+        let root = root_for("postgres://h/db", &workspace.join("prod.yaml"));
+        assert_eq!(root, fs::canonicalize(&host).unwrap().join("checkpoints"));
+        let missing = root_for(
+            &directory
+                .path()
+                .join("new/.tldw-ops/state.db")
+                .display()
+                .to_string(),
+            Path::new("x.yaml"),
+        );
+        assert_eq!(
+            missing,
+            fs::canonicalize(directory.path())
+                .unwrap()
+                .join("new/.tldw-ops/checkpoints")
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Args {
     /// Refuse a saved plan that was not made from this git commit.
     #[arg(long, value_name = "SHA")]
     require_commit: Option<String>,
+    /// Apply even though the promotion gate refuses; the reason is recorded with the apply.
+    #[arg(long, value_name = "REASON", conflicts_with = "resume", value_parser = super::gate::reason)]
+    override_promotion: Option<String>,
 }
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
@@ -114,11 +117,29 @@ async fn apply_file(
     if plan.is_empty() {
         print_plan(&plan, Format::Text, printer);
         if needs_record(&prepared) {
-            return execute(&prepared, &plan, settings, printer, faults, "apply").await;
+            let override_reason =
+                match promotion_gate(&prepared, &plan, args, settings, printer).await {
+                    Ok(reason) => reason,
+                    Err(status) => return status,
+                };
+            return execute_overriding(
+                &prepared,
+                &plan,
+                settings,
+                printer,
+                faults,
+                "apply",
+                override_reason.as_deref(),
+            )
+            .await;
         }
         return ExitStatus::Success;
     }
     print_plan(&plan, Format::Text, printer);
+    let override_reason = match promotion_gate(&prepared, &plan, args, settings, printer).await {
+        Ok(reason) => reason,
+        Err(status) => return status,
+    };
     if let Err(status) = confirm(
         "Do you want to apply these changes?",
         args.auto_approve,
@@ -127,7 +148,35 @@ async fn apply_file(
     ) {
         return status;
     }
-    execute(&prepared, &plan, settings, printer, faults, "apply").await
+    execute_overriding(
+        &prepared,
+        &plan,
+        settings,
+        printer,
+        faults,
+        "apply",
+        override_reason.as_deref(),
+    )
+    .await
+}
+
+/// The promotion gate, before confirmation and the lock: the layers checked are the ones the
+/// plan carries (and the apply will record).
+async fn promotion_gate(
+    prepared: &Prepared,
+    plan: &Plan,
+    args: &Args,
+    settings: &Settings,
+    printer: &Printer,
+) -> Result<Option<String>, ExitStatus> {
+    super::gate::enforce(
+        &prepared.loaded,
+        plan.shared_hash.as_deref(),
+        args.override_promotion.as_deref(),
+        settings.now(),
+        printer,
+    )
+    .await
 }
 
 /// Whether an empty plan still has something to record: addresses tldw-ops starts managing
@@ -219,6 +268,10 @@ async fn apply_saved(
     if plan.is_empty() && !needs_record(&prepared) {
         return ExitStatus::Success;
     }
+    let override_reason = match promotion_gate(&prepared, &plan, args, settings, printer).await {
+        Ok(reason) => reason,
+        Err(status) => return status,
+    };
     if let Err(status) = confirm(
         "Do you want to apply this saved plan?",
         args.auto_approve,
@@ -227,7 +280,16 @@ async fn apply_saved(
     ) {
         return status;
     }
-    execute(&prepared, &plan, settings, printer, faults, "apply").await
+    execute_overriding(
+        &prepared,
+        &plan,
+        settings,
+        printer,
+        faults,
+        "apply",
+        override_reason.as_deref(),
+    )
+    .await
 }
 
 /// Locks, journals and runs `plan`; reports how it ended.
@@ -238,6 +300,19 @@ pub async fn execute(
     printer: &Printer,
     faults: &Faults,
     kind: &str,
+) -> ExitStatus {
+    execute_overriding(prepared, plan, settings, printer, faults, kind, None).await
+}
+
+/// [`execute`], recording why the promotion gate was overridden.
+async fn execute_overriding(
+    prepared: &Prepared,
+    plan: &Plan,
+    settings: &Settings,
+    printer: &Printer,
+    faults: &Faults,
+    kind: &str,
+    override_reason: Option<&str>,
 ) -> ExitStatus {
     let loaded = &prepared.loaded;
     let now = settings.now();
@@ -264,7 +339,7 @@ pub async fn execute(
         kind,
         user: &settings.user,
         host: &settings.host,
-        override_reason: None,
+        override_reason,
         clock: &clock,
         api: loaded.api.as_ref(),
         user_ids: &prepared.user_ids,

@@ -100,6 +100,8 @@ pub fn history(args: HistoryArgs, settings: &Settings, printer: &Printer) -> Exi
                             "changes": record.changes,
                             "health_passed": record.health_passed,
                             "git_commit": record.git_commit,
+                            "shared_hash": record.shared_hash,
+                            "override_reason": record.override_reason,
                             "message": record.message,
                         })
                     })
@@ -175,6 +177,7 @@ pub fn show(args: ShowArgs, settings: &Settings, printer: &Printer) -> ExitStatu
                         "host": record.actor_host,
                         "plan_hash": record.plan_hash,
                         "desired_hash": record.desired_hash,
+                        "shared_hash": record.shared_hash,
                         "git_commit": record.git_commit,
                         "health_passed": record.health_passed,
                         "override_reason": record.override_reason,

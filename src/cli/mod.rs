@@ -3,13 +3,17 @@
 
 mod apply;
 mod common;
+mod envdiff;
+mod gate;
 mod history;
 mod output;
 mod plan;
+mod promote;
 mod rollback;
 mod schema;
 mod secrets;
 mod state;
+mod state_migrate;
 mod validate;
 
 use std::path::PathBuf;
@@ -103,6 +107,11 @@ pub enum Command {
     /// Secrets: sources, ages and rotation, never values.
     #[command(subcommand)]
     Secrets(secrets::Command),
+    /// Show how two environments' desired states differ (secrets as fingerprints).
+    Envdiff(envdiff::Args),
+    /// Explain what promoting one environment's shared layers to another would do, and
+    /// whether the promotion gate passes now. Changes nothing.
+    Promote(promote::Args),
 }
 
 /// The default desired-state file.
@@ -135,6 +144,8 @@ pub fn main() -> ExitCode {
         Command::Show(args) => history::show(args, &settings, &printer),
         Command::State(command) => state::run(command, &settings, &printer),
         Command::Secrets(command) => secrets::run(command, &settings, &printer),
+        Command::Envdiff(args) => envdiff::run(args, &settings, &printer),
+        Command::Promote(args) => promote::run(args, &settings, &printer),
     };
     status.into()
 }

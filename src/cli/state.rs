@@ -15,6 +15,9 @@ pub enum Command {
     List(ListArgs),
     /// Clear an environment's lock left by an apply that is gone.
     Unlock(UnlockArgs),
+    /// Copy history, what each environment manages and secret metadata from one store into
+    /// another (typically a SQLite file into PostgreSQL). Safe to run again.
+    Migrate(super::state_migrate::MigrateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +44,7 @@ pub fn run(command: Command, settings: &Settings, printer: &Printer) -> ExitStat
     match command {
         Command::List(args) => list(args, settings, printer),
         Command::Unlock(args) => unlock(args, settings, printer),
+        Command::Migrate(args) => super::state_migrate::run(args, settings, printer),
     }
 }
 

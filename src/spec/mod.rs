@@ -4,6 +4,7 @@
 
 pub mod diagnostic;
 pub mod duration;
+pub mod edit;
 pub mod load;
 pub mod mapping;
 pub mod node;

@@ -13,6 +13,7 @@ pub mod schema;
 pub mod semantic;
 pub mod source;
 pub mod types;
+pub mod unmap;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -8,6 +8,7 @@ mod api_provider;
 mod apply;
 mod backups;
 mod common;
+mod drift;
 mod plan;
 mod support_contract;
 mod validate;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod deployment;
 pub mod drift;
 pub mod model;
+pub mod observe_api;
 pub mod pipeline;
 pub mod plan;
 pub mod preview;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::deployment::{Deployment, ObserveError, ObservedFiles, observe_files};
-use crate::model::{Address, CompileError, DesiredState, Observed, compile};
+use crate::model::{Address, AddressKind, CompileError, DesiredState, Observed, compile};
 use crate::plan::{Plan, PlanInput, plan};
 use crate::secrets::{read_secret_file, sha256_hex, value_hash};
 use crate::settings::Settings;
@@ -35,6 +35,10 @@ pub enum PipelineError {
     State(#[from] StateError),
     #[error(transparent)]
     Observe(#[from] ObserveError),
+    #[error(transparent)]
+    ApiSetup(#[from] crate::observe_api::ApiSetupError),
+    #[error(transparent)]
+    Api(#[from] crate::providers::tldw_api::ApiError),
     #[error("apply {} of environment {} did not finish (started {} by {}@{})", .0.id, .0.environment, .0.started_at, .0.actor_user, .0.actor_host)]
     Unfinished(Box<ApplyRecord>),
 }
@@ -52,6 +56,8 @@ pub struct Loaded {
     pub state: EnvironmentState,
     /// Values of `from_env`/`from_file` secrets, for apply. Never printed or stored.
     pub secret_values: BTreeMap<String, String>,
+    /// The admin API client, when `target.api` is set.
+    pub api: Option<crate::providers::tldw_api::TldwApi>,
 }
 
 /// Loaded plus what observe found.
@@ -59,6 +65,10 @@ pub struct Prepared {
     pub loaded: Loaded,
     pub observed: Observed,
     pub files: ObservedFiles,
+    /// Username -> user id, for quota steps.
+    pub user_ids: BTreeMap<String, i64>,
+    /// The server's effective registration settings, when the API was asked.
+    pub registration: Option<crate::providers::tldw_api::RegistrationSettings>,
 }
 
 /// Where state lives for this file: `--state`/`TLDW_OPS_STATE`, else beside the YAML.
@@ -124,6 +134,7 @@ pub async fn load(
         .filter_map(|(name, value)| value.ok().map(|value| (name, value)))
         .collect();
     let deployment = Deployment::from_checked(&checked);
+    let api = crate::observe_api::client(&checked, settings)?;
     let store = store?;
     let key = EnvironmentKey {
         deployment: desired.deployment.clone(),
@@ -166,23 +177,92 @@ pub async fn load(
         key,
         state,
         secret_values,
+        api,
     })
 }
 
-/// Observes every address the desired state declares or the state store manages.
+/// Observes every address the desired state declares or the state store manages: the files
+/// and the admin API concurrently.
 pub async fn observe(loaded: Loaded) -> Result<Prepared, PipelineError> {
     let started = std::time::Instant::now();
     let addresses = addresses_of(&loaded);
-    let (observed, files) = observe_files(&loaded.deployment, &addresses)?;
+    let wants_api = addresses.iter().any(|address| {
+        matches!(
+            address.kind(),
+            AddressKind::QuotaUser | AddressKind::Retention
+        )
+    }) || loaded.checked.spec.registration.is_some();
+    let files = {
+        let deployment = loaded.deployment.clone();
+        let addresses = addresses.clone();
+        tokio::task::spawn_blocking(move || observe_files(&deployment, &addresses))
+    };
+    let api = async {
+        match &loaded.api {
+            Some(api) if wants_api => {
+                let api_started = std::time::Instant::now();
+                let observation = crate::observe_api::observe(
+                    api,
+                    &addresses,
+                    loaded.checked.spec.registration.is_some(),
+                )
+                .await;
+                tracing::info!(
+                    elapsed_ms = api_started.elapsed().as_secs_f64() * 1000.0,
+                    "observed the admin API"
+                );
+                observation.map(Some)
+            }
+            _ => Ok(None),
+        }
+    };
+    let (files, api) = tokio::join!(files, api);
+    let (mut observed, files) = files.expect("observing files does not panic")?;
+    let api = api?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         addresses = addresses.len(),
-        "observed the deployment's files"
+        "observed the deployment"
     );
+    let mut user_ids = BTreeMap::new();
+    let mut registration = None;
+    if let Some(api) = api {
+        let unknown: Vec<Diagnostic> = api
+            .unknown_users
+            .iter()
+            .filter_map(|username| {
+                let resource = loaded.desired.get(&Address::quota_user(username))?;
+                Some(
+                    Diagnostic::error(
+                        "value.unknown_user",
+                        format!(
+                            "user `{username}` does not exist on the server; tldw-ops sets quotas of existing users and never creates them"
+                        ),
+                    )
+                    .at(resource.source.clone())
+                    .path(format!(
+                        "/quotas/users/{}",
+                        crate::spec::load::escape_pointer(username)
+                    )),
+                )
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(PipelineError::Invalid {
+                diagnostics: unknown,
+                sources: loaded.checked.sources().clone(),
+            });
+        }
+        observed.values.extend(api.values);
+        user_ids = api.user_ids;
+        registration = api.registration;
+    }
     Ok(Prepared {
         loaded,
         observed,
         files,
+        user_ids,
+        registration,
     })
 }
 
@@ -278,6 +358,21 @@ pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
         health: &deployment.health,
     });
     plan.warnings.extend(shadow_warnings(prepared));
+    if let (Some(effective), Some(registration)) =
+        (&prepared.registration, &loaded.checked.spec.registration)
+    {
+        let env_changes = plan
+            .steps
+            .iter()
+            .any(|step| step.kind == crate::plan::StepKind::EnsureEnvFile);
+        plan.warnings
+            .extend(crate::observe_api::registration_warnings(
+                Some(registration.enabled),
+                registration.require_code,
+                effective,
+                env_changes,
+            ));
+    }
     plan
 }
 

@@ -16,6 +16,7 @@ use crate::plan::{Operation, Plan, SecretFrom, Step, StepKind};
 use crate::providers::config_file::{ConfigEdit, ConfigFile};
 use crate::providers::env_file::{EnvEdit, EnvFile};
 use crate::providers::files::{content_hash, read_snapshot, remove_durably, write_atomic};
+use crate::providers::tldw_api::TldwApi;
 use crate::secrets::{OsRandom, RandomSource, generate, show_hash, value_hash};
 use crate::state::{
     ApplyRecord, EnvironmentKey, EnvironmentState, LockHolder, Outcome, Record, SecretMeta,
@@ -60,6 +61,10 @@ pub struct ApplyContext<'a, S: StateStore> {
     pub host: &'a str,
     pub override_reason: Option<&'a str>,
     pub clock: &'a (dyn Fn() -> Timestamp + Sync),
+    /// The admin API, for quota and retention steps.
+    pub api: Option<&'a TldwApi>,
+    /// Username -> user id, resolved during observe.
+    pub user_ids: &'a BTreeMap<String, i64>,
 }
 
 /// How an apply ended, once it started.
@@ -77,6 +82,8 @@ pub enum ApplyOutcome {
         error: String,
         undone: Vec<String>,
         final_health: Option<Result<(), String>>,
+        /// The failure was the server reporting that the plan no longer matches it.
+        stale: bool,
     },
     /// Something could not be undone; a person must look.
     NeedsAttention {
@@ -102,6 +109,9 @@ pub enum ApplyError {
 enum StepError {
     #[error("{0}")]
     Message(String),
+    /// The server says the plan no longer matches it (a stale retention value).
+    #[error("{0}")]
+    Stale(String),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -150,12 +160,13 @@ impl<S: StateStore> ApplyContext<'_, S> {
     /// Under the lock, checks that every file address the plan touches still holds the value
     /// the plan was computed from. Another apply may have finished while this one waited for
     /// its confirmation or its lock. Returns the addresses that moved.
-    pub fn moved_since_plan(&self) -> Result<Vec<(String, String, String)>, String> {
+    pub async fn moved_since_plan(&self) -> Result<Vec<(String, String, String)>, String> {
         let salt = self.state.salt.as_slice();
         let env = EnvFile::read(&self.deployment.env_file).map_err(|error| error.to_string())?;
         let config =
             ConfigFile::read(&self.deployment.config_file).map_err(|error| error.to_string())?;
         let mut moved = Vec::new();
+        let mut api_addresses = Vec::new();
         for (address, then) in &self.plan.fingerprints {
             let Ok(parsed) = Address::parse(address) else {
                 continue;
@@ -163,7 +174,11 @@ impl<S: StateStore> ApplyContext<'_, S> {
             let value = match parsed.kind() {
                 AddressKind::Env | AddressKind::Secret => env.observe(&parsed),
                 AddressKind::Config => config.observe(&parsed),
-                _ => continue,
+                AddressKind::QuotaUser | AddressKind::Retention => {
+                    api_addresses.push((address.clone(), then.clone()));
+                    continue;
+                }
+                AddressKind::BackupSet => continue,
             };
             let now = value
                 .canonical()
@@ -171,6 +186,20 @@ impl<S: StateStore> ApplyContext<'_, S> {
                 .unwrap_or_else(|| crate::plan::ABSENT.to_string());
             if now != *then {
                 moved.push((address.clone(), then.clone(), now));
+            }
+        }
+        if let (Some(api), false) = (self.api, api_addresses.is_empty()) {
+            let fingerprints: BTreeMap<String, String> = api_addresses.iter().cloned().collect();
+            let current =
+                super::api_steps::current_hashes(api, &fingerprints, self.user_ids, salt).await?;
+            for (address, then) in api_addresses {
+                let now = current
+                    .get(&address)
+                    .cloned()
+                    .unwrap_or_else(|| crate::plan::ABSENT.to_string());
+                if now != then {
+                    moved.push((address, then, now));
+                }
             }
         }
         Ok(moved)
@@ -273,6 +302,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
                     journal.push(record);
                 }
                 Err(error) => {
+                    let stale = matches!(error, StepError::Stale(_));
                     let message = error.to_string();
                     self.reporter.step_finished(
                         step,
@@ -280,7 +310,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
                             error: message.clone(),
                         },
                     );
-                    return self.roll_back(step, &message, journal).await;
+                    return self.roll_back(step, &message, stale, journal).await;
                 }
             }
         }
@@ -389,10 +419,10 @@ impl<S: StateStore> ApplyContext<'_, S> {
             }
             StepKind::Restart => self.restart(step, effects).await,
             StepKind::HealthGate => self.health_gate(step, effects).await,
-            StepKind::EnsureQuotas
-            | StepKind::EnsureRetention
-            | StepKind::CreateBackup
-            | StepKind::PruneBackups => Err(StepError::Message(format!(
+            StepKind::EnsureQuotas | StepKind::EnsureRetention => {
+                self.ensure_api(step, effects).await
+            }
+            StepKind::CreateBackup | StepKind::PruneBackups => Err(StepError::Message(format!(
                 "step kind {} is not supported by this build",
                 step.kind.as_str()
             ))),
@@ -625,6 +655,55 @@ impl<S: StateStore> ApplyContext<'_, S> {
         Ok(record)
     }
 
+    async fn ensure_api(
+        &self,
+        step: &Step,
+        effects: &mut Effects,
+    ) -> Result<StepRecord, StepError> {
+        let api = self.api.ok_or_else(|| {
+            StepError::Message(
+                "the plan changes the admin API but `target.api` is not configured".to_string(),
+            )
+        })?;
+        let prepared =
+            super::api_steps::prepare(step, self.observed, self.user_ids).map_err(|error| {
+                if error.stale {
+                    StepError::Stale(error.message)
+                } else {
+                    StepError::Message(error.message)
+                }
+            })?;
+        let mut record = self.step_record(step, StepStatus::Started);
+        record.before_hash = Some(prepared.before_hash());
+        record.after_hash = Some(prepared.after_hash());
+        record.before_values =
+            Some(serde_json::to_string(&prepared.before).expect("before-values serialise"));
+        self.store.write_step(&record).await?;
+        self.faults.pause_at(step.index, Point::Before).await;
+        let result = super::api_steps::perform(api, &prepared).await;
+        self.faults.pause_at(step.index, Point::After).await;
+        match result {
+            Ok(values) => {
+                record.status = StepStatus::Done;
+                record.finished_at = Some(self.now());
+                self.store.write_step(&record).await?;
+                effects.values.extend(values);
+                Ok(record)
+            }
+            Err(error) => {
+                record.status = StepStatus::Failed;
+                record.error = Some(error.message.clone());
+                record.finished_at = Some(self.now());
+                self.store.write_step(&record).await?;
+                Err(if error.stale {
+                    StepError::Stale(error.message)
+                } else {
+                    StepError::Message(error.message)
+                })
+            }
+        }
+    }
+
     /// The value of every desired address of one file in `content` (for restored files).
     fn values_in(&self, is_env: bool, content: &str) -> Vec<(Address, Option<String>)> {
         let snapshot = |content: &str| crate::providers::files::FileSnapshot {
@@ -714,6 +793,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
         &self,
         failed: &Step,
         error: &str,
+        stale: bool,
         journal: Vec<StepRecord>,
     ) -> Result<ApplyOutcome, ApplyError> {
         self.reporter.note(&format!(
@@ -733,6 +813,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
             self.store,
             self.plan,
             self.deployment,
+            self.api,
             &to_undo,
             self.faults,
             self.reporter,
@@ -780,6 +861,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
                 error: error.to_string(),
                 undone: outcome.undone,
                 final_health,
+                stale,
             })
         } else {
             let instructions = instructions_after_failed_undo(&self.apply_id, &outcome.errors);
@@ -820,10 +902,12 @@ pub struct UndoOutcome {
 /// Undoes journaled steps in reverse. File steps go back to their checkpoint (or are removed
 /// when there was no file) provided the file still holds what the step wrote; a step whose
 /// file already holds its before-state is counted as undone. Undo is idempotent.
+#[allow(clippy::too_many_arguments)]
 pub async fn undo_steps<S: StateStore>(
     store: &S,
     plan: &Plan,
     deployment: &Deployment,
+    api: Option<&TldwApi>,
     journal: &[StepRecord],
     faults: &Faults,
     reporter: &dyn Reporter,
@@ -838,13 +922,15 @@ pub async fn undo_steps<S: StateStore>(
         let Some(step) = plan.steps.iter().find(|step| step.index == row.index) else {
             continue;
         };
-        if !matches!(
+        let is_file = matches!(
             step.kind,
             StepKind::EnsureEnvFile | StepKind::EnsureConfigFile
-        ) {
-            continue;
-        }
-        if row.status == StepStatus::Skipped {
+        );
+        let is_api = matches!(
+            step.kind,
+            StepKind::EnsureQuotas | StepKind::EnsureRetention
+        );
+        if !(is_file || is_api) || row.status == StepStatus::Skipped {
             continue;
         }
         reporter.undo_started(step);
@@ -853,6 +939,15 @@ pub async fn undo_steps<S: StateStore>(
         let _ = store.write_step(&undo_row).await;
         let result = if faults.fail_undo.contains(&step.index) {
             Err("injected undo failure (TLDW_OPS_FAULT)".to_string())
+        } else if is_api {
+            match (api, &row.before_values) {
+                (Some(api), Some(before)) => super::api_steps::undo(api, before).await,
+                (None, _) => Err(
+                    "the admin API is not configured, so its changes cannot be written back"
+                        .to_string(),
+                ),
+                (_, None) => Ok(()),
+            }
         } else {
             let path = if step.kind == StepKind::EnsureEnvFile {
                 &deployment.env_file

@@ -145,6 +145,7 @@ pub async fn rollback_unfinished<S: StateStore>(
     record: &ApplyRecord,
     plan: &Plan,
     deployment: &Deployment,
+    api: Option<&crate::providers::tldw_api::TldwApi>,
     faults: &Faults,
     reporter: &dyn Reporter,
     clock: &(dyn Fn() -> Timestamp + Sync),
@@ -163,7 +164,10 @@ pub async fn rollback_unfinished<S: StateStore>(
             ) && row.after_hash.is_some()
         })
         .collect();
-    let outcome = undo_steps(store, plan, deployment, &acted, faults, reporter, clock).await;
+    let outcome = undo_steps(
+        store, plan, deployment, api, &acted, faults, reporter, clock,
+    )
+    .await;
     let final_health = if outcome.undone_files
         && (deployment.restart.is_some() || !deployment.health.is_empty())
     {
@@ -196,6 +200,7 @@ pub async fn rollback_unfinished<S: StateStore>(
             error: "rolled back on request".to_string(),
             undone: outcome.undone,
             final_health,
+            stale: false,
         })
     } else {
         store

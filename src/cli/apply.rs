@@ -278,11 +278,13 @@ pub async fn execute(
         host: &settings.host,
         override_reason: None,
         clock: &clock,
+        api: loaded.api.as_ref(),
+        user_ids: &prepared.user_ids,
     };
     if let Err(error) = context.begin().await {
         return report_apply_error(error, printer);
     }
-    match context.moved_since_plan() {
+    match context.moved_since_plan().await {
         Ok(moved) if moved.is_empty() => {}
         Ok(moved) => {
             let mut text = String::from("the plan went stale while waiting for the lock or the confirmation; nothing was applied.
@@ -356,6 +358,7 @@ pub fn report_outcome(
             error,
             undone,
             final_health,
+            stale,
         } => {
             let health = match final_health {
                 None => "not checked (no restart or health gates configured)".to_string(),
@@ -372,6 +375,10 @@ pub fn report_outcome(
                     undone.join(", ")
                 }
             ));
+            if *stale {
+                printer.error("the server no longer matches the plan; make a new plan");
+                return ExitStatus::StalePlan;
+            }
             ExitStatus::RolledBack
         }
         ApplyOutcome::NeedsAttention {
@@ -472,6 +479,8 @@ async fn resume_command(
         host: &settings.host,
         override_reason: None,
         clock: &clock,
+        api: loaded.api.as_ref(),
+        user_ids: &prepared.user_ids,
     };
     let started = std::time::Instant::now();
     match resume(&context, &rows).await {

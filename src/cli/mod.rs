@@ -9,6 +9,7 @@ mod output;
 mod plan;
 mod rollback;
 mod schema;
+mod secrets;
 mod state;
 mod validate;
 
@@ -102,6 +103,9 @@ pub enum Command {
     /// Look after the state store.
     #[command(subcommand)]
     State(state::Command),
+    /// Secrets: sources, ages and rotation, never values.
+    #[command(subcommand)]
+    Secrets(secrets::Command),
 }
 
 /// The default desired-state file.
@@ -138,6 +142,7 @@ pub fn main() -> ExitCode {
         Command::History(args) => history::history(args, &settings, &printer),
         Command::Show(args) => history::show(args, &settings, &printer),
         Command::State(command) => state::run(command, &settings, &printer),
+        Command::Secrets(command) => secrets::run(command, &settings, &printer),
     };
     status.into()
 }

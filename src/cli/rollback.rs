@@ -117,6 +117,7 @@ async fn unfinished(
         &record,
         &plan,
         &loaded.deployment,
+        loaded.api.as_ref(),
         faults,
         &reporter,
         &clock,

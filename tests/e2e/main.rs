@@ -4,11 +4,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api_apply;
 mod api_provider;
 mod apply;
 mod backups;
 mod common;
 mod drift;
 mod plan;
+mod secrets;
 mod support_contract;
 mod validate;

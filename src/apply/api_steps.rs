@@ -1,0 +1,284 @@
+//! Steps that act through the tldw admin API: per-user quotas and retention overrides.
+//!
+//! Each step records the values it replaces (never secret) as JSON in the journal before it
+//! acts, so undo — after a failed step, a failed health gate, or a crash — writes them back.
+//! Every request is idempotent (PUT, or a signed PUT after a preview), so repeating a step
+//! after a crash is safe.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Address, AddressKind};
+use crate::plan::diff::default_retention_days;
+use crate::plan::{Operation, Step};
+use crate::providers::tldw_api::{ApiError, TldwApi};
+use crate::secrets::{sha256_hex, value_hash};
+
+/// The before-values of an API step, as journaled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeforeValues {
+    /// Username -> (user id, quota before).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quotas: BTreeMap<String, (i64, Option<u64>)>,
+    /// Policy key -> days before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retention: BTreeMap<String, u64>,
+}
+
+/// The first few failures and how many more, so one broken server does not print thousands of
+/// lines.
+fn summarize(failures: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = failures
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failures.len() > SHOWN {
+        text.push_str(&format!("; and {} more", failures.len() - SHOWN));
+    }
+    text
+}
+
+/// Why an API step failed. `stale` marks a plan that no longer matches the server (exit 4).
+#[derive(Debug)]
+pub struct ApiStepError {
+    pub message: String,
+    pub stale: bool,
+}
+
+fn parse_quota(canonical: Option<&String>) -> Option<u64> {
+    canonical.and_then(|text| text.parse().ok())
+}
+
+/// What a quota or retention step will write and what it replaces.
+pub struct Prepared {
+    pub before: BeforeValues,
+    pub quota_changes: Vec<(String, i64, Option<u64>)>,
+    pub retention_changes: Vec<(String, u64, u64)>,
+}
+
+impl Prepared {
+    pub fn before_hash(&self) -> String {
+        sha256_hex(
+            serde_json::to_string(&self.before)
+                .expect("before-values serialise")
+                .as_bytes(),
+        )
+    }
+
+    pub fn after_hash(&self) -> String {
+        let after = (&self.quota_changes, &self.retention_changes);
+        sha256_hex(
+            serde_json::to_string(&after)
+                .expect("after-values serialise")
+                .as_bytes(),
+        )
+    }
+}
+
+/// Works out a step's changes and before-values from the values observed at plan time.
+pub fn prepare(
+    step: &Step,
+    observed: &BTreeMap<Address, Option<String>>,
+    user_ids: &BTreeMap<String, i64>,
+) -> Result<Prepared, ApiStepError> {
+    let mut prepared = Prepared {
+        before: BeforeValues::default(),
+        quota_changes: Vec::new(),
+        retention_changes: Vec::new(),
+    };
+    for operation in &step.operations {
+        match operation {
+            Operation::SetQuota {
+                address,
+                username,
+                quota_mb,
+            } => {
+                let id = *user_ids.get(username).ok_or_else(|| ApiStepError {
+                    message: format!("user `{username}` was not found on the server"),
+                    stale: true,
+                })?;
+                let before = Address::parse(address)
+                    .ok()
+                    .and_then(|address| observed.get(&address))
+                    .and_then(|value| parse_quota(value.as_ref()));
+                prepared
+                    .before
+                    .quotas
+                    .insert(username.clone(), (id, before));
+                prepared
+                    .quota_changes
+                    .push((username.clone(), id, *quota_mb));
+            }
+            Operation::SetRetention {
+                policy_key,
+                current_days,
+                days,
+                ..
+            } => {
+                let current = current_days.unwrap_or_else(|| default_retention_days(policy_key));
+                prepared
+                    .before
+                    .retention
+                    .insert(policy_key.clone(), current);
+                prepared
+                    .retention_changes
+                    .push((policy_key.clone(), current, *days));
+            }
+            _ => {}
+        }
+    }
+    Ok(prepared)
+}
+
+fn describe(error: &ApiError) -> (String, bool) {
+    let stale = matches!(error, ApiError::StaleRetention { .. });
+    (error.to_string(), stale)
+}
+
+/// Performs the changes. Returns the canonical value now in place for each address changed.
+pub async fn perform(
+    api: &TldwApi,
+    prepared: &Prepared,
+) -> Result<Vec<(Address, Option<String>)>, ApiStepError> {
+    let mut values = Vec::new();
+    if !prepared.quota_changes.is_empty() {
+        let results = api.set_quotas(&prepared.quota_changes).await;
+        let mut failures = Vec::new();
+        let mut stale = false;
+        for ((username, _, quota), (_, result)) in prepared.quota_changes.iter().zip(&results) {
+            match result {
+                Ok(()) => values.push((
+                    Address::quota_user(username),
+                    Some(
+                        quota
+                            .map(|megabytes| megabytes.to_string())
+                            .unwrap_or_else(|| "unlimited".to_string()),
+                    ),
+                )),
+                Err(error) => {
+                    let (message, is_stale) = describe(error);
+                    stale |= is_stale;
+                    failures.push(format!("{username}: {message}"));
+                }
+            }
+        }
+        if !failures.is_empty() {
+            let done = results.len() - failures.len();
+            return Err(ApiStepError {
+                message: format!(
+                    "{} of {} quota changes failed ({done} were made and will be undone): {}",
+                    failures.len(),
+                    results.len(),
+                    summarize(&failures)
+                ),
+                stale,
+            });
+        }
+    }
+    for (key, current, days) in &prepared.retention_changes {
+        api.set_retention(key, *current, *days)
+            .await
+            .map_err(|error| {
+                let (message, stale) = describe(&error);
+                ApiStepError { message, stale }
+            })?;
+        values.push((Address::retention(key), Some(days.to_string())));
+    }
+    Ok(values)
+}
+
+/// Writes the journaled before-values back.
+pub async fn undo(api: &TldwApi, before_values: &str) -> Result<(), String> {
+    let before: BeforeValues = serde_json::from_str(before_values)
+        .map_err(|error| format!("the journal's before-values are unreadable: {error}"))?;
+    let changes: Vec<(String, i64, Option<u64>)> = before
+        .quotas
+        .iter()
+        .map(|(username, (id, quota))| (username.clone(), *id, *quota))
+        .collect();
+    let mut failures = Vec::new();
+    for (username, result) in api.set_quotas(&changes).await {
+        if let Err(error) = result {
+            failures.push(format!("quota of {username}: {error}"));
+        }
+    }
+    if !before.retention.is_empty() {
+        let now = api
+            .retention_policies()
+            .await
+            .map_err(|error| error.to_string())?;
+        for (key, days) in &before.retention {
+            let current = now.get(key).copied().unwrap_or(*days);
+            if current == *days {
+                continue;
+            }
+            if let Err(error) = api.set_retention(key, current, *days).await {
+                failures.push(format!("retention {key}: {error}"));
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(summarize(&failures))
+    }
+}
+
+/// For the precondition check under the lock: the current hash of every API address in
+/// `fingerprints`, read from the server.
+pub async fn current_hashes(
+    api: &TldwApi,
+    fingerprints: &BTreeMap<String, String>,
+    user_ids: &BTreeMap<String, i64>,
+    salt: &[u8],
+) -> Result<BTreeMap<String, String>, String> {
+    let mut users = BTreeMap::new();
+    let mut wants_retention = false;
+    for address in fingerprints.keys() {
+        let Ok(parsed) = Address::parse(address) else {
+            continue;
+        };
+        match parsed.kind() {
+            AddressKind::QuotaUser => {
+                if let Some(id) = user_ids.get(parsed.name()) {
+                    users.insert(parsed.name().to_string(), *id);
+                }
+            }
+            AddressKind::Retention => wants_retention = true,
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    if !users.is_empty() {
+        let quotas = api
+            .quotas(&users)
+            .await
+            .map_err(|error| error.to_string())?;
+        for (username, quota) in quotas {
+            let canonical = quota
+                .map(|megabytes| megabytes.to_string())
+                .unwrap_or_else(|| "unlimited".to_string());
+            out.insert(
+                Address::quota_user(&username).to_string(),
+                value_hash(salt, &canonical),
+            );
+        }
+    }
+    if wants_retention {
+        let policies = api
+            .retention_policies()
+            .await
+            .map_err(|error| error.to_string())?;
+        for (key, days) in policies {
+            out.insert(
+                Address::retention(&key).to_string(),
+                value_hash(salt, &days.to_string()),
+            );
+        }
+    }
+    Ok(out)
+}

@@ -4,7 +4,6 @@
 //! 1,000 quota changes. Run with `cargo bench --bench api`.
 
 #[path = "../tests/support/fake_tldw.rs"]
-#[allow(dead_code)]
 mod fake_tldw;
 
 use std::path::Path;
@@ -20,8 +19,16 @@ const USERS: usize = 10_000;
 fn write_site(directory: &Path, url: &str, quota_of: impl Fn(usize) -> u64) {
     let config_dir = directory.join("site/tldw_Server_API/Config_Files");
     std::fs::create_dir_all(&config_dir).unwrap();
-    std::fs::copy(Path::new(ROOT).join("fixtures/tldw_server/env.example"), config_dir.join(".env")).unwrap();
-    std::fs::copy(Path::new(ROOT).join("fixtures/tldw_server/config.txt"), config_dir.join("config.txt")).unwrap();
+    std::fs::copy(
+        Path::new(ROOT).join("fixtures/tldw_server/env.example"),
+        config_dir.join(".env"),
+    )
+    .unwrap();
+    std::fs::copy(
+        Path::new(ROOT).join("fixtures/tldw_server/config.txt"),
+        config_dir.join("config.txt"),
+    )
+    .unwrap();
     let mut yaml = format!(
         "apiVersion: tldw-ops/v1\nenvironment: bench\ntarget:\n  root: site\n  api:\n    url: {url}\n    token: {{ from_env: BENCH_TOKEN }}\nquotas:\n  users:\n"
     );
@@ -42,7 +49,10 @@ fn run(directory: &Path, args: &[&str]) -> Duration {
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
-    assert!(status.success() || status.code() == Some(2), "{args:?}: {status}");
+    assert!(
+        status.success() || status.code() == Some(2),
+        "{args:?}: {status}"
+    );
     started.elapsed()
 }
 
@@ -52,8 +62,13 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let cores = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1);
-    let fake = FakeTldw::start(FakeTldwConfig { users: USERS, ..FakeTldwConfig::default() });
+    let cores = std::thread::available_parallelism()
+        .map(|count| count.get())
+        .unwrap_or(1);
+    let fake = FakeTldw::start(FakeTldwConfig {
+        users: USERS,
+        ..FakeTldwConfig::default()
+    });
     let directory = tempfile::tempdir().unwrap();
     // Every user at the fake's seed quota: the plan has nothing to do.
     write_site(directory.path(), &fake.url(), |_| 5120);
@@ -61,12 +76,22 @@ fn main() {
     // 1,000 users change.
     let mut applies = Vec::new();
     for round in 0..3u64 {
-        write_site(directory.path(), &fake.url(), |index| if index % 10 == 0 { 6000 + round } else { 5120 });
+        write_site(directory.path(), &fake.url(), |index| {
+            if index % 10 == 0 { 6000 + round } else { 5120 }
+        });
         applies.push(run(directory.path(), &["apply", "--auto-approve"]));
     }
-    println!("tldw-ops admin API benchmark: {cores} cores, release build, fake tldw server on loopback, {USERS} users, 16 requests in flight\n");
+    println!(
+        "tldw-ops admin API benchmark: {cores} cores, release build, fake tldw server on loopback, {USERS} users, 16 requests in flight\n"
+    );
     println!("| operation | median wall time |");
     println!("|---|---:|");
-    println!("| no-op plan over {USERS} quota users | {:.0} ms |", median(noop).as_secs_f64() * 1000.0);
-    println!("| apply of 1,000 quota changes | {:.0} ms |", median(applies).as_secs_f64() * 1000.0);
+    println!(
+        "| no-op plan over {USERS} quota users | {:.0} ms |",
+        median(noop).as_secs_f64() * 1000.0
+    );
+    println!(
+        "| apply of 1,000 quota changes | {:.0} ms |",
+        median(applies).as_secs_f64() * 1000.0
+    );
 }

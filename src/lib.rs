@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cli;
 pub mod deployment;
 pub mod drift;
+pub mod import;
 pub mod model;
 pub mod observe_api;
 pub mod pipeline;

@@ -5,6 +5,7 @@ mod apply;
 mod common;
 mod drift;
 mod history;
+mod import;
 mod output;
 mod plan;
 mod rollback;
@@ -100,6 +101,8 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Show one apply: its steps, timings and changes.
     Show(history::ShowArgs),
+    /// Write a desired-state file from a running deployment, so the first plan is empty.
+    Import(import::Args),
     /// Look after the state store.
     #[command(subcommand)]
     State(state::Command),
@@ -141,6 +144,7 @@ pub fn main() -> ExitCode {
         Command::Drift(args) => drift::run(args, &settings, &printer),
         Command::History(args) => history::history(args, &settings, &printer),
         Command::Show(args) => history::show(args, &settings, &printer),
+        Command::Import(args) => import::run(args, &settings, &printer),
         Command::State(command) => state::run(command, &settings, &printer),
         Command::Secrets(command) => secrets::run(command, &settings, &printer),
     };

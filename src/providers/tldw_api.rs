@@ -1191,7 +1191,12 @@ impl TldwApi {
         loop {
             let current = self.users_page(page, None).await?;
             let last = is_last_page(&current, page);
-            users.extend(current.users.into_iter().map(|user| (user.username, user.id)));
+            users.extend(
+                current
+                    .users
+                    .into_iter()
+                    .map(|user| (user.username, user.id)),
+            );
             if last {
                 return Ok(users);
             }

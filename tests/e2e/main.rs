@@ -10,6 +10,7 @@ mod apply;
 mod backups;
 mod common;
 mod drift;
+mod import;
 mod plan;
 mod secrets;
 mod support_contract;

@@ -470,3 +470,75 @@ fn adopt_refuses_secrets_templates_unmappable_text_and_unknown_addresses() {
     );
     let _ = (ENV_PATH, CONFIG_PATH);
 }
+
+const API_TOKEN: &str = "admin-token-for-the-drift-tests-0123456789";
+
+#[test]
+fn quota_and_retention_changes_through_the_admin_api_are_drift_and_can_be_adopted() {
+    use crate::support::fake_tldw::{FakeTldw, FakeTldwConfig};
+    let fake = FakeTldw::start(FakeTldwConfig {
+        admin_token: API_TOKEN.to_string(),
+        users: 2,
+        extra_users: vec![("alice".to_string(), Some(5120))],
+        ..FakeTldwConfig::default()
+    });
+    let site = Site::new();
+    let text = format!(
+        "apiVersion: tldw-ops/v1\nenvironment: dev\ntarget:\n  root: site\n  api:\n    url: {}\n    token: {{ from_env: TEST_ADMIN_TOKEN }}\nquotas:\n  users:\n    alice: 2048   # the team lead\nretention:\n  sessions: 30d\n",
+        fake.url()
+    );
+    site.write_yaml("tldw-ops.yaml", &text);
+    let tool = |args: &[&str]| {
+        let mut command = site.command();
+        command.args(args).env("TEST_ADMIN_TOKEN", API_TOKEN);
+        command
+    };
+    let (code, _, stderr) = run(&mut tool(&["apply", "--auto-approve"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(&mut tool(&["drift"]));
+    assert_eq!(code, 0, "{stderr}");
+    fake.set_quota("alice", Some(4096));
+    fake.set_retention_days("sessions", 45);
+    let (code, stdout, stderr) = run(&mut tool(&["drift", "--format", "json"]));
+    assert_eq!(code, 2, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let quota = item(&report, "quota.user.alice");
+    assert_eq!(quota["last_applied"], "2048");
+    assert_eq!(quota["observed"], "4096");
+    assert_eq!(
+        quota["likely_cause"],
+        "changed through the admin API or web UI (storage quotas)"
+    );
+    assert_eq!(item(&report, "retention.sessions")["observed"], "45");
+    let (code, _, stderr) = run(&mut tool(&[
+        "drift",
+        "--adopt",
+        "quota.user.alice",
+        "retention.sessions",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(site.path().join("tldw-ops.yaml")).unwrap(),
+        text.replace("alice: 2048   #", "alice: 4096   #")
+            .replace("sessions: 30d", "sessions: 45d")
+    );
+    let (code, stdout, stderr) = run(&mut tool(&["plan", "--format", "json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let planned: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        planned,
+        vec!["env.SESSION_LOG_RETENTION_DAYS"],
+        "the adopted addresses plan nothing; the .env follows the new retention"
+    );
+    assert_no_secret(
+        &[API_TOKEN],
+        &[("plan", &stdout), ("stderr", &stderr)],
+        &site.files_that_must_not_hold_secrets(),
+    );
+}

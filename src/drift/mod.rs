@@ -106,7 +106,9 @@ pub struct Drifted {
     /// What is there now, masked when sensitive; `None` when the value is gone.
     pub observed: Option<String>,
     pub cause: LikelyCause,
-    /// Where the YAML declares it; `None` when it is no longer declared.
+    /// Whether the desired state still declares it (else plan removes it).
+    pub declared: bool,
+    /// Where the YAML declares it.
     pub source: Option<Location>,
 }
 
@@ -186,6 +188,7 @@ pub fn detect(
         });
         report.drift.push(Drifted {
             cause: LikelyCause::of(&address),
+            declared: resource.is_some(),
             source: resource.and_then(|resource| resource.source.clone()),
             address,
             sensitive,
@@ -282,15 +285,18 @@ pub fn render_text(report: &DriftReport, paint: &dyn Paint) -> String {
                 "      likely:       {}",
                 item.cause.describe(&item.address)
             );
-            let declared = match &item.source {
-                Some(location) => location.to_string(),
-                None => "no longer declared (plan removes it)".to_string(),
+            let declared = match (&item.source, item.declared) {
+                (Some(location), _) => Some(location.to_string()),
+                (None, false) => Some("no longer declared (plan removes it)".to_string()),
+                (None, true) => None,
             };
-            let _ = writeln!(
-                out,
-                "      {}",
-                paint.dim(&format!("declared at:  {declared}"))
-            );
+            if let Some(declared) = declared {
+                let _ = writeln!(
+                    out,
+                    "      {}",
+                    paint.dim(&format!("declared at:  {declared}"))
+                );
+            }
         }
         let _ = writeln!(
             out,
@@ -400,7 +406,11 @@ mod tests {
             environment: "dev".to_string(),
             deployment: "default".to_string(),
             resources: [
-                text("env.LOG_LEVEL", "info"),
+                {
+                    let (address, mut resource) = text("env.LOG_LEVEL", "info");
+                    resource.source = Some(Location::new(&std::sync::Arc::from("dev.yaml"), 7, 14));
+                    (address, resource)
+                },
                 text("env.UVICORN_WORKERS", "2"),
                 text("env.WORKERS_NEW", "1"),
                 text("env.DATABASE_URL", "postgresql://u:old-password@db/x"),
@@ -462,6 +472,7 @@ mod tests {
         assert_eq!(report.drift[2].last_applied, "info");
         let json = render_json(&report);
         let text = render_text(&report, &crate::plan::render::Plain);
+        insta::assert_snapshot!("drift_text", text);
         for output in [json, text] {
             assert!(!output.contains("password"), "{output}");
         }

@@ -266,7 +266,13 @@ pub fn render(options: &Options, found: &Found) -> Imported {
             Some(Ok(origins)) => {
                 let credentials = match credentials {
                     Some(Ok(flag)) => Some(flag),
-                    _ => None,
+                    Some(Err(reason)) => {
+                        sections.comments.push(format!(
+                            "CORS_ALLOW_CREDENTIALS is kept as a raw `env:` value, not `cors.allow_credentials`: {reason}"
+                        ));
+                        None
+                    }
+                    None => None,
                 };
                 let wildcard = origins.iter().any(|origin| origin.contains('*'));
                 if wildcard && credentials == Some(true) {
@@ -289,7 +295,17 @@ pub fn render(options: &Options, found: &Found) -> Imported {
         let require = observed(REQUIRE_REGISTRATION_CODE).map(|text| unmap::boolean(&text));
         match enabled {
             Some(Ok(enabled)) => {
-                sections.registration = Some((enabled, require.and_then(Result::ok)));
+                let require = match require {
+                    Some(Ok(flag)) => Some(flag),
+                    Some(Err(reason)) => {
+                        sections.comments.push(format!(
+                            "REQUIRE_REGISTRATION_CODE is kept as a raw `env:` value, not `registration.require_code`: {reason}"
+                        ));
+                        None
+                    }
+                    None => None,
+                };
+                sections.registration = Some((enabled, require));
             }
             Some(Err(reason)) => sections.comments.push(format!(
                 "ENABLE_REGISTRATION is kept as a raw `env:` value, not `registration.enabled`: {reason}"
@@ -743,6 +759,7 @@ mod tests {
             "{yaml}"
         );
         assert!(!yaml.contains("a-real-secret-value"), "{yaml}");
+        insta::assert_snapshot!("imported_yaml", yaml);
     }
 
     #[test]

@@ -53,8 +53,17 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     if !args.adopt.is_empty() {
         match adopt_all(&args.adopt, &prepared, printer) {
             Ok(adopted) => {
-                report.drift.retain(|item| !adopted.contains(&item.address));
-                report.matches_desired.extend(adopted);
+                // Adopted drift now matches the YAML; the next apply records it.
+                let (now_declared, remaining) = std::mem::take(&mut report.drift)
+                    .into_iter()
+                    .partition(|item| adopted.contains(&item.address));
+                report.drift = remaining;
+                report.matches_desired.extend(
+                    now_declared
+                        .into_iter()
+                        .map(|item: crate::drift::Drifted| item.address),
+                );
+                report.matches_desired.sort();
             }
             Err(status) => return status,
         }

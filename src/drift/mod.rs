@@ -234,17 +234,22 @@ pub fn render_json(report: &DriftReport) -> String {
 pub fn render_text(report: &DriftReport, paint: &dyn Paint) -> String {
     let mut out = String::new();
     if report.drift.is_empty() {
-        let _ = writeln!(
-            out,
-            "No drift in {}: {} managed address{} match what tldw-ops last applied.",
-            report.environment,
-            report.compared - report.matches_desired.len(),
-            if report.compared - report.matches_desired.len() == 1 {
-                ""
-            } else {
-                "es"
-            }
-        );
+        let unchanged = report.compared.saturating_sub(report.matches_desired.len());
+        if report.compared == 0 {
+            let _ = writeln!(
+                out,
+                "No drift in {}: tldw-ops has applied nothing here yet (`tldw-ops plan` shows what it would change).",
+                report.environment
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "No drift in {}: {unchanged} managed address{} match{} what tldw-ops last applied.",
+                report.environment,
+                if unchanged == 1 { "" } else { "es" },
+                if unchanged == 1 { "es" } else { "" },
+            );
+        }
     } else {
         let count = report.drift.len();
         let _ = writeln!(

@@ -93,6 +93,9 @@ fn addresses_never_applied_are_not_drift() {
     let (code, report, stderr) = drift_json(&site);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["drift"], serde_json::json!([]));
+    let (code, stdout, _) = run(&mut command(&site, &["drift"]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("tldw-ops has applied nothing here yet"), "{stdout}");
 }
 
 #[test]

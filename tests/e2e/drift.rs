@@ -95,7 +95,10 @@ fn addresses_never_applied_are_not_drift() {
     assert_eq!(report["drift"], serde_json::json!([]));
     let (code, stdout, _) = run(&mut command(&site, &["drift"]));
     assert_eq!(code, 0);
-    assert!(stdout.contains("tldw-ops has applied nothing here yet"), "{stdout}");
+    assert!(
+        stdout.contains("tldw-ops has applied nothing here yet"),
+        "{stdout}"
+    );
 }
 
 #[test]

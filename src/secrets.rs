@@ -140,7 +140,13 @@ pub fn url_has_password(value: &str) -> bool {
 
 /// Whether a value must be treated as secret: by its name, or because it embeds a password.
 pub fn is_sensitive(name: &str, value: &str) -> bool {
-    if matches!(value.to_ascii_lowercase().as_str(), "true" | "false") {
+    // Switches, counts and durations are not secrets, whatever their names say
+    // (`access_token_expire_minutes`, `SHOW_API_KEY_ON_STARTUP`).
+    let trimmed = value.trim();
+    if trimmed.is_empty()
+        || matches!(trimmed.to_ascii_lowercase().as_str(), "true" | "false")
+        || trimmed.parse::<f64>().is_ok()
+    {
         return false;
     }
     looks_like_secret_name(name) || url_has_password(value)
@@ -482,6 +488,14 @@ mod tests {
         ] {
             assert!(!looks_like_secret_name(name), "{name}");
         }
+    }
+
+    #[test]
+    fn numbers_and_switches_are_never_sensitive() {
+        assert!(!is_sensitive("access_token_expire_minutes", "30"));
+        assert!(!is_sensitive("SHOW_API_KEY_ON_STARTUP", "true"));
+        assert!(!is_sensitive("OPENAI_API_KEY", ""));
+        assert!(is_sensitive("OPENAI_API_KEY", "sk-abc"));
     }
 
     #[test]

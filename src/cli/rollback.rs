@@ -253,7 +253,23 @@ fn restore_plan(
         .filter(|resource| resource.sensitive)
         .map(|resource| resource.address.to_string())
         .collect();
+    let mut api_steps = Vec::new();
     for row in rows {
+        if row.status == StepStatus::Done
+            && (row.kind == StepKind::EnsureQuotas.as_str()
+                || row.kind == StepKind::EnsureRetention.as_str())
+            && let Some(before) = &row.before_values
+        {
+            api_steps.push(api_restore_step(
+                prepared,
+                row,
+                before,
+                salt,
+                &mut changes,
+                &mut fingerprints,
+            )?);
+            continue;
+        }
         let is_env = row.kind == StepKind::EnsureEnvFile.as_str();
         if !(is_env || row.kind == StepKind::EnsureConfigFile.as_str()) {
             continue;
@@ -323,7 +339,9 @@ fn restore_plan(
         });
     }
     let deployment = &loaded.deployment;
-    if !steps.is_empty() {
+    let files_changed = !steps.is_empty();
+    steps.extend(api_steps.into_iter().flatten());
+    if files_changed {
         if let Some(restart) = &deployment.restart {
             steps.push(Step {
                 index: 0,
@@ -377,6 +395,94 @@ fn restore_plan(
         fingerprints,
         warnings: Vec::new(),
     })
+}
+
+/// A step that writes back the quota or retention values an earlier API step replaced, with a
+/// change for each value that differs from now.
+fn api_restore_step(
+    prepared: &Prepared,
+    row: &crate::state::StepRecord,
+    before: &str,
+    salt: &[u8],
+    changes: &mut Vec<Change>,
+    fingerprints: &mut std::collections::BTreeMap<String, String>,
+) -> Result<Option<Step>, String> {
+    let before: crate::apply::api_steps::BeforeValues =
+        serde_json::from_str(before).map_err(|error| {
+            format!(
+                "the journal's before-values of step {} are unreadable: {error}",
+                row.index + 1
+            )
+        })?;
+    let mut operations = Vec::new();
+    let mut kind = StepKind::EnsureQuotas;
+    let mut note = |address: Address, then: Option<String>, operation: Operation| {
+        let now = prepared.observed.get(&address).canonical();
+        if now == then {
+            return;
+        }
+        fingerprints.insert(
+            address.to_string(),
+            now.as_deref()
+                .map(|value| value_hash(salt, value))
+                .unwrap_or_else(|| crate::plan::ABSENT.to_string()),
+        );
+        changes.push(change(address.to_string(), now, then, false, salt));
+        operations.push(operation);
+    };
+    for (username, (_, quota)) in &before.quotas {
+        let address = Address::quota_user(username);
+        let then = Some(
+            quota
+                .map(|megabytes| megabytes.to_string())
+                .unwrap_or_else(|| "unlimited".to_string()),
+        );
+        note(
+            address.clone(),
+            then,
+            Operation::SetQuota {
+                address: address.to_string(),
+                username: username.clone(),
+                quota_mb: *quota,
+            },
+        );
+    }
+    for (key, days) in &before.retention {
+        kind = StepKind::EnsureRetention;
+        let address = Address::retention(key);
+        let current = match prepared.observed.get(&address) {
+            crate::model::ObservedValue::Days(days) => Some(*days),
+            _ => None,
+        };
+        note(
+            address.clone(),
+            Some(days.to_string()),
+            Operation::SetRetention {
+                address: address.to_string(),
+                policy_key: key.clone(),
+                current_days: current,
+                days: *days,
+            },
+        );
+    }
+    if operations.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Step {
+        index: 0,
+        kind,
+        target: row.target.clone(),
+        addresses: operations
+            .iter()
+            .filter_map(|operation| match operation {
+                Operation::SetQuota { address, .. } | Operation::SetRetention { address, .. } => {
+                    Some(address.clone())
+                }
+                _ => None,
+            })
+            .collect(),
+        operations,
+    }))
 }
 
 fn shown(salt: &[u8], value: &str, sensitive: bool) -> String {

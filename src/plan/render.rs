@@ -188,7 +188,7 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         plan.changes.iter().filter(|change| change.drift).count()
     );
     let mut tail = String::new();
-    let _ = writeln!(
+    let _ = write!(
         tail,
         "\n<sub>desired hash `{}`",
         &plan.desired_hash[..plan.desired_hash.len().min(16)]

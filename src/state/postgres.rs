@@ -904,27 +904,46 @@ const DELETE_MANAGED: &str =
 const DELETE_SECRETS: &str =
     "DELETE FROM tldw_ops.secrets WHERE deployment = $1 AND environment = $2";
 
+/// Inserts a whole managed set with one statement over arrays (`unnest`), instead of one
+/// round trip per row.
 async fn insert_managed(
     connection: &mut PgConnection,
     key: &EnvironmentKey,
     managed: &BTreeMap<String, ManagedRecord>,
 ) -> Result<(), sqlx::Error> {
-    for (address, record) in managed {
-        sqlx::query(
-            "INSERT INTO tldw_ops.managed
-                 (deployment, environment, address, value_hash, sensitive, apply_id, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .bind(address)
-        .bind(&record.value_hash)
-        .bind(record.sensitive)
-        .bind(&record.apply_id)
-        .bind(timestamp_text(record.updated_at))
-        .execute(&mut *connection)
-        .await?;
+    if managed.is_empty() {
+        return Ok(());
     }
+    let addresses: Vec<&str> = managed.keys().map(String::as_str).collect();
+    let hashes: Vec<&str> = managed
+        .values()
+        .map(|record| record.value_hash.as_str())
+        .collect();
+    let sensitive: Vec<bool> = managed.values().map(|record| record.sensitive).collect();
+    let applies: Vec<&str> = managed
+        .values()
+        .map(|record| record.apply_id.as_str())
+        .collect();
+    let times: Vec<String> = managed
+        .values()
+        .map(|record| timestamp_text(record.updated_at))
+        .collect();
+    sqlx::query(
+        "INSERT INTO tldw_ops.managed
+             (deployment, environment, address, value_hash, sensitive, apply_id, updated_at)
+         SELECT $1, $2, address, value_hash, sensitive, apply_id, updated_at
+           FROM unnest($3::text[], $4::text[], $5::bool[], $6::text[], $7::text[])
+             AS rows (address, value_hash, sensitive, apply_id, updated_at)",
+    )
+    .bind(&key.deployment)
+    .bind(&key.environment)
+    .bind(&addresses)
+    .bind(&hashes)
+    .bind(&sensitive)
+    .bind(&applies)
+    .bind(&times)
+    .execute(&mut *connection)
+    .await?;
     Ok(())
 }
 

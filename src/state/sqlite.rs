@@ -778,27 +778,40 @@ async fn ensure_environment(
 const DELETE_MANAGED: &str = "DELETE FROM managed WHERE deployment = ? AND environment = ?";
 const DELETE_SECRETS: &str = "DELETE FROM secrets WHERE deployment = ? AND environment = ?";
 
+/// Inserts a whole managed set with one statement: the rows travel as one JSON array, which
+/// SQLite's `json_each` unpacks. Thousands of single-row inserts through the driver took most of
+/// a large apply.
 async fn insert_managed(
     connection: &mut SqliteConnection,
     key: &EnvironmentKey,
     managed: &BTreeMap<String, ManagedRecord>,
 ) -> Result<(), sqlx::Error> {
-    for (address, record) in managed {
-        sqlx::query(
-            "INSERT INTO managed
-                 (deployment, environment, address, value_hash, sensitive, apply_id, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .bind(address)
-        .bind(&record.value_hash)
-        .bind(record.sensitive)
-        .bind(&record.apply_id)
-        .bind(timestamp_text(record.updated_at))
-        .execute(&mut *connection)
-        .await?;
+    if managed.is_empty() {
+        return Ok(());
     }
+    let rows: Vec<serde_json::Value> = managed
+        .iter()
+        .map(|(address, record)| {
+            serde_json::json!([
+                address,
+                record.value_hash,
+                i64::from(record.sensitive),
+                record.apply_id,
+                timestamp_text(record.updated_at)
+            ])
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO managed
+             (deployment, environment, address, value_hash, sensitive, apply_id, updated_at)
+         SELECT ?, ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
+           FROM json_each(?)",
+    )
+    .bind(&key.deployment)
+    .bind(&key.environment)
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(&mut *connection)
+    .await?;
     Ok(())
 }
 

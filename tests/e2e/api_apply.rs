@@ -362,3 +362,25 @@ fn the_admin_token_never_reaches_any_output_or_the_state() {
     let refs: Vec<(&str, &str)> = texts.iter().map(|text| ("output", text.as_str())).collect();
     assert_no_secret(&[TOKEN], &refs, &site.files_that_must_not_hold_secrets());
 }
+
+#[test]
+fn rolling_back_an_earlier_apply_restores_its_quotas_and_retention() {
+    let fake = fake(3);
+    let site = api_site(&fake, "");
+    let env_before = site.env_text();
+    assert_eq!(run(&mut command(&site, &["apply", "--auto-approve"])).0, 0);
+    assert_eq!(fake.quota("alice"), Some(Some(20480)));
+    let (code, stdout, stderr) = run(&mut command(
+        &site,
+        &["rollback", "--last", "--auto-approve"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("quota.user.alice: \"20480\" -> \"5120\""),
+        "{stdout}"
+    );
+    assert_eq!(fake.quota("alice"), Some(Some(5120)));
+    assert_eq!(fake.quota("bob"), Some(Some(100)));
+    assert_eq!(fake.retention_days("audit_logs"), Some(180));
+    assert_eq!(site.env_text(), env_before);
+}

@@ -307,3 +307,88 @@ fn markdown_stays_under_the_comment_limit_and_says_when_it_cut() {
     );
     assert!(stdout.contains("Plan: 3000 to create"));
 }
+
+/// Replaces what differs from run to run (salted fingerprints, hashes, times, paths) so the
+/// rest of a rendered plan can be compared with a golden file.
+fn normalize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        if text[index..].starts_with("fp:")
+            && bytes.len() >= index + 11
+            && bytes[index + 3..index + 11]
+                .iter()
+                .all(u8::is_ascii_hexdigit)
+        {
+            out.push_str("fp:XXXXXXXX");
+            index += 11;
+            continue;
+        }
+        // Hex runs of 16 or more characters are hashes.
+        let run = bytes[index..]
+            .iter()
+            .take_while(|byte| byte.is_ascii_hexdigit())
+            .count();
+        if run >= 16 && (index == 0 || !bytes[index - 1].is_ascii_alphanumeric()) {
+            out.push_str("<hash>");
+            index += run;
+            continue;
+        }
+        let character = text[index..].chars().next().unwrap();
+        out.push(character);
+        index += character.len_utf8();
+    }
+    let mut lines = Vec::new();
+    for line in out.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("\"created_at\"") || trimmed.starts_with("\"tool_version\"") {
+            continue;
+        }
+        lines.push(line.replace(env!("CARGO_PKG_VERSION"), "<version>"));
+    }
+    lines.join("\n") + "\n"
+}
+
+fn golden_plan(name: &str, actual: &str) {
+    let path = crate::common::repo().join("tests/golden").join(name);
+    #[allow(clippy::disallowed_methods)]
+    let update = std::env::var_os("TLDW_OPS_UPDATE_GOLDEN").is_some();
+    if update || !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        actual,
+        expected,
+        "{} differs; review and rerun with TLDW_OPS_UPDATE_GOLDEN=1",
+        path.display()
+    );
+}
+
+#[test]
+fn rendered_plans_match_their_golden_files_in_all_three_formats() {
+    let site = site("");
+    // Some drift and a delete make every part of the output appear.
+    assert_eq!(run(&mut command(&site, &["apply", "--auto-approve"])).0, 0);
+    site.set_env_text(&site.env_text().replace("LOG_LEVEL=info", "LOG_LEVEL=debug"));
+    site.write_yaml(
+        "tldw-ops.yaml",
+        &yaml("")
+            .replace("  DISABLE_CORS: false\n", "")
+            .replace("rate_limit_per_minute: 120", "rate_limit_per_minute: 90"),
+    );
+    for (format, file) in [
+        ("text", "plan.txt"),
+        ("json", "plan.json"),
+        ("markdown", "plan.md"),
+    ] {
+        let (code, stdout, stderr) = run(&mut command(&site, &["plan", "--format", format]));
+        assert_eq!(code, 0, "{stderr}");
+        golden_plan(file, &normalize(&stdout));
+    }
+    let (_, stdout, _) = run(&mut command(&site, &["plan", "--diff"]));
+    let diff = &stdout[stdout.find("--- a/").expect("a diff")..];
+    golden_plan("plan.diff", &normalize(diff));
+}

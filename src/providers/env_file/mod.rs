@@ -110,8 +110,21 @@ impl EnvFile {
                 "{path} has mode {mode:04o}; it holds secrets and should be 0600 (apply keeps the mode; run `chmod 600 {path}`)"
             ));
         }
+        // `${...}` references are common in the shipped template; one line lists them all.
+        let mut interpolated = Vec::new();
         for warning in self.document.warnings() {
-            warnings.push(format!("{path}: {warning}"));
+            match warning {
+                document::EnvWarning::Interpolation { key, line } => {
+                    interpolated.push(format!("{key} (line {line})"));
+                }
+                other => warnings.push(format!("{path}: {other}")),
+            }
+        }
+        if !interpolated.is_empty() {
+            warnings.push(format!(
+                "{path}: {} contain ${{...}} references, which python-dotenv substitutes but the production preflight and Docker read literally",
+                interpolated.join(", ")
+            ));
         }
         warnings
     }

@@ -17,7 +17,7 @@ use crate::providers::config_file::{ConfigFile, ConfigFileError};
 use crate::providers::env_file::{EnvFile, EnvFileError};
 use crate::providers::files::FileSnapshot;
 use crate::providers::tldw_api::{ApiError, TldwApi};
-use crate::secrets::{is_placeholder, is_sensitive};
+use crate::secrets::{is_placeholder, is_sensitive, looks_like_secret_name};
 use crate::spec::edit::{key, scalar, template_safe};
 use crate::spec::mapping::{
     ALLOWED_ORIGINS, CORS_ALLOW_CREDENTIALS, ENABLE_REGISTRATION, REQUIRE_REGISTRATION_CODE,
@@ -224,8 +224,10 @@ pub fn render(options: &Options, found: &Found) -> Imported {
         };
         let name = entry.key.to_string();
         let shipped = shipped_env.get(&name);
+        // Judged like compile judges it, so what plan would mask is never a plain value here.
         let secret = is_sensitive(&name, &value);
-        if secret && !value.is_empty() && is_placeholder(&value) {
+        let empty_secret = value.trim().is_empty() && looks_like_secret_name(&name);
+        if secret && is_placeholder(&value) {
             sections.left_out.push(format!(
                 "{name}: a placeholder in the .env; declare it under `secrets:` once it has a real value"
             ));
@@ -240,17 +242,17 @@ pub fn render(options: &Options, found: &Found) -> Imported {
             ));
             continue;
         }
+        if empty_secret {
+            sections.left_out.push(format!(
+                "{name}: empty in the .env; declare it under `secrets:` once it has a value"
+            ));
+            continue;
+        }
         if secret {
-            if value.is_empty() {
-                sections.left_out.push(format!(
-                    "{name}: empty in the .env; declare it under `secrets:` once it has a value"
-                ));
-            } else {
-                sections.secrets.push(SecretReference {
-                    variable: format!("{SECRET_VARIABLE_PREFIX}{name}"),
-                    name,
-                });
-            }
+            sections.secrets.push(SecretReference {
+                variable: format!("{SECRET_VARIABLE_PREFIX}{name}"),
+                name,
+            });
             continue;
         }
         imported.push((name, value));

@@ -82,6 +82,13 @@ impl Faults {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_fault_text_parses_or_is_refused_without_panicking(text in "[a-z:,0-9-]{0,30}") {
+            let _ = Faults::parse(&text);
+        }
+    }
+
     #[test]
     fn the_fault_grammar_parses_every_kind() {
         let faults = Faults::parse("fail:2, fail-after:0,fail-undo:1,pause:3:after").unwrap();

@@ -160,6 +160,15 @@ mod tests {
         assert_eq!(address.config_parts(), Some(("persona.rbac", "enabled")));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_text_never_panics(text in "\\PC{0,40}") {
+            if let Ok(address) = Address::parse(&text) {
+                let _ = (address.kind(), address.name(), address.config_parts(), address.env_name());
+            }
+        }
+    }
+
     #[test]
     fn parse_accepts_every_kind_and_refuses_others() {
         for text in [

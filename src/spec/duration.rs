@@ -173,6 +173,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_text_never_panics_and_round_trips_what_it_accepts(text in "\\PC{0,12}") {
+            if let Ok(duration) = text.parse::<Duration>() {
+                proptest::prop_assert_eq!(duration.to_string().parse::<Duration>().unwrap(), duration);
+            }
+        }
+    }
+
     #[test]
     fn display_keeps_the_unit_written() {
         assert_eq!("90d".parse::<Duration>().unwrap().to_string(), "90d");

@@ -7,8 +7,10 @@
 pub mod apply;
 pub mod cli;
 pub mod deployment;
+pub mod drift;
 pub mod envdiff;
 pub mod environments;
+pub mod import;
 pub mod model;
 pub mod observe_api;
 pub mod pipeline;

@@ -192,7 +192,19 @@ fn needs_record(prepared: &Prepared) -> bool {
         .filter(|address| prepared.observed.get(address).canonical().is_some())
         .map(|address| address.as_str())
         .collect();
+    // A value changed outside tldw-ops that the YAML now declares (`drift --adopt`) leaves the
+    // plan empty but the recorded hash stale; recording it ends the drift.
+    let stale = loaded.state.managed.iter().any(|(address, record)| {
+        crate::model::Address::parse(address)
+            .ok()
+            .filter(|address| loaded.desired.resources.contains_key(address))
+            .and_then(|address| prepared.observed.get(&address).canonical())
+            .is_some_and(|value| {
+                crate::secrets::value_hash(&loaded.state.salt, &value) != record.value_hash
+            })
+    });
     managed != desired
+        || stale
         || loaded
             .desired
             .resources

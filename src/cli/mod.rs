@@ -3,9 +3,11 @@
 
 mod apply;
 mod common;
+mod drift;
 mod envdiff;
 mod gate;
 mod history;
+mod import;
 mod output;
 mod plan;
 mod promote;
@@ -97,10 +99,14 @@ pub enum Command {
     Apply(apply::Args),
     /// Restore the files of an earlier apply, or undo an interrupted one.
     Rollback(rollback::Args),
+    /// Report what changed outside tldw-ops since the last apply (exit 2 when something did).
+    Drift(drift::Args),
     /// List applies.
     History(history::HistoryArgs),
     /// Show one apply: its steps, timings and changes.
     Show(history::ShowArgs),
+    /// Write a desired-state file from a running deployment, so the first plan is empty.
+    Import(import::Args),
     /// Look after the state store.
     #[command(subcommand)]
     State(state::Command),
@@ -125,7 +131,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Validate(_) | Command::Plan(_) | Command::Apply(_) | Command::Rollback(_)
+        Command::Validate(_)
+            | Command::Plan(_)
+            | Command::Apply(_)
+            | Command::Rollback(_)
+            | Command::Drift(_)
     ) {
         // Compiling the JSON Schema validator is the largest fixed cost of a run; do it on
         // the other core while this one reads and parses the YAML.
@@ -140,8 +150,10 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args, &settings, &printer),
         Command::Apply(args) => apply::run(args, &settings, &printer),
         Command::Rollback(args) => rollback::run(args, &settings, &printer),
+        Command::Drift(args) => drift::run(args, &settings, &printer),
         Command::History(args) => history::history(args, &settings, &printer),
         Command::Show(args) => history::show(args, &settings, &printer),
+        Command::Import(args) => import::run(args, &settings, &printer),
         Command::State(command) => state::run(command, &settings, &printer),
         Command::Secrets(command) => secrets::run(command, &settings, &printer),
         Command::Envdiff(args) => envdiff::run(args, &settings, &printer),

@@ -1182,6 +1182,29 @@ fn route_missing(reply: &Reply) -> bool {
 }
 
 /// Whether `page` (1-based) is the last of the listing it came from.
+impl TldwApi {
+    /// Every user the server has: username (as the server spells it) → user id, one page of
+    /// the listing after the other. For `import`, which has no names to look up.
+    pub async fn all_users(&self) -> Result<BTreeMap<String, i64>, ApiError> {
+        let mut users = BTreeMap::new();
+        let mut page = 1;
+        loop {
+            let current = self.users_page(page, None).await?;
+            let last = is_last_page(&current, page);
+            users.extend(
+                current
+                    .users
+                    .into_iter()
+                    .map(|user| (user.username, user.id)),
+            );
+            if last {
+                return Ok(users);
+            }
+            page += 1;
+        }
+    }
+}
+
 fn is_last_page(page: &UsersPage, number: u64) -> bool {
     match page.page_count() {
         Some(pages) => number >= pages,

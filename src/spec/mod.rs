@@ -4,6 +4,7 @@
 
 pub mod diagnostic;
 pub mod duration;
+pub mod edit;
 pub mod load;
 pub mod mapping;
 pub mod node;
@@ -12,6 +13,7 @@ pub mod schema;
 pub mod semantic;
 pub mod source;
 pub mod types;
+pub mod unmap;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -399,7 +399,7 @@ impl Builder {
 }
 
 /// YAML 1.2 core schema resolution for one scalar.
-fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> NodeValue {
+pub(crate) fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> NodeValue {
     match tag {
         Some("str") => return NodeValue::String(text.to_string()),
         Some("null") => return NodeValue::Null,

@@ -18,7 +18,8 @@ fn masked(salt: &[u8], value: &str) -> String {
     format!("(sensitive) {}", show_hash(&value_hash(salt, value)))
 }
 
-/// A masked copy of an .env document: every sensitive value replaced by its fingerprint.
+/// A masked copy of an .env document: every sensitive value replaced by its fingerprint. Values
+/// the plan already shows as fingerprints (or as generated) are left as they are.
 fn mask_env(document: &EnvDocument, salt: &[u8], sensitive_keys: &BTreeSet<String>) -> EnvDocument {
     let mut copy = document.clone();
     let entries: Vec<(String, Option<String>)> = document
@@ -27,6 +28,9 @@ fn mask_env(document: &EnvDocument, salt: &[u8], sensitive_keys: &BTreeSet<Strin
         .collect();
     for (key, value) in entries {
         let Some(value) = value else { continue };
+        if already_masked(&value) {
+            continue;
+        }
         if sensitive_keys.contains(&key) || is_sensitive(&key, &value) {
             let _ = copy.set(&key, &masked(salt, &value));
         }
@@ -51,8 +55,11 @@ fn mask_ini(
         })
         .collect();
     for (section, key, value) in entries {
+        if value.is_empty() || already_masked(&value) {
+            continue;
+        }
         let marked = sensitive.contains(&(section.to_ascii_lowercase(), key.to_ascii_lowercase()));
-        if !value.is_empty() && (marked || is_sensitive(&key, &value)) {
+        if marked || is_sensitive(&key, &value) {
             let _ = copy.set(&section, &key, &masked(salt, &value));
         }
     }
@@ -125,7 +132,7 @@ pub fn file_diffs(
                 }
                 // Values already shown as fingerprints are not masked twice.
                 let before_text = mask_env(before, salt, &sensitive_keys).render();
-                let after_masked = mask_after_env(&after, salt, &sensitive_keys);
+                let after_masked = mask_env(&after, salt, &sensitive_keys).render();
                 push_diff(&mut out, &step.target, &before_text, &after_masked);
             }
             StepKind::EnsureConfigFile => {
@@ -171,7 +178,7 @@ pub fn file_diffs(
                     }
                 }
                 let before_text = mask_ini(before, salt, &sensitive).render();
-                let after_text = mask_after_ini(&after, salt, &sensitive);
+                let after_text = mask_ini(&after, salt, &sensitive).render();
                 push_diff(&mut out, &step.target, &before_text, &after_text);
             }
             _ => {}
@@ -182,56 +189,6 @@ pub fn file_diffs(
 
 fn already_masked(value: &str) -> bool {
     value.starts_with("(sensitive) fp:") || value == "(generated at apply)"
-}
-
-fn mask_after_env(
-    document: &EnvDocument,
-    salt: &[u8],
-    sensitive_keys: &BTreeSet<String>,
-) -> String {
-    let mut copy = document.clone();
-    let entries: Vec<(String, Option<String>)> = document
-        .entries()
-        .map(|entry| (entry.key.to_string(), entry.value.clone()))
-        .collect();
-    for (key, value) in entries {
-        let Some(value) = value else { continue };
-        if already_masked(&value) {
-            continue;
-        }
-        if sensitive_keys.contains(&key) || is_sensitive(&key, &value) {
-            let _ = copy.set(&key, &masked(salt, &value));
-        }
-    }
-    copy.render()
-}
-
-fn mask_after_ini(
-    document: &IniDocument,
-    salt: &[u8],
-    sensitive: &BTreeSet<(String, String)>,
-) -> String {
-    let mut copy = document.clone();
-    let entries: Vec<(String, String, String)> = document
-        .entries()
-        .map(|entry| {
-            (
-                entry.section.to_string(),
-                entry.key.to_string(),
-                entry.raw_value.clone(),
-            )
-        })
-        .collect();
-    for (section, key, value) in entries {
-        if already_masked(&value) || value.is_empty() {
-            continue;
-        }
-        let marked = sensitive.contains(&(section.to_ascii_lowercase(), key.to_ascii_lowercase()));
-        if marked || is_sensitive(&key, &value) {
-            let _ = copy.set(&section, &key, &masked(salt, &value));
-        }
-    }
-    copy.render()
 }
 
 fn push_diff(out: &mut String, path: &str, before: &str, after: &str) {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use crate::model::{DesiredState, compile};
 use crate::pipeline::{PipelineError, resolve_sources, shared_hash};
 use crate::settings::Settings;
+use crate::spec::Checked;
 use crate::spec::source::display_name;
-use crate::spec::{CheckError, Checked};
 use crate::state::EnvironmentKey;
 
 /// One environment file, loaded, checked and compiled.
@@ -30,25 +30,7 @@ pub struct Resolved {
 
 /// Loads, checks and compiles `file`. Refuses an invalid spec as `plan` would.
 pub fn resolve(file: &Path, settings: &Settings) -> Result<Resolved, PipelineError> {
-    let checked = match crate::cli::load_checked(file, settings) {
-        Ok(checked) => checked,
-        Err(CheckError::Invalid {
-            diagnostics,
-            sources,
-        }) => {
-            return Err(PipelineError::Invalid {
-                diagnostics,
-                sources,
-            });
-        }
-        Err(CheckError::Unreadable(error)) => return Err(PipelineError::Unreadable(error)),
-    };
-    if checked.has_errors() {
-        return Err(PipelineError::Invalid {
-            diagnostics: checked.diagnostics.clone(),
-            sources: checked.sources().clone(),
-        });
-    }
+    let checked = crate::pipeline::usable(crate::cli::load_checked(file, settings))?;
     let mut unreadable = BTreeMap::new();
     let sources: BTreeMap<String, Result<String, String>> = resolve_sources(&checked, settings)
         .into_iter()

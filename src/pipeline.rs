@@ -79,6 +79,30 @@ pub fn state_location(file: &Path, settings: &Settings) -> String {
         .unwrap_or_else(|| default_location(file).display().to_string())
 }
 
+/// A checked desired state that has no errors, or the error that stops every command.
+pub fn usable(checked: Result<Checked, CheckError>) -> Result<Checked, PipelineError> {
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(CheckError::Invalid {
+            diagnostics,
+            sources,
+        }) => {
+            return Err(PipelineError::Invalid {
+                diagnostics,
+                sources,
+            });
+        }
+        Err(CheckError::Unreadable(error)) => return Err(PipelineError::Unreadable(error)),
+    };
+    if checked.has_errors() {
+        return Err(PipelineError::Invalid {
+            diagnostics: checked.diagnostics.clone(),
+            sources: checked.sources().clone(),
+        });
+    }
+    Ok(checked)
+}
+
 /// Loads, validates and compiles `file`, and opens its state. Refuses an invalid spec, and an
 /// environment with an unfinished apply unless `allow_unfinished`.
 pub async fn load(
@@ -104,25 +128,7 @@ pub async fn load(
         store
     });
     let checked = checked.expect("loading the desired state does not panic");
-    let checked = match checked {
-        Ok(checked) => checked,
-        Err(CheckError::Invalid {
-            diagnostics,
-            sources,
-        }) => {
-            return Err(PipelineError::Invalid {
-                diagnostics,
-                sources,
-            });
-        }
-        Err(CheckError::Unreadable(error)) => return Err(PipelineError::Unreadable(error)),
-    };
-    if checked.has_errors() {
-        return Err(PipelineError::Invalid {
-            diagnostics: checked.diagnostics.clone(),
-            sources: checked.sources().clone(),
-        });
-    }
+    let checked = usable(checked)?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "loaded and validated the desired state"

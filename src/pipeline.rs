@@ -35,6 +35,8 @@ pub enum PipelineError {
     State(#[from] StateError),
     #[error(transparent)]
     Observe(#[from] ObserveError),
+    #[error("cannot list the backup sets: {0}")]
+    Backups(#[from] crate::providers::backups::BackupError),
     #[error("apply {} of environment {} did not finish (started {} by {}@{})", .0.id, .0.environment, .0.started_at, .0.actor_user, .0.actor_host)]
     Unfinished(Box<ApplyRecord>),
 }
@@ -59,6 +61,8 @@ pub struct Prepared {
     pub loaded: Loaded,
     pub observed: Observed,
     pub files: ObservedFiles,
+    /// The backup sets, when there is a `backup:` policy.
+    pub backups: Option<crate::backups::Observation>,
 }
 
 /// Where state lives for this file: `--state`/`TLDW_OPS_STATE`, else beside the YAML.
@@ -174,6 +178,12 @@ pub async fn observe(loaded: Loaded) -> Result<Prepared, PipelineError> {
     let started = std::time::Instant::now();
     let addresses = addresses_of(&loaded);
     let (observed, files) = observe_files(&loaded.deployment, &addresses)?;
+    let backups = loaded
+        .deployment
+        .backup
+        .as_ref()
+        .map(crate::backups::observe)
+        .transpose()?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         addresses = addresses.len(),
@@ -183,6 +193,7 @@ pub async fn observe(loaded: Loaded) -> Result<Prepared, PipelineError> {
         loaded,
         observed,
         files,
+        backups,
     })
 }
 
@@ -210,11 +221,13 @@ pub fn staleness(plan: &Plan, prepared: &Prepared) -> (Vec<Moved>, Vec<String>) 
     let salt = prepared.loaded.state.salt.as_slice();
     let mut moved = Vec::new();
     for (address, then) in &plan.fingerprints {
-        let now = Address::parse(address)
-            .ok()
-            .and_then(|address| prepared.observed.get(&address).canonical())
-            .map(|value| value_hash(salt, &value))
-            .unwrap_or_else(|| crate::plan::ABSENT.to_string());
+        let now = crate::backups::fingerprint_now(address, prepared).unwrap_or_else(|| {
+            Address::parse(address)
+                .ok()
+                .and_then(|address| prepared.observed.get(&address).canonical())
+                .map(|value| value_hash(salt, &value))
+                .unwrap_or_else(|| crate::plan::ABSENT.to_string())
+        });
         if now != *then {
             moved.push(Moved {
                 address: address.clone(),
@@ -276,6 +289,10 @@ pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
         api_url: deployment.api_url.as_deref(),
         restart: deployment.restart.as_deref(),
         health: &deployment.health,
+        backups: prepared
+            .backups
+            .as_ref()
+            .map(crate::backups::Observation::input),
     });
     plan.warnings.extend(shadow_warnings(prepared));
     plan

@@ -99,7 +99,7 @@ pub enum ApplyError {
 
 /// One step's error.
 #[derive(Debug, thiserror::Error)]
-enum StepError {
+pub(super) enum StepError {
     #[error("{0}")]
     Message(String),
     #[error(transparent)]
@@ -124,11 +124,11 @@ struct Effects {
 }
 
 impl<S: StateStore> ApplyContext<'_, S> {
-    fn now(&self) -> Timestamp {
+    pub(super) fn now(&self) -> Timestamp {
         (self.clock)()
     }
 
-    fn step_record(&self, step: &Step, status: StepStatus) -> StepRecord {
+    pub(super) fn step_record(&self, step: &Step, status: StepStatus) -> StepRecord {
         StepRecord {
             apply_id: self.apply_id.clone(),
             index: step.index,
@@ -288,7 +288,8 @@ impl<S: StateStore> ApplyContext<'_, S> {
     }
 
     async fn finish_success(&self, effects: &Effects) -> Result<ApplyOutcome, ApplyError> {
-        let record = self.record(effects);
+        let record =
+            super::backup_steps::records_managed_state(self.kind).then(|| self.record(effects));
         let health = if effects.health_checked {
             Some(true)
         } else {
@@ -301,7 +302,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
                 self.now(),
                 health,
                 Some(&format!("{} change(s) applied", self.plan.changes.len())),
-                Some(&record),
+                record.as_ref(),
             )
             .await?;
         self.store.unlock(self.key, &self.apply_id).await?;
@@ -389,10 +390,12 @@ impl<S: StateStore> ApplyContext<'_, S> {
             }
             StepKind::Restart => self.restart(step, effects).await,
             StepKind::HealthGate => self.health_gate(step, effects).await,
-            StepKind::EnsureQuotas
-            | StepKind::EnsureRetention
-            | StepKind::CreateBackup
-            | StepKind::PruneBackups => Err(StepError::Message(format!(
+            StepKind::CreateBackup => self.ensure_backup_created(step).await,
+            StepKind::PruneBackups => self.ensure_backups_pruned(step).await,
+            StepKind::StopService => self.ensure_service_stopped(step).await,
+            StepKind::RestoreBackup => self.ensure_backup_restored(step).await,
+            StepKind::StartService => self.ensure_service_started(step).await,
+            StepKind::EnsureQuotas | StepKind::EnsureRetention => Err(StepError::Message(format!(
                 "step kind {} is not supported by this build",
                 step.kind.as_str()
             ))),
@@ -694,7 +697,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
         Ok(record)
     }
 
-    async fn close(
+    pub(super) async fn close(
         &self,
         record: &mut StepRecord,
         error: Option<String>,
@@ -838,10 +841,13 @@ pub async fn undo_steps<S: StateStore>(
         let Some(step) = plan.steps.iter().find(|step| step.index == row.index) else {
             continue;
         };
-        if !matches!(
-            step.kind,
-            StepKind::EnsureEnvFile | StepKind::EnsureConfigFile
-        ) {
+        let backup = super::backup_steps::undoes(step.kind);
+        if !backup
+            && !matches!(
+                step.kind,
+                StepKind::EnsureEnvFile | StepKind::EnsureConfigFile
+            )
+        {
             continue;
         }
         if row.status == StepStatus::Skipped {
@@ -851,8 +857,13 @@ pub async fn undo_steps<S: StateStore>(
         let mut undo_row = row.clone();
         undo_row.status = StepStatus::UndoStarted;
         let _ = store.write_step(&undo_row).await;
+        let mut described = None;
         let result = if faults.fail_undo.contains(&step.index) {
             Err("injected undo failure (TLDW_OPS_FAULT)".to_string())
+        } else if backup {
+            super::backup_steps::undo(step, deployment)
+                .await
+                .map(|text| described = Some(text))
         } else {
             let path = if step.kind == StepKind::EnsureEnvFile {
                 &deployment.env_file
@@ -870,9 +881,9 @@ pub async fn undo_steps<S: StateStore>(
         match result {
             Ok(()) => {
                 undo_row.status = StepStatus::Undone;
-                outcome
-                    .undone
-                    .push(format!("{} ({})", step.index + 1, step.target));
+                outcome.undone.push(
+                    described.unwrap_or_else(|| format!("{} ({})", step.index + 1, step.target)),
+                );
             }
             Err(error) => {
                 undo_row.status = StepStatus::UndoFailed;

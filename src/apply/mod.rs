@@ -7,6 +7,7 @@
 //! hashes) → act (atomic: rename for files, one request for the API) → journal `done`. A step
 //! whose after-state is already there is journaled `skipped`. Every step is idempotent.
 
+pub mod backup_steps;
 pub mod checkpoint;
 pub mod executor;
 pub mod faults;

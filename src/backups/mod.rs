@@ -10,6 +10,8 @@
 //! a PostgreSQL URL; default the SQLite one); its password is the managed secret
 //! `POSTGRES_PASSWORD` when the YAML declares it, else the one in the URL, else none.
 
+pub mod schedule;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

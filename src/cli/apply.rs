@@ -33,6 +33,11 @@ pub struct Args {
     /// Refuse a saved plan that was not made from this git commit.
     #[arg(long, value_name = "SHA")]
     require_commit: Option<String>,
+    /// Apply only this part of the desired state. `--only backup` creates a backup set when one
+    /// is due and deletes the sets the keep policy releases, and changes nothing else (what
+    /// `backup schedule` runs).
+    #[arg(long, value_enum, value_name = "PART", conflicts_with = "resume")]
+    only: Option<super::backup::Part>,
 }
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
@@ -49,6 +54,10 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     }
     let target = args.target.clone().unwrap_or_else(|| desired_file(None));
     match read_saved_plan(&target) {
+        SavedPlan::Plan(_) if args.only.is_some() => {
+            printer.error("--only applies to a desired-state file; a saved plan is applied whole");
+            ExitStatus::Error
+        }
         SavedPlan::Plan(plan) => {
             runtime.block_on(apply_saved(*plan, &args, settings, printer, &faults))
         }
@@ -110,11 +119,23 @@ async fn apply_file(
         Err(error) => return report_pipeline_error(error, printer),
     };
     let plan = pipeline::make_plan(&prepared, settings.now());
+    let (plan, kind) = match args.only {
+        None => (plan, "apply"),
+        Some(super::backup::Part::Backup) => {
+            match crate::backups::only_backups(&prepared, plan, settings.now()) {
+                Ok(plan) => (plan, "backup"),
+                Err(message) => {
+                    printer.error(&message);
+                    return ExitStatus::Error;
+                }
+            }
+        }
+    };
     print_warnings(&prepared, &plan, printer);
     if plan.is_empty() {
         print_plan(&plan, Format::Text, printer);
-        if needs_record(&prepared) {
-            return execute(&prepared, &plan, settings, printer, faults, "apply").await;
+        if kind == "apply" && needs_record(&prepared) {
+            return execute(&prepared, &plan, settings, printer, faults, kind).await;
         }
         return ExitStatus::Success;
     }
@@ -127,7 +148,7 @@ async fn apply_file(
     ) {
         return status;
     }
-    execute(&prepared, &plan, settings, printer, faults, "apply").await
+    execute(&prepared, &plan, settings, printer, faults, kind).await
 }
 
 /// Whether an empty plan still has something to record: addresses tldw-ops starts managing
@@ -455,7 +476,12 @@ async fn resume_command(
         faults,
         reporter: &reporter,
         apply_id: unfinished.id.clone(),
-        kind: "resume",
+        // A resumed backup-only apply or restore still records no managed state.
+        kind: if crate::apply::backup_steps::records_managed_state(&unfinished.kind) {
+            "resume"
+        } else {
+            &unfinished.kind
+        },
         user: &settings.user,
         host: &settings.host,
         override_reason: None,

@@ -2,6 +2,7 @@
 //! printing, and returning an [`ExitStatus`]. stdout carries data, stderr carries people's text.
 
 mod apply;
+mod backup;
 mod common;
 mod history;
 mod output;
@@ -99,6 +100,9 @@ pub enum Command {
     /// Look after the state store.
     #[command(subcommand)]
     State(state::Command),
+    /// List, verify and restore backup sets, and print a schedule for them.
+    #[command(subcommand)]
+    Backup(backup::Command),
 }
 
 /// The default desired-state file.
@@ -130,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::History(args) => history::history(args, &settings, &printer),
         Command::Show(args) => history::show(args, &settings, &printer),
         Command::State(command) => state::run(command, &settings, &printer),
+        Command::Backup(command) => backup::run(command, &settings, &printer),
     };
     status.into()
 }

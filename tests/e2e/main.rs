@@ -6,6 +6,7 @@ mod support;
 
 mod api_provider;
 mod apply;
+mod backup_cli;
 mod backups;
 mod common;
 mod plan;

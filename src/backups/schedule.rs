@@ -98,8 +98,8 @@ After=network-online.target
 [Service]
 Type=oneshot
 WorkingDirectory={{ directory }}
-{% if variables %}# The desired state reads {{ variables | join(", ") }} from the environment; keep them
-# in this file, mode 0600.
+{% if variables %}# The desired state reads {{ variables | join(", ") }} from the environment: put
+# NAME=value lines in this file, mode 0600.
 EnvironmentFile={{ environment_file }}
 {% endif %}ExecStart={{ command }}
 # Backup sets hold the .env and every user's data.
@@ -111,11 +111,11 @@ Description=Back up tldw_server environment {{ environment }} every {{ every }}
 
 [Timer]
 {% if exact %}OnCalendar={{ on_calendar }}
+# On time, and no RandomizedDelaySec: a run more than {{ grace }} early would skip a turn.
 {% else %}# every {{ every }} does not fit the calendar: fire every {{ period }}; a run makes a set only
 # once one is due, so a set is made within {{ period }} of falling due.
 OnCalendar={{ on_calendar }}
-{% endif %}# On time, and no RandomizedDelaySec: a run more than {{ grace }} early would skip a turn.
-AccuracySec=1s
+{% endif %}AccuracySec=1s
 Persistent=true
 Unit={{ unit }}.service
 

@@ -119,11 +119,11 @@ async fn apply_file(
         Err(error) => return report_pipeline_error(error, printer),
     };
     let plan = pipeline::make_plan(&prepared, settings.now());
-    let (plan, kind) = match args.only {
-        None => (plan, "apply"),
+    let plan = match args.only {
+        None => plan,
         Some(super::backup::Part::Backup) => {
             match crate::backups::only_backups(&prepared, plan, settings.now()) {
-                Ok(plan) => (plan, "backup"),
+                Ok(plan) => plan,
                 Err(message) => {
                     printer.error(&message);
                     return ExitStatus::Error;
@@ -134,11 +134,12 @@ async fn apply_file(
     print_warnings(&prepared, &plan, printer);
     if plan.is_empty() {
         print_plan(&plan, Format::Text, printer);
-        if kind == "apply" && needs_record(&prepared) {
-            return execute(&prepared, &plan, settings, printer, faults, kind).await;
+        if args.only.is_none() && needs_record(&prepared) {
+            return execute(&prepared, &plan, settings, printer, faults, "apply").await;
         }
         return ExitStatus::Success;
     }
+    let kind = apply_kind(&plan);
     print_plan(&plan, Format::Text, printer);
     if let Err(status) = confirm(
         "Do you want to apply these changes?",
@@ -149,6 +150,17 @@ async fn apply_file(
         return status;
     }
     execute(&prepared, &plan, settings, printer, faults, kind).await
+}
+
+/// `backup` for a plan that changes backup sets and nothing else (`--only backup`, or a plan
+/// saved from one): it records no managed state, since with other changes left out the record
+/// would forget values still waiting to be applied or removed.
+fn apply_kind(plan: &Plan) -> &'static str {
+    if crate::plan::backups::is_backup_only(plan) {
+        "backup"
+    } else {
+        "apply"
+    }
 }
 
 /// Whether an empty plan still has something to record: addresses tldw-ops starts managing
@@ -248,7 +260,15 @@ async fn apply_saved(
     ) {
         return status;
     }
-    execute(&prepared, &plan, settings, printer, faults, "apply").await
+    execute(
+        &prepared,
+        &plan,
+        settings,
+        printer,
+        faults,
+        apply_kind(&plan),
+    )
+    .await
 }
 
 /// Locks, journals and runs `plan`; reports how it ended.

@@ -339,6 +339,15 @@ pub fn only_backups(plan: Plan, input: &BackupInput<'_>, now: Timestamp, salt: &
     }
 }
 
+/// Whether `plan` changes backup sets and nothing else.
+pub fn is_backup_only(plan: &Plan) -> bool {
+    !plan.is_empty()
+        && plan
+            .changes
+            .iter()
+            .all(|change| change.address.starts_with("backup."))
+}
+
 /// What a restore does, decided before it starts.
 #[derive(Debug, Clone)]
 pub struct RestoreInput<'a> {

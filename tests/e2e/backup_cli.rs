@@ -408,6 +408,18 @@ fn a_due_backup_is_planned_then_made_and_verified_and_the_next_plan_is_empty() {
 
     let (code, stdout, stderr) = sample.run(&["plan", "--detailed-exitcode"], &at(1));
     assert_eq!(code, 0, "converged:\n{stdout}{stderr}");
+    // Sets hold the .env and every user's data: a destination others can read is worth a warning.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        sample.path().join("backups"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let (_, _, stderr) = sample.run(&["plan"], &at(1));
+    assert!(
+        stderr.contains("backup destination") && stderr.contains("is readable by other users"),
+        "{stderr}"
+    );
     let (code, stdout, _) = sample.run(&["plan", "--detailed-exitcode"], &at(24));
     assert_eq!(code, 2);
     assert!(
@@ -453,6 +465,15 @@ fn apply_only_backup_makes_the_set_and_nothing_else_and_records_no_managed_state
     let (code, stdout, _) =
         sample.run(&["plan", "--only", "backup", "--detailed-exitcode"], &at(1));
     assert_eq!(code, 0, "{stdout}");
+    // A backup-only plan saved for later is applied as one: no managed state is recorded.
+    let (code, _, stderr) =
+        sample.run(&["plan", "--only", "backup", "--out", "plan.json"], &at(24));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = sample.run(&["apply", "plan.json", "--auto-approve"], &at(24));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(sample.history()[0]["kind"], "backup");
+    assert_eq!(sample.sets(), [FIRST_SET, "2026-11-27T030000Z"]);
+    assert_eq!(sample.site.env_text(), env_before);
     sample.assert_no_secret_anywhere();
 }
 
@@ -701,6 +722,11 @@ fn restore_refuses_a_server_that_answers_and_with_server_stopped_brings_back_ide
     assert_eq!(sample.rows(), rows_now);
 
     sample.stop_server();
+    // Without a terminal to confirm on, only --auto-approve restores.
+    let (code, _, stderr) = sample.run(&["backup", "restore", FIRST_SET, "--server-stopped"], &now);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no terminal to confirm on"), "{stderr}");
+    assert_eq!(sample.sets(), [FIRST_SET]);
     let (code, stdout, stderr) = sample.run(
         &[
             "backup",

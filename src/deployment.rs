@@ -28,6 +28,8 @@ pub struct Deployment {
     pub health: Vec<HealthCheck>,
     /// Restart plus health gates, together.
     pub service_timeout: std::time::Duration,
+    /// Where the backup sets go and what they hold, when there is a `backup:` policy.
+    pub backup: Option<crate::backups::BackupTarget>,
 }
 
 impl Deployment {
@@ -76,6 +78,13 @@ impl Deployment {
                     .collect()
             })
             .unwrap_or_default();
+        let backup = crate::backups::BackupTarget::resolve(
+            checked,
+            &root,
+            &env_file,
+            &config_file,
+            &user_db_base_dir,
+        );
         Deployment {
             root,
             env_file,
@@ -91,6 +100,7 @@ impl Deployment {
                 .and_then(|service| service.timeout)
                 .map(|timeout| timeout.as_std())
                 .unwrap_or(std::time::Duration::from_secs(60)),
+            backup,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `cli` is the thin shell around it. See docs/ and the README for the design.
 
 pub mod apply;
+pub mod backups;
 pub mod cli;
 pub mod deployment;
 pub mod drift;

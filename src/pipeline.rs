@@ -39,6 +39,8 @@ pub enum PipelineError {
     ApiSetup(#[from] crate::observe_api::ApiSetupError),
     #[error(transparent)]
     Api(#[from] crate::providers::tldw_api::ApiError),
+    #[error("cannot list the backup sets: {0}")]
+    Backups(#[from] crate::providers::backups::BackupError),
     #[error("apply {} of environment {} did not finish (started {} by {}@{})", .0.id, .0.environment, .0.started_at, .0.actor_user, .0.actor_host)]
     Unfinished(Box<ApplyRecord>),
 }
@@ -69,6 +71,8 @@ pub struct Prepared {
     pub user_ids: BTreeMap<String, i64>,
     /// The server's effective registration settings, when the API was asked.
     pub registration: Option<crate::providers::tldw_api::RegistrationSettings>,
+    /// The backup sets, when there is a `backup:` policy.
+    pub backups: Option<crate::backups::Observation>,
 }
 
 /// Where state lives for this file: `--state`/`TLDW_OPS_STATE`, else beside the YAML.
@@ -218,7 +222,20 @@ pub async fn observe(loaded: Loaded) -> Result<Prepared, PipelineError> {
             _ => Ok(None),
         }
     };
-    let (files, api) = tokio::join!(files, api);
+    let backups = async {
+        match &loaded.deployment.backup {
+            Some(backup) => {
+                let backup = backup.clone();
+                tokio::task::spawn_blocking(move || crate::backups::observe(&backup))
+                    .await
+                    .expect("listing backup sets does not panic")
+                    .map(Some)
+            }
+            None => Ok(None),
+        }
+    };
+    let (files, api, backups) = tokio::join!(files, api, backups);
+    let backups = backups?;
     let (mut observed, files) = files.expect("observing files does not panic")?;
     let api = api?;
     tracing::info!(
@@ -265,6 +282,7 @@ pub async fn observe(loaded: Loaded) -> Result<Prepared, PipelineError> {
         files,
         user_ids,
         registration,
+        backups,
     })
 }
 
@@ -292,11 +310,13 @@ pub fn staleness(plan: &Plan, prepared: &Prepared) -> (Vec<Moved>, Vec<String>) 
     let salt = prepared.loaded.state.salt.as_slice();
     let mut moved = Vec::new();
     for (address, then) in &plan.fingerprints {
-        let now = Address::parse(address)
-            .ok()
-            .and_then(|address| prepared.observed.get(&address).canonical())
-            .map(|value| value_hash(salt, &value))
-            .unwrap_or_else(|| crate::plan::ABSENT.to_string());
+        let now = crate::backups::fingerprint_now(address, prepared).unwrap_or_else(|| {
+            Address::parse(address)
+                .ok()
+                .and_then(|address| prepared.observed.get(&address).canonical())
+                .map(|value| value_hash(salt, &value))
+                .unwrap_or_else(|| crate::plan::ABSENT.to_string())
+        });
         if now != *then {
             moved.push(Moved {
                 address: address.clone(),
@@ -358,6 +378,10 @@ pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
         api_url: deployment.api_url.as_deref(),
         restart: deployment.restart.as_deref(),
         health: &deployment.health,
+        backups: prepared
+            .backups
+            .as_ref()
+            .map(crate::backups::Observation::input),
     });
     plan.warnings.extend(shadow_warnings(prepared));
     if let (Some(effective), Some(registration)) =

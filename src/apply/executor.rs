@@ -106,7 +106,7 @@ pub enum ApplyError {
 
 /// One step's error.
 #[derive(Debug, thiserror::Error)]
-enum StepError {
+pub(super) enum StepError {
     #[error("{0}")]
     Message(String),
     /// The server says the plan no longer matches it (a stale retention value).
@@ -134,11 +134,11 @@ struct Effects {
 }
 
 impl<S: StateStore> ApplyContext<'_, S> {
-    fn now(&self) -> Timestamp {
+    pub(super) fn now(&self) -> Timestamp {
         (self.clock)()
     }
 
-    fn step_record(&self, step: &Step, status: StepStatus) -> StepRecord {
+    pub(super) fn step_record(&self, step: &Step, status: StepStatus) -> StepRecord {
         StepRecord {
             apply_id: self.apply_id.clone(),
             index: step.index,
@@ -318,7 +318,8 @@ impl<S: StateStore> ApplyContext<'_, S> {
     }
 
     async fn finish_success(&self, effects: &Effects) -> Result<ApplyOutcome, ApplyError> {
-        let record = self.record(effects);
+        let record =
+            super::backup_steps::records_managed_state(self.kind).then(|| self.record(effects));
         let health = if effects.health_checked {
             Some(true)
         } else {
@@ -331,7 +332,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
                 self.now(),
                 health,
                 Some(&format!("{} change(s) applied", self.plan.changes.len())),
-                Some(&record),
+                record.as_ref(),
             )
             .await?;
         self.store.unlock(self.key, &self.apply_id).await?;
@@ -419,13 +420,14 @@ impl<S: StateStore> ApplyContext<'_, S> {
             }
             StepKind::Restart => self.restart(step, effects).await,
             StepKind::HealthGate => self.health_gate(step, effects).await,
+            StepKind::CreateBackup => self.ensure_backup_created(step).await,
+            StepKind::PruneBackups => self.ensure_backups_pruned(step).await,
+            StepKind::StopService => self.ensure_service_stopped(step).await,
+            StepKind::RestoreBackup => self.ensure_backup_restored(step).await,
+            StepKind::StartService => self.ensure_service_started(step).await,
             StepKind::EnsureQuotas | StepKind::EnsureRetention => {
                 self.ensure_api(step, effects).await
             }
-            StepKind::CreateBackup | StepKind::PruneBackups => Err(StepError::Message(format!(
-                "step kind {} is not supported by this build",
-                step.kind.as_str()
-            ))),
         };
         match result {
             Ok(record) if self.faults.fail_after.contains(&step.index) => {
@@ -773,7 +775,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
         Ok(record)
     }
 
-    async fn close(
+    pub(super) async fn close(
         &self,
         record: &mut StepRecord,
         error: Option<String>,
@@ -930,13 +932,15 @@ pub async fn undo_steps<S: StateStore>(
             step.kind,
             StepKind::EnsureQuotas | StepKind::EnsureRetention
         );
-        if !(is_file || is_api) || row.status == StepStatus::Skipped {
+        let backup = super::backup_steps::undoes(step.kind);
+        if !(is_file || is_api || backup) || row.status == StepStatus::Skipped {
             continue;
         }
         reporter.undo_started(step);
         let mut undo_row = row.clone();
         undo_row.status = StepStatus::UndoStarted;
         let _ = store.write_step(&undo_row).await;
+        let mut described = None;
         let result = if faults.fail_undo.contains(&step.index) {
             Err("injected undo failure (TLDW_OPS_FAULT)".to_string())
         } else if is_api {
@@ -948,6 +952,10 @@ pub async fn undo_steps<S: StateStore>(
                 ),
                 (_, None) => Ok(()),
             }
+        } else if backup {
+            super::backup_steps::undo(step, deployment)
+                .await
+                .map(|text| described = Some(text))
         } else {
             let path = if step.kind == StepKind::EnsureEnvFile {
                 &deployment.env_file
@@ -965,9 +973,9 @@ pub async fn undo_steps<S: StateStore>(
         match result {
             Ok(()) => {
                 undo_row.status = StepStatus::Undone;
-                outcome
-                    .undone
-                    .push(format!("{} ({})", step.index + 1, step.target));
+                outcome.undone.push(
+                    described.unwrap_or_else(|| format!("{} ({})", step.index + 1, step.target)),
+                );
             }
             Err(error) => {
                 undo_row.status = StepStatus::UndoFailed;

@@ -8,6 +8,7 @@
 //! whose after-state is already there is journaled `skipped`. Every step is idempotent.
 
 pub mod api_steps;
+pub mod backup_steps;
 pub mod checkpoint;
 pub mod executor;
 pub mod faults;

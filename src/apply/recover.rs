@@ -161,7 +161,8 @@ pub async fn rollback_unfinished<S: StateStore>(
                     | StepStatus::Failed
                     | StepStatus::UndoStarted
                     | StepStatus::UndoFailed
-            ) && row.after_hash.is_some()
+            ) && (row.after_hash.is_some()
+                || super::backup_steps::undone_when_unfinished(&row.kind))
         })
         .collect();
     let outcome = undo_steps(

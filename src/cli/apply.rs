@@ -36,6 +36,11 @@ pub struct Args {
     /// Apply even though the promotion gate refuses; the reason is recorded with the apply.
     #[arg(long, value_name = "REASON", conflicts_with = "resume", value_parser = super::gate::reason)]
     override_promotion: Option<String>,
+    /// Apply only this part of the desired state. `--only backup` creates a backup set when one
+    /// is due and deletes the sets the keep policy releases, and changes nothing else (what
+    /// `backup schedule` runs).
+    #[arg(long, value_enum, value_name = "PART", conflicts_with = "resume")]
+    only: Option<super::backup::Part>,
 }
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
@@ -52,6 +57,10 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     }
     let target = args.target.clone().unwrap_or_else(|| desired_file(None));
     match read_saved_plan(&target) {
+        SavedPlan::Plan(_) if args.only.is_some() => {
+            printer.error("--only applies to a desired-state file; a saved plan is applied whole");
+            ExitStatus::Error
+        }
         SavedPlan::Plan(plan) => {
             runtime.block_on(apply_saved(*plan, &args, settings, printer, &faults))
         }
@@ -113,10 +122,22 @@ async fn apply_file(
         Err(error) => return report_pipeline_error(error, printer),
     };
     let plan = pipeline::make_plan(&prepared, settings.now());
+    let plan = match args.only {
+        None => plan,
+        Some(super::backup::Part::Backup) => {
+            match crate::backups::only_backups(&prepared, plan, settings.now()) {
+                Ok(plan) => plan,
+                Err(message) => {
+                    printer.error(&message);
+                    return ExitStatus::Error;
+                }
+            }
+        }
+    };
     print_warnings(&prepared, &plan, printer);
     if plan.is_empty() {
         print_plan(&plan, Format::Text, printer);
-        if needs_record(&prepared) {
+        if args.only.is_none() && needs_record(&prepared) {
             let override_reason =
                 match promotion_gate(&prepared, &plan, args, settings, printer).await {
                     Ok(reason) => reason,
@@ -135,6 +156,7 @@ async fn apply_file(
         }
         return ExitStatus::Success;
     }
+    let kind = apply_kind(&plan);
     print_plan(&plan, Format::Text, printer);
     let override_reason = match promotion_gate(&prepared, &plan, args, settings, printer).await {
         Ok(reason) => reason,
@@ -154,7 +176,7 @@ async fn apply_file(
         settings,
         printer,
         faults,
-        "apply",
+        kind,
         override_reason.as_deref(),
     )
     .await
@@ -177,6 +199,17 @@ async fn promotion_gate(
         printer,
     )
     .await
+}
+
+/// `backup` for a plan that changes backup sets and nothing else (`--only backup`, or a plan
+/// saved from one): it records no managed state, since with other changes left out the record
+/// would forget values still waiting to be applied or removed.
+fn apply_kind(plan: &Plan) -> &'static str {
+    if crate::plan::backups::is_backup_only(plan) {
+        "backup"
+    } else {
+        "apply"
+    }
 }
 
 /// Whether an empty plan still has something to record: addresses tldw-ops starts managing
@@ -298,7 +331,7 @@ async fn apply_saved(
         settings,
         printer,
         faults,
-        "apply",
+        apply_kind(&plan),
         override_reason.as_deref(),
     )
     .await
@@ -549,7 +582,12 @@ async fn resume_command(
         faults,
         reporter: &reporter,
         apply_id: unfinished.id.clone(),
-        kind: "resume",
+        // A resumed backup-only apply or restore still records no managed state.
+        kind: if crate::apply::backup_steps::records_managed_state(&unfinished.kind) {
+            "resume"
+        } else {
+            &unfinished.kind
+        },
         user: &settings.user,
         host: &settings.host,
         override_reason: None,

@@ -2,6 +2,7 @@
 //! printing, and returning an [`ExitStatus`]. stdout carries data, stderr carries people's text.
 
 mod apply;
+mod backup;
 mod common;
 mod drift;
 mod envdiff;
@@ -118,6 +119,9 @@ pub enum Command {
     /// Explain what promoting one environment's shared layers to another would do, and
     /// whether the promotion gate passes now. Changes nothing.
     Promote(promote::Args),
+    /// List, verify and restore backup sets, and print a schedule for them.
+    #[command(subcommand)]
+    Backup(backup::Command),
 }
 
 /// The default desired-state file.
@@ -158,6 +162,7 @@ pub fn main() -> ExitCode {
         Command::Secrets(command) => secrets::run(command, &settings, &printer),
         Command::Envdiff(args) => envdiff::run(args, &settings, &printer),
         Command::Promote(args) => promote::run(args, &settings, &printer),
+        Command::Backup(command) => backup::run(command, &settings, &printer),
     };
     status.into()
 }

@@ -25,6 +25,9 @@ pub struct Args {
     /// Exit 2 when there are changes (0 when there are none).
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Plan only this part of the desired state (what `apply --only` would do).
+    #[arg(long, value_enum, value_name = "PART")]
+    only: Option<super::backup::Part>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,6 +51,18 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
         Err(error) => return report_pipeline_error(error, printer),
     };
     let plan = pipeline::make_plan(&prepared, settings.now());
+    let plan = match args.only {
+        None => plan,
+        Some(super::backup::Part::Backup) => {
+            match crate::backups::only_backups(&prepared, plan, settings.now()) {
+                Ok(plan) => plan,
+                Err(message) => {
+                    printer.error(&message);
+                    return ExitStatus::Error;
+                }
+            }
+        }
+    };
     print_warnings(&prepared, &plan, printer);
     if let Some(out) = &args.out
         && let Err(status) = write_plan(out, &plan, printer)

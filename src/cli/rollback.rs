@@ -186,10 +186,11 @@ async fn earlier(
         }
     } else {
         match store.applies(Some(key), 200).await {
-            Ok(records) => match records
-                .into_iter()
-                .find(|record| record.outcome == Outcome::Succeeded && record.changes > 0)
-            {
+            Ok(records) => match records.into_iter().find(|record| {
+                record.outcome == Outcome::Succeeded
+                    && record.changes > 0
+                    && crate::apply::backup_steps::records_managed_state(&record.kind)
+            }) {
                 Some(record) => record,
                 None => {
                     printer.error(&format!(

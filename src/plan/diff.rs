@@ -41,6 +41,8 @@ pub struct PlanInput<'a> {
     pub api_url: Option<&'a str>,
     pub restart: Option<&'a [String]>,
     pub health: &'a [HealthCheck],
+    /// The backup policy and the sets observed, when the desired state has a `backup:` policy.
+    pub backups: Option<super::backups::BackupInput<'a>>,
 }
 
 /// Plans the changes that take `observed` to `desired`.
@@ -103,7 +105,19 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             changes.push(change);
         }
     }
-    let steps = order_steps(input, &changes);
+    let mut steps = order_steps(input, &changes);
+    let mut warnings = input.observed.warnings.clone();
+    if let Some(backups) = &input.backups {
+        super::backups::extend(
+            backups,
+            input.now,
+            salt,
+            &mut changes,
+            &mut steps,
+            &mut fingerprints,
+            &mut warnings,
+        );
+    }
     let state_id = crate::secrets::sha256_hex(salt)[..16].to_string();
     Plan {
         format_version: FORMAT_VERSION,
@@ -119,7 +133,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         changes,
         steps,
         fingerprints,
-        warnings: input.observed.warnings.clone(),
+        warnings,
     }
 }
 
@@ -473,7 +487,8 @@ fn operation_address(operation: &Operation) -> Option<String> {
         | Operation::RestoreFile { .. }
         | Operation::Check { .. }
         | Operation::CreateBackup { .. }
-        | Operation::PruneBackup { .. } => None,
+        | Operation::PruneBackup { .. }
+        | Operation::RestoreBackup { .. } => None,
     }
 }
 
@@ -545,6 +560,7 @@ mod tests {
             api_url: None,
             restart: None,
             health: &[],
+            backups: None,
         })
     }
 

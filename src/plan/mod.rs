@@ -5,6 +5,7 @@
 //! A plan never holds a secret value: sensitive before/after values are salted fingerprints,
 //! and generated secrets are generated during apply, not here.
 
+pub mod backups;
 pub mod diff;
 pub mod render;
 
@@ -142,6 +143,12 @@ pub enum StepKind {
     Restart,
     HealthGate,
     PruneBackups,
+    /// Stop tldw_server (a restore).
+    StopService,
+    /// Put a backup set back (a restore).
+    RestoreBackup,
+    /// Start tldw_server again (a restore).
+    StartService,
 }
 
 impl StepKind {
@@ -155,6 +162,9 @@ impl StepKind {
             StepKind::Restart => "restart",
             StepKind::HealthGate => "health_gate",
             StepKind::PruneBackups => "prune_backups",
+            StepKind::StopService => "stop_service",
+            StepKind::RestoreBackup => "restore_backup",
+            StepKind::StartService => "start_service",
         }
     }
 }
@@ -219,6 +229,14 @@ pub enum Operation {
     CreateBackup { set_id: String },
     /// Delete a backup set the keep policy released.
     PruneBackup { set_id: String, reason: String },
+    /// Restore a backup set: all of it, or one part (`authnz`, `user_databases`, `config`).
+    /// Undone by restoring `safety_set_id`, the set the same plan took first.
+    RestoreBackup {
+        set_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        only: Option<crate::spec::types::BackupItem>,
+        safety_set_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -67,6 +67,8 @@ fn change_line(change: &Change, paint: &dyn Paint) -> String {
         (Action::Create, _, Some(after)) => format!("{} = {after}", change.address),
         (Action::Delete, Some(before), _) => format!("{} (was {before})", change.address),
         (_, Some(before), Some(after)) => format!("{}: {before} -> {after}", change.address),
+        // A change with no value to show (a backup set): the address says it all.
+        (Action::Create, _, None) | (Action::Delete, None, _) => change.address.clone(),
         (_, before, after) => format!(
             "{}: {} -> {}",
             change.address,

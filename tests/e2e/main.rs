@@ -7,6 +7,7 @@ mod support;
 mod api_apply;
 mod api_provider;
 mod apply;
+mod backup_cli;
 mod backups;
 mod ci;
 mod common;

@@ -41,6 +41,27 @@ pub(super) fn copy_new_hashed(
     Ok((hashed, source_mode))
 }
 
+/// Writes `bytes` to a new file `target` with exactly `mode`, hashing them in the same pass (each
+/// chunk is hashed while it is still in the CPU cache). Fails if `target` exists. Does not fsync.
+pub(super) fn write_new_hashed(
+    target: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<Hashed, BackupError> {
+    let mut output = create_new_with_mode(target, mode)?;
+    let mut hasher = Sha256::new();
+    for chunk in bytes.chunks(BUFFER) {
+        hasher.update(chunk);
+        output
+            .write_all(chunk)
+            .map_err(|error| write_error(target, error))?;
+    }
+    Ok(Hashed {
+        size: bytes.len() as u64,
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
 /// Copies `source` over a file named `target` that may exist (a staging file), with exactly
 /// `mode` and, when given, `owner`; fsyncs it. Returns the hash of what was written.
 pub(super) fn copy_replacing_hashed(

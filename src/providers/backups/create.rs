@@ -323,22 +323,29 @@ async fn fill(
         });
     }
 
+    // Make every copy durable before the manifest says the set is complete. Each copy's fsync
+    // starts as soon as it is written, on its own task outside the copy slots, with many in flight
+    // at once: the disk writes one copy while the next ones are made, and merges the writes; a
+    // copy that waited for its own fsync would serialise the copies behind the disk.
+    let syncs = Arc::new(Syncs::new(SYNC_CONCURRENCY));
     let set_dir_owned = Arc::new(set_dir.to_path_buf());
+    let copying = Arc::clone(&syncs);
     let items = run_bounded(jobs, concurrency, move |job| {
         let set_dir = set_dir_owned.clone();
-        async move { run_job(&set_dir, job).await }
+        let syncs = Arc::clone(&copying);
+        async move {
+            let item = run_job(&set_dir, job).await?;
+            if let Some(item) = &item {
+                syncs.start(set_dir.join(&item.path));
+            }
+            Ok(item)
+        }
     })
-    .await?;
-    let items: Vec<ManifestItem> = items.into_iter().flatten().collect();
-
-    // Make every copy and directory entry durable before the manifest says the set is complete.
-    // Syncing once at the end, many at a time, lets the disk merge the writes; syncing each copy
-    // as it is made would serialise the copies behind the disk.
-    let files: Vec<PathBuf> = items.iter().map(|item| set_dir.join(&item.path)).collect();
-    run_bounded(files, SYNC_CONCURRENCY, |file| async move {
-        blocking(move || copy::sync_file(&file)).await
-    })
-    .await?;
+    .await;
+    // Every sync is waited for, even after an error, so none still runs when the caller cleans up.
+    let synced = syncs.finish().await;
+    let items: Vec<ManifestItem> = items?.into_iter().flatten().collect();
+    synced?;
     let directories: BTreeSet<PathBuf> = items
         .iter()
         .filter_map(|item| set_dir.join(&item.path).parent().map(Path::to_path_buf))
@@ -350,6 +357,54 @@ async fn fill(
         })?;
     }
     Ok(items)
+}
+
+/// The fsyncs of a set's copies, running in the background while other copies are made.
+struct Syncs {
+    permits: Arc<tokio::sync::Semaphore>,
+    tasks: std::sync::Mutex<tokio::task::JoinSet<Result<(), BackupError>>>,
+}
+
+impl Syncs {
+    fn new(limit: usize) -> Syncs {
+        Syncs {
+            permits: Arc::new(tokio::sync::Semaphore::new(limit.max(1))),
+            tasks: std::sync::Mutex::new(tokio::task::JoinSet::new()),
+        }
+    }
+
+    /// Starts making `file` durable, at most `limit` at once.
+    fn start(&self, file: PathBuf) {
+        let permits = Arc::clone(&self.permits);
+        self.tasks
+            .lock()
+            .expect("no task panics while holding the sync list")
+            .spawn(async move {
+                // The semaphore is never closed, so acquiring cannot fail.
+                let _permit = permits.acquire_owned().await.ok();
+                blocking(move || copy::sync_file(&file)).await
+            });
+    }
+
+    /// Waits for every sync started; the first error, if any.
+    async fn finish(&self) -> Result<(), BackupError> {
+        let mut tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .expect("no task panics while holding the sync list"),
+        );
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(error) = joined
+                .map_err(|source| BackupError::Task { source })
+                .and_then(|result| result)
+            {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }
 
 async fn run_job(set_dir: &Path, job: Job) -> Result<Option<ManifestItem>, BackupError> {
@@ -375,23 +430,15 @@ async fn run_job(set_dir: &Path, job: Job) -> Result<Option<ManifestItem>, Backu
                     });
                 }
             };
-            if let Err(error) = sqlite::vacuum_into(&source, &target).await {
-                if may_vanish && !source.exists() {
+            let copied = copy_sqlite(&source, &target).await;
+            let hashed = match copied {
+                Ok(hashed) => hashed,
+                Err(_) if may_vanish && !source.exists() => {
                     let _ = fs::remove_file(&target);
                     return Ok(None);
                 }
-                return Err(error);
-            }
-            let hashed = blocking(move || {
-                fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).map_err(
-                    |error| BackupError::Write {
-                        path: target.clone(),
-                        source: error,
-                    },
-                )?;
-                copy::hash_file(&target)
-            })
-            .await?;
+                Err(error) => return Err(error),
+            };
             Ok(Some(item(
                 name,
                 kind,
@@ -471,6 +518,36 @@ async fn run_job(set_dir: &Path, job: Job) -> Result<Option<ManifestItem>, Backu
             }))
         }
     }
+}
+
+/// A consistent copy of the SQLite database `source` as the new file `target` (mode 0600),
+/// hashed. A database up to `sqlite::IMAGE_LIMIT` (with its WAL) is read into memory in one
+/// read transaction and hashed as it is written, so its bytes pass through once; a larger one is
+/// rebuilt with `VACUUM INTO` in constant memory and hashed after.
+async fn copy_sqlite(source: &Path, target: &Path) -> Result<Hashed, BackupError> {
+    let size = |path: &Path| {
+        fs::metadata(path)
+            .map(|metadata| metadata.len())
+            .unwrap_or(0)
+    };
+    let mut wal = source.as_os_str().to_owned();
+    wal.push("-wal");
+    let target = target.to_path_buf();
+    if size(source) + size(Path::new(&wal)) <= sqlite::IMAGE_LIMIT {
+        let image = sqlite::image(source).await?;
+        return blocking(move || copy::write_new_hashed(&target, &image, 0o600)).await;
+    }
+    sqlite::vacuum_into(source, &target).await?;
+    blocking(move || {
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).map_err(|error| {
+            BackupError::Write {
+                path: target.clone(),
+                source: error,
+            }
+        })?;
+        copy::hash_file(&target)
+    })
+    .await
 }
 
 fn item(
@@ -626,6 +703,17 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_online_copy_taken_while_a_writer_commits_is_sound_and_holds_a_committed_prefix() {
+        copies_under_a_writer_are_sound(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_image_copy_taken_while_a_writer_commits_is_sound_and_holds_a_committed_prefix() {
+        copies_under_a_writer_are_sound(true).await;
+    }
+
+    /// Copies a live WAL database while a writer commits one row per transaction: `image` picks
+    /// the in-memory image copy (what sets use for small databases), otherwise `VACUUM INTO`.
+    async fn copies_under_a_writer_are_sound(image: bool) {
         let directory = tempfile::tempdir().unwrap();
         let live = directory.path().join("live.db");
         // ~4 MB to start with, so a copy takes long enough for commits to land during it.
@@ -668,7 +756,14 @@ mod tests {
             let copy = directory.path().join(format!("copy-{attempts}.db"));
             attempts += 1;
             let before = committed.load(Ordering::SeqCst);
-            copy_sqlite_online(&live, &copy).await.unwrap();
+            if image {
+                let hashed = copy_sqlite(&live, &copy).await.unwrap();
+                assert_eq!(hashed, copy::hash_file(&copy).unwrap());
+                // A rollback-journal database, like a VACUUM INTO copy: no WAL needed.
+                assert_eq!(&fs::read(&copy).unwrap()[18..20], &[1, 1]);
+            } else {
+                copy_sqlite_online(&live, &copy).await.unwrap();
+            }
             let after = committed.load(Ordering::SeqCst);
             if after > before {
                 overlapped += 1;

@@ -252,7 +252,7 @@ fn month_bucket(time: Timestamp) -> String {
 }
 
 /// A duration as an operator reads it: `45s`, `90m`, `30h`, `24h30m`, `3d`, `9d12h`.
-fn human_duration(seconds: u64) -> String {
+pub fn human_duration(seconds: u64) -> String {
     const MINUTE: u64 = 60;
     const HOUR: u64 = 3_600;
     const DAY: u64 = 86_400;

@@ -1,17 +1,23 @@
-//! SQLite through sqlx: the online copy and the integrity check.
+//! SQLite through sqlx: the online copies and the integrity check.
 //!
-//! The copy is `VACUUM INTO` on a read-only connection: SQLite reads the source inside one read
-//! transaction, so the copy is the database as of one commit, including whatever is still in the
-//! `-wal` file, while the server keeps writing (in WAL mode readers and the writer do not block
-//! each other). The result is a single, compact file in rollback-journal mode with no sidecars.
-//! A plain file copy of a WAL database is not consistent and is never used for one.
+//! Both copies read the source on a read-only connection inside one read transaction, so the
+//! copy is the database as of one commit, including whatever is still in the `-wal` file, while
+//! the server keeps writing (in WAL mode readers and the writer do not block each other):
+//! - [`image`] (`sqlite3_serialize`): every page, read through SQLite's pager, into memory; the
+//!   caller hashes and writes it in one pass. Fast, but it holds the whole database in memory,
+//!   so it is for databases up to [`IMAGE_LIMIT`].
+//! - [`vacuum_into`] (`VACUUM INTO`): a compact rebuild written straight to the target file, in
+//!   constant memory, for larger databases.
+//!
+//! Either way the result is a single file in rollback-journal mode with no sidecars. A plain file
+//! copy of a WAL database is not consistent and is never used for one.
 
 use std::path::Path;
 use std::time::Duration;
 
 use sqlx::ConnectOptions;
 use sqlx::Connection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteOwnedBuf, SqliteSynchronous};
 
 use super::BackupError;
 
@@ -32,16 +38,7 @@ pub(super) async fn vacuum_into(source: &Path, target: &Path) -> Result<(), Back
         path: source.to_path_buf(),
         source: error,
     };
-    // Read-only: never checkpoints or deletes the server's WAL on close. `synchronous = OFF`
-    // applies to the copy VACUUM INTO writes; the caller fsyncs it once instead.
-    let mut connection = SqliteConnectOptions::new()
-        .filename(source)
-        .read_only(true)
-        .create_if_missing(false)
-        .foreign_keys(false)
-        .busy_timeout(BUSY_TIMEOUT)
-        .synchronous(SqliteSynchronous::Off)
-        .disable_statement_logging()
+    let mut connection = read_only_source(source)
         .connect()
         .await
         .map_err(copy_error)?;
@@ -53,6 +50,54 @@ pub(super) async fn vacuum_into(source: &Path, target: &Path) -> Result<(), Back
     result.map_err(copy_error)?;
     closed.map_err(copy_error)?;
     Ok(())
+}
+
+/// The largest database (with its `-wal`) copied through memory by [`image`]; larger ones are
+/// copied with [`vacuum_into`]. With the default four copies at once, at most 256 MiB is held.
+pub(super) const IMAGE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Read-only: never checkpoints or deletes the server's WAL on close. `synchronous = OFF`
+/// applies to the copy `VACUUM INTO` writes; the caller fsyncs it once instead.
+fn read_only_source(source: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(source)
+        .read_only(true)
+        .create_if_missing(false)
+        .foreign_keys(false)
+        .busy_timeout(BUSY_TIMEOUT)
+        .synchronous(SqliteSynchronous::Off)
+        .disable_statement_logging()
+}
+
+/// The bytes of a consistent copy of the SQLite database `source` (`sqlite3_serialize`: every
+/// page as of one read transaction, read through the pager, so WAL content is included), marked
+/// as a rollback-journal database like a `VACUUM INTO` copy. Without stopping writers and
+/// without changing the source.
+///
+/// SQLite fills a page it cannot read with zeros instead of failing; verification's
+/// `integrity_check` finds such a page (a b-tree or overflow page of zeros is malformed), which
+/// is one more reason the policy verifies every set.
+pub(super) async fn image(source: &Path) -> Result<SqliteOwnedBuf, BackupError> {
+    let copy_error = |error: sqlx::Error| BackupError::SqliteCopy {
+        path: source.to_path_buf(),
+        source: error,
+    };
+    let mut connection = read_only_source(source)
+        .connect()
+        .await
+        .map_err(copy_error)?;
+    let result = connection.serialize(None).await;
+    let closed = connection.close().await;
+    let mut image = result.map_err(copy_error)?;
+    closed.map_err(copy_error)?;
+    // Bytes 18 and 19 are the file format's write and read versions: 2 is WAL, 1 rollback. The
+    // image already holds every committed page, so it needs no WAL: mark it as a rollback
+    // database, which opens anywhere (even read-only, without a -shm beside it).
+    if image.len() >= 100 && image[18] == 2 && image[19] == 2 {
+        image[18] = 1;
+        image[19] = 1;
+    }
+    Ok(image)
 }
 
 /// Runs `PRAGMA integrity_check` on a copy in a set, read-only and without touching it. Returns

@@ -113,6 +113,11 @@ pub fn evaluate(
     let mut run: Vec<&ApplyRecord> = Vec::new();
     let mut ended_by: Option<&ApplyRecord> = None;
     for record in history {
+        // A backup-only apply (a scheduled `apply --only backup`) changes no setting: it neither
+        // brings layers nor ends the run that did.
+        if record.kind == "backup" {
+            continue;
+        }
         match record.outcome {
             // Undone completely: the environment is as it was before.
             Outcome::RolledBack | Outcome::Abandoned => continue,
@@ -553,6 +558,38 @@ mod tests {
         for (name, history, now, expected) in cases {
             assert_eq!(reason(&judge(&history, now)), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn a_scheduled_backup_in_staging_does_not_end_the_soak() {
+        use Outcome::*;
+        let history = vec![
+            apply(
+                "b2",
+                "backup",
+                Succeeded,
+                "other",
+                None,
+                "2026-01-02T03:00:00Z",
+            ),
+            apply(
+                "b1",
+                "backup",
+                Failed,
+                "other",
+                None,
+                "2026-01-01T15:00:00Z",
+            ),
+            apply(
+                "a1",
+                "apply",
+                Succeeded,
+                LAYERS,
+                Some(true),
+                "2026-01-01T10:00:00Z",
+            ),
+        ];
+        assert_eq!(reason(&judge(&history, "2026-01-02T12:00:00Z")), "passes");
     }
 
     #[test]

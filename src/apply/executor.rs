@@ -205,20 +205,30 @@ impl<S: StateStore> ApplyContext<'_, S> {
         Ok(moved)
     }
 
-    /// Ends an apply that found its plan stale before touching anything, and releases the lock.
-    pub async fn abandon_stale(&self, message: &str) -> Result<(), ApplyError> {
+    /// Ends an apply that did not succeed, and releases the lock.
+    async fn close_apply(
+        &self,
+        outcome: Outcome,
+        health_passed: Option<bool>,
+        message: &str,
+    ) -> Result<(), ApplyError> {
         self.store
             .finish_apply(
                 &self.apply_id,
-                Outcome::RolledBack,
+                outcome,
                 self.now(),
-                None,
+                health_passed,
                 Some(message),
                 None,
             )
             .await?;
         self.store.unlock(self.key, &self.apply_id).await?;
         Ok(())
+    }
+
+    /// Ends an apply that found its plan stale before touching anything, and releases the lock.
+    pub async fn abandon_stale(&self, message: &str) -> Result<(), ApplyError> {
+        self.close_apply(Outcome::RolledBack, None, message).await
     }
 
     /// Takes the lock and journals the apply. Fails with `Locked` when another apply holds it.
@@ -846,17 +856,12 @@ impl<S: StateStore> ApplyContext<'_, S> {
                     outcome.undone.join(", ")
                 }
             );
-            self.store
-                .finish_apply(
-                    &self.apply_id,
-                    Outcome::RolledBack,
-                    self.now(),
-                    final_health.as_ref().map(Result::is_ok),
-                    Some(&message),
-                    None,
-                )
-                .await?;
-            self.store.unlock(self.key, &self.apply_id).await?;
+            self.close_apply(
+                Outcome::RolledBack,
+                final_health.as_ref().map(Result::is_ok),
+                &message,
+            )
+            .await?;
             Ok(ApplyOutcome::RolledBack {
                 apply_id: self.apply_id.clone(),
                 failed_step,
@@ -871,17 +876,12 @@ impl<S: StateStore> ApplyContext<'_, S> {
                 "step {failed_step} failed: {error}; undo failed: {}",
                 outcome.errors.join("; ")
             );
-            self.store
-                .finish_apply(
-                    &self.apply_id,
-                    Outcome::Failed,
-                    self.now(),
-                    final_health.as_ref().map(Result::is_ok),
-                    Some(&message),
-                    None,
-                )
-                .await?;
-            self.store.unlock(self.key, &self.apply_id).await?;
+            self.close_apply(
+                Outcome::Failed,
+                final_health.as_ref().map(Result::is_ok),
+                &message,
+            )
+            .await?;
             Ok(ApplyOutcome::NeedsAttention {
                 apply_id: self.apply_id.clone(),
                 failed_step,

@@ -9,7 +9,7 @@ use super::plan::{Format, print_plan, print_warnings};
 use super::{ExitStatus, Printer, desired_file};
 use crate::apply::checkpoint;
 use crate::apply::faults::Faults;
-use crate::apply::recover::{plan_of, resume, take_over_lock};
+use crate::apply::recover::{resume, take_over_lock};
 use crate::apply::{ApplyContext, ApplyError, ApplyOutcome, new_apply_id};
 use crate::pipeline::{self, PipelineError, Prepared, observed_values, staleness, state_location};
 use crate::plan::{FORMAT_VERSION, Plan, render};
@@ -138,48 +138,81 @@ async fn apply_file(
     if plan.is_empty() {
         print_plan(&plan, Format::Text, printer);
         if args.only.is_none() && needs_record(&prepared) {
-            let override_reason =
-                match promotion_gate(&prepared, &plan, args, settings, printer).await {
-                    Ok(reason) => reason,
-                    Err(status) => return status,
-                };
-            return execute_overriding(
-                &prepared,
-                &plan,
+            // Nothing changes, so nothing to confirm: only the record is written.
+            let run = Run {
+                prepared: &prepared,
+                plan: &plan,
+                args,
                 settings,
                 printer,
                 faults,
-                "apply",
-                override_reason.as_deref(),
-            )
-            .await;
+            };
+            return run.gate_confirm_execute(None, "apply").await;
         }
         return ExitStatus::Success;
     }
-    let kind = apply_kind(&plan);
     print_plan(&plan, Format::Text, printer);
-    let override_reason = match promotion_gate(&prepared, &plan, args, settings, printer).await {
-        Ok(reason) => reason,
-        Err(status) => return status,
-    };
-    if let Err(status) = confirm(
-        "Do you want to apply these changes?",
-        args.auto_approve,
-        settings,
-        printer,
-    ) {
-        return status;
-    }
-    execute_overriding(
-        &prepared,
-        &plan,
+    let run = Run {
+        prepared: &prepared,
+        plan: &plan,
+        args,
         settings,
         printer,
         faults,
-        kind,
-        override_reason.as_deref(),
+    };
+    run.gate_confirm_execute(
+        Some("Do you want to apply these changes?"),
+        apply_kind(&plan),
     )
     .await
+}
+
+/// What the last stage of both apply flows needs.
+struct Run<'a> {
+    prepared: &'a Prepared,
+    plan: &'a Plan,
+    args: &'a Args,
+    settings: &'a Settings,
+    printer: &'a Printer,
+    faults: &'a Faults,
+}
+
+impl Run<'_> {
+    /// The promotion gate, then the confirmation (when there is a question), then the apply.
+    async fn gate_confirm_execute(&self, question: Option<&str>, kind: &str) -> ExitStatus {
+        let override_reason = match promotion_gate(
+            self.prepared,
+            self.plan,
+            self.args,
+            self.settings,
+            self.printer,
+        )
+        .await
+        {
+            Ok(reason) => reason,
+            Err(status) => return status,
+        };
+        if let Some(question) = question
+            && let Err(status) = confirm(
+                question,
+                self.args.auto_approve,
+                self.settings,
+                self.printer,
+            )
+        {
+            return status;
+        }
+        execute_overriding(
+            self.prepared,
+            self.plan,
+            self.settings,
+            self.printer,
+            self.faults,
+            kind,
+            override_reason.as_deref(),
+        )
+        .await
+    }
 }
 
 /// The promotion gate, before confirmation and the lock: the layers checked are the ones the
@@ -313,26 +346,17 @@ async fn apply_saved(
     if plan.is_empty() && !needs_record(&prepared) {
         return ExitStatus::Success;
     }
-    let override_reason = match promotion_gate(&prepared, &plan, args, settings, printer).await {
-        Ok(reason) => reason,
-        Err(status) => return status,
-    };
-    if let Err(status) = confirm(
-        "Do you want to apply this saved plan?",
-        args.auto_approve,
-        settings,
-        printer,
-    ) {
-        return status;
-    }
-    execute_overriding(
-        &prepared,
-        &plan,
+    let run = Run {
+        prepared: &prepared,
+        plan: &plan,
+        args,
         settings,
         printer,
         faults,
+    };
+    run.gate_confirm_execute(
+        Some("Do you want to apply this saved plan?"),
         apply_kind(&plan),
-        override_reason.as_deref(),
     )
     .await
 }
@@ -511,28 +535,11 @@ async fn resume_command(
     faults: &Faults,
 ) -> ExitStatus {
     let file = args.file.clone().unwrap_or_else(|| desired_file(None));
-    let loaded = match pipeline::load(&file, settings, true).await {
-        Ok(loaded) => loaded,
-        Err(error) => return report_pipeline_error(error, printer),
-    };
-    let unfinished = match loaded.store.unfinished_apply(&loaded.key).await {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            printer.note(&format!(
-                "environment {} has no unfinished apply; nothing to resume.",
-                loaded.key
-            ));
-            return ExitStatus::Success;
-        }
-        Err(error) => return report_state_error(error, printer),
-    };
-    let plan = match plan_of(&unfinished) {
-        Ok(plan) => plan,
-        Err(message) => {
-            printer.error(&message);
-            return ExitStatus::NeedsAttention;
-        }
-    };
+    let (loaded, unfinished, plan) =
+        match super::common::load_unfinished(&file, settings, printer, "resume").await {
+            Ok(found) => found,
+            Err(status) => return status,
+        };
     if unfinished.desired_hash != loaded.desired_hash {
         printer.error(&format!(
             "{} resolves differently from when apply {} started; restore it to resume, or undo the apply with `tldw-ops rollback --unfinished`",

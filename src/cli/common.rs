@@ -213,3 +213,41 @@ impl Drop for LineReporter {
         }
     }
 }
+
+/// For `apply --resume` and `rollback --unfinished`: the desired state (loaded even though an
+/// apply is unfinished), that apply, and the plan it was executing. `Err` is the exit status,
+/// already reported; `Success` when there is nothing unfinished (`nothing_to` says to what).
+pub async fn load_unfinished(
+    file: &std::path::Path,
+    settings: &Settings,
+    printer: &Printer,
+    nothing_to: &str,
+) -> Result<
+    (
+        crate::pipeline::Loaded,
+        crate::state::ApplyRecord,
+        crate::plan::Plan,
+    ),
+    ExitStatus,
+> {
+    use crate::state::StateStore;
+    let loaded = crate::pipeline::load(file, settings, true)
+        .await
+        .map_err(|error| report_pipeline_error(error, printer))?;
+    let record = match loaded.store.unfinished_apply(&loaded.key).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            printer.note(&format!(
+                "environment {} has no unfinished apply; nothing to {nothing_to}.",
+                loaded.key
+            ));
+            return Err(ExitStatus::Success);
+        }
+        Err(error) => return Err(report_state_error(error, printer)),
+    };
+    let plan = crate::apply::recover::plan_of(&record).map_err(|message| {
+        printer.error(&message);
+        ExitStatus::NeedsAttention
+    })?;
+    Ok((loaded, record, plan))
+}

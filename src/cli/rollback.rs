@@ -11,7 +11,7 @@ use super::plan::{Format, print_plan};
 use super::{ExitStatus, Printer, desired_file};
 use crate::apply::checkpoint;
 use crate::apply::faults::Faults;
-use crate::apply::recover::{plan_of, rollback_unfinished, take_over_lock};
+use crate::apply::recover::{rollback_unfinished, take_over_lock};
 use crate::model::Address;
 use crate::pipeline::{self, Prepared};
 use crate::plan::{Action, Change, FORMAT_VERSION, Operation, Plan, Step, StepKind};
@@ -65,28 +65,11 @@ async fn unfinished(
     faults: &Faults,
 ) -> ExitStatus {
     let file = desired_file(args.file.clone());
-    let loaded = match pipeline::load(&file, settings, true).await {
-        Ok(loaded) => loaded,
-        Err(error) => return report_pipeline_error(error, printer),
-    };
-    let record = match loaded.store.unfinished_apply(&loaded.key).await {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            printer.note(&format!(
-                "environment {} has no unfinished apply; nothing to roll back.",
-                loaded.key
-            ));
-            return ExitStatus::Success;
-        }
-        Err(error) => return report_state_error(error, printer),
-    };
-    let plan = match plan_of(&record) {
-        Ok(plan) => plan,
-        Err(message) => {
-            printer.error(&message);
-            return ExitStatus::NeedsAttention;
-        }
-    };
+    let (loaded, record, plan) =
+        match super::common::load_unfinished(&file, settings, printer, "roll back").await {
+            Ok(found) => found,
+            Err(status) => return status,
+        };
     printer.note(&format!(
         "apply {} (started {} by {}@{}) did not finish; every step it completed will be undone from its checkpoint.",
         record.id, record.started_at, record.actor_user, record.actor_host

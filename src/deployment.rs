@@ -120,19 +120,32 @@ pub enum ObserveError {
     Config(#[from] ConfigFileError),
 }
 
+/// Reads and parses the `.env` and config.txt.
+pub fn read_files(deployment: &Deployment) -> Result<ObservedFiles, ObserveError> {
+    let (env, config) = std::thread::scope(|scope| {
+        let env = scope.spawn(|| EnvFile::read(&deployment.env_file));
+        let config = ConfigFile::read(&deployment.config_file);
+        (env.join().expect("the .env reader does not panic"), config)
+    });
+    Ok(ObservedFiles {
+        env: env?,
+        config: config?,
+    })
+}
+
 /// Reads the `.env` and config.txt and returns the observed value of every file address in
 /// `addresses`, with warnings about the files.
 pub fn observe_files(
     deployment: &Deployment,
     addresses: &BTreeSet<Address>,
 ) -> Result<(Observed, ObservedFiles), ObserveError> {
-    let (env, config) = std::thread::scope(|scope| {
-        let env = scope.spawn(|| EnvFile::read(&deployment.env_file));
-        let config = ConfigFile::read(&deployment.config_file);
-        (env.join().expect("the .env reader does not panic"), config)
-    });
-    let env = env?;
-    let config = config?;
+    let files = read_files(deployment)?;
+    Ok((file_values(&files, addresses), files))
+}
+
+/// The observed value of every file address in `addresses`, with warnings about the files.
+pub fn file_values(files: &ObservedFiles, addresses: &BTreeSet<Address>) -> Observed {
+    let (env, config) = (&files.env, &files.config);
     let mut observed = Observed::default();
     for address in addresses {
         let value = match address.kind() {
@@ -143,5 +156,5 @@ pub fn observe_files(
         observed.values.insert(address.clone(), value);
     }
     observed.warnings.extend(env.warnings());
-    Ok((observed, ObservedFiles { env, config }))
+    observed
 }

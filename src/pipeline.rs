@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::deployment::{Deployment, ObserveError, ObservedFiles, observe_files};
+use crate::deployment::{Deployment, ObserveError, ObservedFiles, file_values, observe_files};
 use crate::model::{Address, AddressKind, CompileError, DesiredState, Observed, compile};
 use crate::plan::{Plan, PlanInput, plan};
 use crate::secrets::{read_secret_file, sha256_hex, value_hash};
@@ -60,6 +60,8 @@ pub struct Loaded {
     pub secret_values: BTreeMap<String, String>,
     /// The admin API client, when `target.api` is set.
     pub api: Option<crate::providers::tldw_api::TldwApi>,
+    /// The deployment's files, read while the state was read; `observe` takes them.
+    pub files: Option<Result<ObservedFiles, ObserveError>>,
 }
 
 /// Loaded plus what observe found.
@@ -164,7 +166,15 @@ pub async fn load(
         return Err(PipelineError::Unfinished(Box::new(unfinished)));
     }
     let read = std::time::Instant::now();
+    // Read the deployment's files while the state is read: neither needs the other.
+    let reading = {
+        let deployment = deployment.clone();
+        tokio::task::spawn_blocking(move || crate::deployment::read_files(&deployment))
+    };
     let state = store.environment(&key).await?;
+    let files = reading
+        .await
+        .expect("reading the deployment's files does not panic");
     tracing::info!(
         elapsed_ms = read.elapsed().as_secs_f64() * 1000.0,
         managed = state.managed.len(),
@@ -184,12 +194,13 @@ pub async fn load(
         state,
         secret_values,
         api,
+        files: Some(files),
     })
 }
 
 /// Observes every address the desired state declares or the state store manages: the files
 /// and the admin API concurrently.
-pub async fn observe(loaded: Loaded) -> Result<Prepared, PipelineError> {
+pub async fn observe(mut loaded: Loaded) -> Result<Prepared, PipelineError> {
     let started = std::time::Instant::now();
     let addresses = addresses_of(&loaded);
     let wants_api = addresses.iter().any(|address| {
@@ -201,7 +212,11 @@ pub async fn observe(loaded: Loaded) -> Result<Prepared, PipelineError> {
     let files = {
         let deployment = loaded.deployment.clone();
         let addresses = addresses.clone();
-        tokio::task::spawn_blocking(move || observe_files(&deployment, &addresses))
+        let read = loaded.files.take();
+        tokio::task::spawn_blocking(move || match read {
+            Some(files) => files.map(|files| (file_values(&files, &addresses), files)),
+            None => observe_files(&deployment, &addresses),
+        })
     };
     let api = async {
         match &loaded.api {

@@ -161,3 +161,52 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    fn codes(yaml: &str) -> Vec<String> {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("prod.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let unavailable = |_: &str, _: &SecretSpec| ResolvedSecret::Unavailable {
+            reason: "test".to_string(),
+        };
+        let checked = check(&path, &BTreeMap::new(), &unavailable).expect("a valid document");
+        checked
+            .diagnostics
+            .into_iter()
+            .map(|diagnostic| diagnostic.code)
+            .collect()
+    }
+
+    #[test]
+    fn every_switch_rule_fires_on_its_forbidden_value_in_production_only() {
+        let env = policy::SWITCH_RULES
+            .iter()
+            .map(|(_, variable, forbidden, _)| format!("  {variable}: {forbidden}\n"))
+            .collect::<String>();
+        let yaml = format!(
+            "apiVersion: tldw-ops/v1\nenvironment: prod\ntarget: {{ root: /opt/tldw }}\nenv:\n  tldw_production: true\n{env}"
+        );
+        let found = codes(&yaml);
+        for (rule, _, _, _) in policy::SWITCH_RULES {
+            assert!(
+                found.contains(&format!("policy.{rule}")),
+                "{rule}: {found:?}"
+            );
+        }
+        let relaxed = codes(
+            &yaml
+                .replace("tldw_production: true", "tldw_production: false")
+                .replace("environment: prod", "environment: dev"),
+        );
+        for (rule, _, _, _) in policy::SWITCH_RULES {
+            assert!(
+                !relaxed.contains(&format!("policy.{rule}")),
+                "{rule} outside production: {relaxed:?}"
+            );
+        }
+    }
+}

@@ -208,6 +208,71 @@ impl Findings<'_> {
     }
 }
 
+/// Production rules that forbid one value of a boolean switch: (rule, variable, the forbidden
+/// reading, what it means).
+pub const SWITCH_RULES: &[(&str, &str, bool, &str)] = &[
+    (
+        "show-api-key-on-startup",
+        "SHOW_API_KEY_ON_STARTUP",
+        true,
+        "`SHOW_API_KEY_ON_STARTUP` prints the API key in production logs",
+    ),
+    (
+        "legacy-single-user-key",
+        "TLDW_ALLOW_LEGACY_SINGLE_USER_KEY",
+        true,
+        "`TLDW_ALLOW_LEGACY_SINGLE_USER_KEY` lets keys without the tldw_ format through",
+    ),
+    (
+        "disable-cors",
+        "DISABLE_CORS",
+        true,
+        "`DISABLE_CORS` turns off the origin allowlist",
+    ),
+    (
+        "rg-enabled",
+        "RG_ENABLED",
+        false,
+        "`RG_ENABLED` turns rate limiting off (emergency use only)",
+    ),
+    (
+        "openapi-disabled",
+        "ENABLE_OPENAPI",
+        true,
+        "`ENABLE_OPENAPI` publishes the API description in production",
+    ),
+    (
+        "security-headers",
+        "ENABLE_SECURITY_HEADERS",
+        false,
+        "`ENABLE_SECURITY_HEADERS` is off",
+    ),
+    (
+        "pii-redact-logs",
+        "PII_REDACT_LOGS",
+        false,
+        "`PII_REDACT_LOGS` is off: usernames and IPs reach the logs",
+    ),
+    (
+        "setup-locked",
+        "TLDW_SETUP_ALLOW_REMOTE",
+        true,
+        "`TLDW_SETUP_ALLOW_REMOTE` opens first-run setup to remote clients",
+    ),
+    (
+        "mcp-ws-auth",
+        "MCP_WS_AUTH_REQUIRED",
+        false,
+        "`MCP_WS_AUTH_REQUIRED` is false",
+    ),
+    (
+        "mcp-ws-auth",
+        "MCP_WS_ALLOW_QUERY_AUTH",
+        true,
+        "`MCP_WS_ALLOW_QUERY_AUTH` puts credentials in URLs",
+    ),
+];
+
 /// Every finding, before waivers.
 pub fn evaluate(input: &PolicyInput<'_>) -> Vec<Diagnostic> {
     let spec = input.spec;
@@ -314,14 +379,11 @@ pub fn evaluate(input: &PolicyInput<'_>) -> Vec<Diagnostic> {
     }
 
     // Production rules.
-    if truthy("SHOW_API_KEY_ON_STARTUP") == Some(true) {
-        let pointer = &env["SHOW_API_KEY_ON_STARTUP"].1;
-        findings.push(
-            "show-api-key-on-startup",
-            "`SHOW_API_KEY_ON_STARTUP` prints the API key in production logs".to_string(),
-            findings.at(pointer),
-            pointer,
-        );
+    for (rule, variable, forbidden, message) in SWITCH_RULES {
+        if truthy(variable) == Some(*forbidden) {
+            let pointer = &env[*variable].1;
+            findings.push(rule, (*message).to_string(), findings.at(pointer), pointer);
+        }
     }
     for name in [
         "TEST_MODE",
@@ -338,16 +400,6 @@ pub fn evaluate(input: &PolicyInput<'_>) -> Vec<Diagnostic> {
                 pointer,
             );
         }
-    }
-    if truthy("TLDW_ALLOW_LEGACY_SINGLE_USER_KEY") == Some(true) {
-        let pointer = &env["TLDW_ALLOW_LEGACY_SINGLE_USER_KEY"].1;
-        findings.push(
-            "legacy-single-user-key",
-            "`TLDW_ALLOW_LEGACY_SINGLE_USER_KEY` lets keys without the tldw_ format through"
-                .to_string(),
-            findings.at(pointer),
-            pointer,
-        );
     }
     check_secrets(&mut findings, &env);
     let auth_mode = env
@@ -415,15 +467,6 @@ pub fn evaluate(input: &PolicyInput<'_>) -> Vec<Diagnostic> {
             }
         }
     }
-    if truthy("DISABLE_CORS") == Some(true) {
-        let pointer = &env["DISABLE_CORS"].1;
-        findings.push(
-            "disable-cors",
-            "`DISABLE_CORS` turns off the origin allowlist".to_string(),
-            findings.at(pointer),
-            pointer,
-        );
-    }
     if let Some(registration) = &spec.registration
         && registration.enabled
         && registration.require_code != Some(true)
@@ -462,51 +505,6 @@ pub fn evaluate(input: &PolicyInput<'_>) -> Vec<Diagnostic> {
         findings.push(
             "log-level-not-debug",
             "`LOG_LEVEL` is debug in production".to_string(),
-            findings.at(pointer),
-            pointer,
-        );
-    }
-    if truthy("RG_ENABLED") == Some(false) {
-        let pointer = &env["RG_ENABLED"].1;
-        findings.push(
-            "rg-enabled",
-            "`RG_ENABLED` turns rate limiting off (emergency use only)".to_string(),
-            findings.at(pointer),
-            pointer,
-        );
-    }
-    if truthy("ENABLE_OPENAPI") == Some(true) {
-        let pointer = &env["ENABLE_OPENAPI"].1;
-        findings.push(
-            "openapi-disabled",
-            "`ENABLE_OPENAPI` publishes the API description in production".to_string(),
-            findings.at(pointer),
-            pointer,
-        );
-    }
-    if truthy("ENABLE_SECURITY_HEADERS") == Some(false) {
-        let pointer = &env["ENABLE_SECURITY_HEADERS"].1;
-        findings.push(
-            "security-headers",
-            "`ENABLE_SECURITY_HEADERS` is off".to_string(),
-            findings.at(pointer),
-            pointer,
-        );
-    }
-    if truthy("PII_REDACT_LOGS") == Some(false) {
-        let pointer = &env["PII_REDACT_LOGS"].1;
-        findings.push(
-            "pii-redact-logs",
-            "`PII_REDACT_LOGS` is off: usernames and IPs reach the logs".to_string(),
-            findings.at(pointer),
-            pointer,
-        );
-    }
-    if truthy("TLDW_SETUP_ALLOW_REMOTE") == Some(true) {
-        let pointer = &env["TLDW_SETUP_ALLOW_REMOTE"].1;
-        findings.push(
-            "setup-locked",
-            "`TLDW_SETUP_ALLOW_REMOTE` opens first-run setup to remote clients".to_string(),
             findings.at(pointer),
             pointer,
         );
@@ -552,24 +550,6 @@ pub fn evaluate(input: &PolicyInput<'_>) -> Vec<Diagnostic> {
         findings.push(
             "redis-url-scheme",
             "`REDIS_URL` must start with redis:// or rediss://".to_string(),
-            findings.at(pointer),
-            pointer,
-        );
-    }
-    if truthy("MCP_WS_AUTH_REQUIRED") == Some(false) {
-        let pointer = &env["MCP_WS_AUTH_REQUIRED"].1;
-        findings.push(
-            "mcp-ws-auth",
-            "`MCP_WS_AUTH_REQUIRED` is false".to_string(),
-            findings.at(pointer),
-            pointer,
-        );
-    }
-    if truthy("MCP_WS_ALLOW_QUERY_AUTH") == Some(true) {
-        let pointer = &env["MCP_WS_ALLOW_QUERY_AUTH"].1;
-        findings.push(
-            "mcp-ws-auth",
-            "`MCP_WS_ALLOW_QUERY_AUTH` puts credentials in URLs".to_string(),
             findings.at(pointer),
             pointer,
         );

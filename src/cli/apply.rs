@@ -361,6 +361,51 @@ async fn apply_saved(
     .await
 }
 
+/// What an apply context takes besides the prepared pipeline.
+struct Parts<'a> {
+    observed: &'a std::collections::BTreeMap<crate::model::Address, Option<String>>,
+    faults: &'a Faults,
+    reporter: &'a LineReporter,
+    clock: &'a (dyn Fn() -> jiff::Timestamp + Sync),
+    apply_id: String,
+    kind: &'a str,
+    override_reason: Option<&'a str>,
+}
+
+/// The executor's context for `plan` over a prepared pipeline.
+fn apply_context<'a>(
+    prepared: &'a Prepared,
+    plan: &'a Plan,
+    settings: &'a Settings,
+    parts: Parts<'a>,
+) -> ApplyContext<'a, crate::state::Store> {
+    let loaded = &prepared.loaded;
+    ApplyContext {
+        store: &loaded.store,
+        key: &loaded.key,
+        plan,
+        desired: &loaded.desired,
+        state: &loaded.state,
+        secret_values: &loaded.secret_values,
+        deployment: &loaded.deployment,
+        observed: parts.observed,
+        checkpoint_root: checkpoint::root_for(
+            &state_location(&loaded.file, settings),
+            &loaded.file,
+        ),
+        faults: parts.faults,
+        reporter: parts.reporter,
+        apply_id: parts.apply_id,
+        kind: parts.kind,
+        user: &settings.user,
+        host: &settings.host,
+        override_reason: parts.override_reason,
+        clock: parts.clock,
+        api: loaded.api.as_ref(),
+        user_ids: &prepared.user_ids,
+    }
+}
+
 /// Locks, journals and runs `plan`; reports how it ended.
 pub async fn execute(
     prepared: &Prepared,
@@ -383,36 +428,25 @@ async fn execute_overriding(
     kind: &str,
     override_reason: Option<&str>,
 ) -> ExitStatus {
-    let loaded = &prepared.loaded;
     let now = settings.now();
     let apply_id = new_apply_id(now);
     let observed = observed_values(prepared);
     let reporter = LineReporter::new(*printer, plan.steps.len(), settings.interactive);
     let clock = || settings.now();
-    let context = ApplyContext {
-        store: &loaded.store,
-        key: &loaded.key,
+    let context = apply_context(
+        prepared,
         plan,
-        desired: &loaded.desired,
-        state: &loaded.state,
-        secret_values: &loaded.secret_values,
-        deployment: &loaded.deployment,
-        observed: &observed,
-        checkpoint_root: checkpoint::root_for(
-            &state_location(&loaded.file, settings),
-            &loaded.file,
-        ),
-        faults,
-        reporter: &reporter,
-        apply_id,
-        kind,
-        user: &settings.user,
-        host: &settings.host,
-        override_reason,
-        clock: &clock,
-        api: loaded.api.as_ref(),
-        user_ids: &prepared.user_ids,
-    };
+        settings,
+        Parts {
+            observed: &observed,
+            faults,
+            reporter: &reporter,
+            clock: &clock,
+            apply_id,
+            kind,
+            override_reason,
+        },
+    );
     if let Err(error) = context.begin().await {
         return report_apply_error(error, printer);
     }
@@ -573,35 +607,25 @@ async fn resume_command(
     let observed = observed_values(&prepared);
     let reporter = LineReporter::new(*printer, plan.steps.len(), settings.interactive);
     let clock = || settings.now();
-    let context = ApplyContext {
-        store: &loaded.store,
-        key: &loaded.key,
-        plan: &plan,
-        desired: &loaded.desired,
-        state: &loaded.state,
-        secret_values: &loaded.secret_values,
-        deployment: &loaded.deployment,
-        observed: &observed,
-        checkpoint_root: checkpoint::root_for(
-            &state_location(&loaded.file, settings),
-            &loaded.file,
-        ),
-        faults,
-        reporter: &reporter,
-        apply_id: unfinished.id.clone(),
-        // A resumed backup-only apply or restore still records no managed state.
-        kind: if crate::apply::backup_steps::records_managed_state(&unfinished.kind) {
-            "resume"
-        } else {
-            &unfinished.kind
+    let context = apply_context(
+        &prepared,
+        &plan,
+        settings,
+        Parts {
+            observed: &observed,
+            faults,
+            reporter: &reporter,
+            clock: &clock,
+            apply_id: unfinished.id.clone(),
+            // A resumed backup-only apply or restore still records no managed state.
+            kind: if crate::apply::backup_steps::records_managed_state(&unfinished.kind) {
+                "resume"
+            } else {
+                &unfinished.kind
+            },
+            override_reason: None,
         },
-        user: &settings.user,
-        host: &settings.host,
-        override_reason: None,
-        clock: &clock,
-        api: loaded.api.as_ref(),
-        user_ids: &prepared.user_ids,
-    };
+    );
     let started = std::time::Instant::now();
     match resume(&context, &rows).await {
         Ok(Ok(outcome)) => report_outcome(&outcome, started.elapsed(), printer),

@@ -514,3 +514,79 @@ fn no_secret_reaches_outputs_logs_plans_or_the_state_database() {
         }
     }
 }
+
+/// A 100 KiB tmpfs, unmounted when dropped. `None` when this process may not mount.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=100k", "tmpfs"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(SmallDisk { path, _dir: dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_the_file_unchanged_and_says_so() {
+    let Some(disk) = SmallDisk::mount() else {
+        eprintln!(
+            "note: cannot mount a small tmpfs here (not root?); the full-disk test did not run"
+        );
+        return;
+    };
+    let config_dir = disk.path.join("site/tldw_Server_API/Config_Files");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let shipped = std::fs::read(crate::common::fixture("tldw_server/config.txt")).unwrap();
+    std::fs::write(config_dir.join("config.txt"), &shipped).unwrap();
+    std::fs::write(config_dir.join(".env"), "A=1\n").unwrap();
+    std::fs::write(
+        disk.path.join("tldw-ops.yaml"),
+        "apiVersion: tldw-ops/v1\nenvironment: dev\ntarget:\n  root: site\nconfig:\n  Setup: { setup_completed: true }\n",
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(crate::common::tool(&disk.path).args([
+        "--state",
+        &state.path().join("state.db").display().to_string(),
+        "apply",
+        "--auto-approve",
+    ]));
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains("the original file is unchanged"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(config_dir.join("config.txt")).unwrap(),
+        shipped
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&config_dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        2,
+        "no temporary file is left: {leftovers:?}"
+    );
+}

@@ -50,6 +50,7 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
         &prepared.observed,
         &prepared.loaded.state,
     );
+    report.policy = drift::policy::findings(&prepared.files);
     if !args.adopt.is_empty() {
         match adopt_all(&args.adopt, &prepared, printer) {
             Ok(adopted) => {
@@ -69,7 +70,7 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
         }
     }
     print_report(&report, args.format, printer);
-    if report.has_drift() {
+    if report.needs_attention() {
         ExitStatus::Changes
     } else {
         ExitStatus::Success

@@ -9,6 +9,7 @@
 //! YAML.
 
 pub mod adopt;
+pub mod policy;
 
 use std::fmt::Write as _;
 
@@ -124,11 +125,22 @@ pub struct DriftReport {
     pub unobserved: Vec<Address>,
     /// How many managed addresses were compared.
     pub compared: usize,
+    /// Production rules the running deployment breaks (see [`policy`]).
+    pub policy: Vec<policy::Finding>,
 }
 
 impl DriftReport {
     pub fn has_drift(&self) -> bool {
         !self.drift.is_empty()
+    }
+
+    /// Whether monitoring should be told: drift, or a broken production rule.
+    pub fn needs_attention(&self) -> bool {
+        self.has_drift()
+            || self
+                .policy
+                .iter()
+                .any(|finding| finding.severity == crate::spec::Severity::Error)
     }
 }
 
@@ -224,6 +236,7 @@ pub fn render_json(report: &DriftReport) -> String {
         "environment": report.environment,
         "drift": drift,
         "matches_desired": report.matches_desired.iter().map(Address::as_str).collect::<Vec<_>>(),
+        "policy": report.policy,
     });
     let mut text = serde_json::to_string_pretty(&value).expect("JSON values serialise");
     text.push('\n');
@@ -344,6 +357,23 @@ pub fn render_text(report: &DriftReport, paint: &dyn Paint) -> String {
                     .join(", ")
             ))
         );
+    }
+    if !report.policy.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{} (the running deployment breaks these production rules):",
+            paint.bold("Policy")
+        );
+        for finding in &report.policy {
+            let _ = writeln!(
+                out,
+                "  {}[policy.{}] {}\n      {}",
+                finding.severity.label(),
+                finding.rule,
+                finding.message,
+                paint.dim(&finding.location)
+            );
+        }
     }
     out
 }

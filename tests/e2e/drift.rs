@@ -548,3 +548,33 @@ fn quota_and_retention_changes_through_the_admin_api_are_drift_and_can_be_adopte
         &site.files_that_must_not_hold_secrets(),
     );
 }
+
+#[test]
+fn drift_holds_a_production_env_edited_by_hand_to_the_policy() {
+    let site = site("");
+    apply(&site);
+    // The running deployment is production; someone turned on the key banner and a test switch.
+    set_env(&site, "tldw_production", "true");
+    set_env(&site, "SHOW_API_KEY_ON_STARTUP", "true");
+    set_env(&site, "TEST_MODE", "1");
+    let (code, report, stderr) = drift_json(&site);
+    assert_eq!(code, 2, "{stderr}");
+    let rules: Vec<&str> = report["policy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|finding| finding["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"show-api-key-on-startup"), "{rules:?}");
+    assert!(rules.contains(&"test-switches"), "{rules:?}");
+    assert!(
+        rules.contains(&"secret-strength"),
+        "the template's CHANGE_ME placeholders: {rules:?}"
+    );
+    let (_, text, _) = run(&mut command(&site, &["drift"]));
+    assert!(
+        text.contains("Policy (the running deployment breaks these production rules)"),
+        "{text}"
+    );
+    assert!(!text.contains("CHANGE_ME"), "{text}");
+}

@@ -54,6 +54,15 @@ pub fn show_hash(hash: &str) -> String {
     format!("fp:{}", &hash[..hash.len().min(8)])
 }
 
+/// A value as plans show it: its fingerprint when sensitive, else the value itself.
+pub fn shown(salt: &[u8], value: &str, sensitive: bool) -> String {
+    if sensitive {
+        show_hash(&value_hash(salt, value))
+    } else {
+        value.to_string()
+    }
+}
+
 /// Unsalted SHA-256 of bytes, hex: for file contents and plan hashes, never for secret values
 /// on their own.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -17,7 +17,7 @@ use crate::pipeline::{self, Prepared};
 use crate::plan::{Action, Change, FORMAT_VERSION, Operation, Plan, Step, StepKind};
 use crate::providers::config_file::document::IniDocument;
 use crate::providers::env_file::document::EnvDocument;
-use crate::secrets::{is_sensitive, sha256_hex, show_hash, value_hash};
+use crate::secrets::{is_sensitive, sha256_hex, shown, value_hash};
 use crate::settings::Settings;
 use crate::state::{LockHolder, Outcome, StateStore, StepStatus};
 
@@ -467,14 +467,6 @@ fn api_restore_step(
             .collect(),
         operations,
     }))
-}
-
-fn shown(salt: &[u8], value: &str, sensitive: bool) -> String {
-    if sensitive {
-        show_hash(&value_hash(salt, value))
-    } else {
-        value.to_string()
-    }
 }
 
 fn change(

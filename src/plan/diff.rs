@@ -11,7 +11,7 @@ use super::{
 use crate::model::{
     Address, AddressKind, Desired, DesiredState, Observed, ObservedValue, SecretSource,
 };
-use crate::secrets::{is_placeholder, is_tldw_api_key, show_hash, value_hash};
+use crate::secrets::{is_placeholder, is_tldw_api_key, shown, value_hash};
 use crate::spec::mapping::retention_key;
 use crate::spec::types::SecretFormat;
 use crate::state::EnvironmentState;
@@ -82,19 +82,18 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 });
                 change
             }),
-            None => observed.canonical().map(|before| Change {
-                address: address.to_string(),
-                action: Action::Delete,
-                reason: "no longer declared in the desired state".to_string(),
-                sensitive: managed.is_some_and(|record| record.sensitive),
-                drift,
-                before: Some(if managed.is_some_and(|record| record.sensitive) {
-                    show_hash(&value_hash(salt, &before))
-                } else {
-                    before
-                }),
-                after: None,
-                source: None,
+            None => observed.canonical().map(|before| {
+                let sensitive = managed.is_some_and(|record| record.sensitive);
+                Change {
+                    address: address.to_string(),
+                    action: Action::Delete,
+                    reason: "no longer declared in the desired state".to_string(),
+                    sensitive,
+                    drift,
+                    before: Some(shown(salt, &before, sensitive)),
+                    after: None,
+                    source: None,
+                }
             }),
         };
         if let Some(change) = change {
@@ -134,14 +133,6 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         steps,
         fingerprints,
         warnings,
-    }
-}
-
-fn shown(salt: &[u8], value: &str, sensitive: bool) -> String {
-    if sensitive {
-        show_hash(&value_hash(salt, value))
-    } else {
-        value.to_string()
     }
 }
 

@@ -3,14 +3,13 @@
 //! them.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::model::{Address, AddressKind, Observed};
 use crate::plan::diff::HealthCheck;
 use crate::providers::config_file::{ConfigFile, ConfigFileError};
 use crate::providers::env_file::{EnvFile, EnvFileError};
 use crate::spec::Checked;
-use crate::spec::semantic::locate;
 use crate::spec::types::{DEFAULT_CONFIG_FILE, DEFAULT_ENV_FILE, DEFAULT_USER_DB_BASE_DIR};
 
 /// Where everything is.
@@ -35,18 +34,7 @@ pub struct Deployment {
 impl Deployment {
     pub fn from_checked(checked: &Checked) -> Deployment {
         let target = &checked.spec.target;
-        let declared_in = locate(&checked.loaded.root, "/target/root")
-            .and_then(|location| {
-                checked
-                    .sources()
-                    .path(&location.file)
-                    .map(Path::to_path_buf)
-            })
-            .unwrap_or_else(|| checked.loaded.main_file.clone());
-        let base = declared_in
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base = checked.declaring_directory("/target/root");
         let root = base.join(&target.root);
         let env_file = root.join(target.env_file.as_deref().unwrap_or(DEFAULT_ENV_FILE));
         let config_file = root.join(target.config_file.as_deref().unwrap_or(DEFAULT_CONFIG_FILE));

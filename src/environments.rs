@@ -32,7 +32,7 @@ pub struct Resolved {
 pub fn resolve(file: &Path, settings: &Settings) -> Result<Resolved, PipelineError> {
     let checked = crate::pipeline::usable(crate::cli::load_checked(file, settings))?;
     let mut unreadable = BTreeMap::new();
-    let sources: BTreeMap<String, Result<String, String>> = resolve_sources(&checked, settings)
+    let sources: BTreeMap<String, Result<String, String>> = resolve_sources(&checked)
         .into_iter()
         .map(|(name, value)| match value {
             Ok(value) => (name, Ok(value)),

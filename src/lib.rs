@@ -8,6 +8,7 @@ pub mod apply;
 pub mod backups;
 pub mod cli;
 pub mod deployment;
+pub mod effective;
 pub mod drift;
 pub mod envdiff;
 pub mod environments;

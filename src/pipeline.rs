@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use crate::deployment::{Deployment, ObserveError, ObservedFiles, file_values, observe_files};
 use crate::model::{Address, AddressKind, CompileError, DesiredState, Observed, compile};
 use crate::plan::{Plan, PlanInput, plan};
-use crate::secrets::{read_secret_file, sha256_hex, value_hash};
+use crate::secrets::{sha256_hex, value_hash};
 use crate::settings::Settings;
 use crate::spec::{CheckError, Checked, Diagnostic, LoadError, SourceMap};
 use crate::state::{
@@ -139,7 +139,7 @@ pub async fn load(
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "loaded and validated the desired state"
     );
-    let secret_values = resolve_sources(&checked, settings);
+    let secret_values = resolve_sources(&checked);
     let desired = compile(&checked, &secret_values)?;
     let secret_values: BTreeMap<String, String> = secret_values
         .into_iter()
@@ -463,47 +463,20 @@ pub fn shared_hash(checked: &Checked) -> Option<String> {
         .map(|shared| sha256_hex(shared.to_json().to_string().as_bytes()))
 }
 
-/// Reads `from_env` and `from_file` sources. `from_file` paths resolve against the directory
-/// of the YAML file that declares them.
-pub fn resolve_sources(
-    checked: &Checked,
-    settings: &Settings,
-) -> BTreeMap<String, Result<String, String>> {
-    let mut resolved = BTreeMap::new();
-    let Some(secrets) = &checked.spec.secrets else {
-        return resolved;
-    };
-    for (name, secret) in &secrets.values {
-        if let Some(variable) = &secret.from_env {
-            resolved.insert(
-                name.clone(),
-                settings
-                    .process_env
-                    .get(variable)
-                    .cloned()
-                    .ok_or_else(|| format!("environment variable `{variable}` is not set")),
-            );
-        } else if let Some(path) = &secret.from_file {
-            let pointer = format!(
-                "/secrets/values/{}",
-                crate::spec::load::escape_pointer(name)
-            );
-            let base = crate::spec::semantic::locate(&checked.loaded.root, &pointer)
-                .and_then(|location| {
-                    checked
-                        .sources()
-                        .path(&location.file)
-                        .map(Path::to_path_buf)
-                })
-                .and_then(|file| file.parent().map(Path::to_path_buf))
-                .unwrap_or_default();
-            resolved.insert(
-                name.clone(),
-                read_secret_file(&base.join(path)).map_err(|error| error.to_string()),
-            );
-        }
-    }
-    resolved
+/// The values of `from_env` and `from_file` secrets, as validation read them: one read per
+/// source, relative to the file that declares it, so what policy checked is what apply writes.
+/// Generated secrets are absent; an unreadable source maps to why.
+pub fn resolve_sources(checked: &Checked) -> BTreeMap<String, Result<String, String>> {
+    use crate::spec::ResolvedSecret;
+    checked
+        .secrets
+        .iter()
+        .filter_map(|(name, resolved)| match resolved {
+            ResolvedSecret::Value(value) => Some((name.clone(), Ok(value.clone()))),
+            ResolvedSecret::Unavailable { reason } => Some((name.clone(), Err(reason.clone()))),
+            ResolvedSecret::Generated { .. } => None,
+        })
+        .collect()
 }
 
 /// The hash of the resolved desired state: the typed spec (which holds secret sources, never

@@ -26,7 +26,6 @@ use crate::providers::backups::{
 };
 use crate::providers::env_file::EnvFile;
 use crate::spec::Checked;
-use crate::spec::semantic::locate;
 use crate::spec::types::{Backup, BackupItem};
 
 /// The secret whose value is the PostgreSQL AuthNZ password, when the YAML manages it.
@@ -96,18 +95,7 @@ impl BackupTarget {
         user_db_base_dir: &Path,
     ) -> Option<BackupTarget> {
         let policy = checked.spec.backup.clone()?;
-        let declared_in = locate(&checked.loaded.root, "/backup/destination")
-            .and_then(|location| {
-                checked
-                    .sources()
-                    .path(&location.file)
-                    .map(Path::to_path_buf)
-            })
-            .unwrap_or_else(|| checked.loaded.main_file.clone());
-        let base = declared_in
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base = checked.declaring_directory("/backup/destination");
         let database = checked
             .spec
             .target

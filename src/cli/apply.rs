@@ -135,6 +135,12 @@ async fn apply_file(
         }
     };
     print_warnings(&prepared, &plan, printer);
+    if args.only.is_none()
+        && !crate::plan::backups::is_backup_only(&plan)
+        && let Err(status) = super::common::check_effective_policy(&prepared, &plan, printer)
+    {
+        return status;
+    }
     if plan.is_empty() {
         print_plan(&plan, Format::Text, printer);
         if args.only.is_none() && needs_record(&prepared) {
@@ -342,6 +348,11 @@ async fn apply_saved(
         return ExitStatus::StalePlan;
     }
     print_warnings(&prepared, &plan, printer);
+    if !crate::plan::backups::is_backup_only(&plan)
+        && let Err(status) = super::common::check_effective_policy(&prepared, &plan, printer)
+    {
+        return status;
+    }
     print_plan(&plan, Format::Text, printer);
     if plan.is_empty() && !needs_record(&prepared) {
         return ExitStatus::Success;

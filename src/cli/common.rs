@@ -22,6 +22,41 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Reports a pipeline error and returns its exit code.
+/// Policy on what apply would leave behind (the desired values over the deployment's files):
+/// warnings are printed; an error-level finding stops `plan` and `apply` with exit 3.
+pub fn check_effective_policy(
+    prepared: &crate::pipeline::Prepared,
+    plan: &crate::plan::Plan,
+    printer: &Printer,
+) -> Result<(), ExitStatus> {
+    let findings = crate::effective::findings(prepared, plan);
+    let errors = findings
+        .iter()
+        .filter(|diagnostic| diagnostic.is_error())
+        .count();
+    if errors == 0 {
+        for diagnostic in findings
+            .iter()
+            .filter(|diagnostic| diagnostic.severity == crate::spec::Severity::Warning)
+        {
+            let at = diagnostic
+                .location
+                .as_ref()
+                .map(|location| format!("{location}: "))
+                .unwrap_or_default();
+            printer.warning(&format!("{at}{} [{}]", diagnostic.message, diagnostic.code));
+        }
+        return Ok(());
+    }
+    printer.stderr(&render_text(&findings, prepared.loaded.checked.sources()));
+    printer.error(&format!(
+        "the deployment would break {errors} polic{} once this plan is applied; nothing was \
+         changed (values in the deployment's files that this file does not manage count too)",
+        if errors == 1 { "y" } else { "ies" }
+    ));
+    Err(ExitStatus::Invalid)
+}
+
 pub fn report_pipeline_error(error: PipelineError, printer: &Printer) -> ExitStatus {
     match error {
         PipelineError::Invalid {

@@ -184,17 +184,14 @@ fn init_tracing(verbose: u8, format: LogFormat) {
     };
 }
 
-/// Loads and validates a desired-state file, reading secret sources for the policy checks.
+/// Loads and validates a desired-state file, reading each secret source once, relative to the
+/// file that declares it.
 pub fn load_checked(
     file: &std::path::Path,
     settings: &Settings,
 ) -> Result<crate::spec::Checked, crate::spec::CheckError> {
-    let directory = file
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let resolve = |_name: &str, secret: &crate::spec::types::SecretSpec| {
-        crate::secrets::resolve_for_policy(secret, &settings.process_env, &directory)
+    let resolve = |secret: &crate::spec::types::SecretSpec, directory: &std::path::Path| {
+        crate::secrets::resolve_for_policy(secret, &settings.process_env, directory)
     };
     crate::spec::check(file, &settings.process_env, &resolve)
 }

@@ -64,6 +64,11 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
         }
     };
     print_warnings(&prepared, &plan, printer);
+    if args.only.is_none()
+        && let Err(status) = super::common::check_effective_policy(&prepared, &plan, printer)
+    {
+        return status;
+    }
     if let Some(out) = &args.out
         && let Err(status) = write_plan(out, &plan, printer)
     {

@@ -9,14 +9,16 @@ pub mod load;
 pub mod mapping;
 pub mod node;
 pub mod policy;
+pub mod preflight;
 pub mod schema;
 pub mod semantic;
 pub mod source;
 pub mod types;
 pub mod unmap;
+pub mod view;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::{LoadError, Loaded};
@@ -35,6 +37,8 @@ pub struct Checked {
     pub diagnostics: Vec<Diagnostic>,
     /// Rules waived by the file, with their reasons.
     pub waived: Vec<(String, String)>,
+    /// Every secret's source, read once: policy checked these values and apply writes them.
+    pub secrets: BTreeMap<String, ResolvedSecret>,
 }
 
 impl Checked {
@@ -45,6 +49,33 @@ impl Checked {
     pub fn sources(&self) -> &SourceMap {
         &self.loaded.sources
     }
+
+    /// The directory of the file that declares the value at `pointer`: relative paths in the
+    /// desired state resolve against it.
+    pub fn declaring_directory(&self, pointer: &str) -> PathBuf {
+        declaring_directory(&self.loaded, pointer)
+    }
+}
+
+/// The directory of the layer that declares the value at `pointer`, or of the main file when
+/// no layer does. Paths written in a layer are relative to that layer, wherever it lives.
+pub fn declaring_directory(loaded: &Loaded, pointer: &str) -> PathBuf {
+    semantic::locate(&loaded.root, pointer)
+        .and_then(|location| loaded.sources.path(&location.file).map(Path::to_path_buf))
+        .unwrap_or_else(|| loaded.main_file.clone())
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The pointer of the source a secret reads, for [`declaring_directory`].
+pub fn secret_source_pointer(name: &str, secret: &SecretSpec) -> String {
+    let field = if secret.from_file.is_some() {
+        "/from_file"
+    } else {
+        ""
+    };
+    format!("/secrets/values/{}{field}", load::escape_pointer(name))
 }
 
 /// Why a desired state could not be checked at all.
@@ -61,11 +92,15 @@ pub enum CheckError {
     },
 }
 
-/// Loads and validates `path`. `resolve_secret` reads a secret's source for the policy checks.
+/// Reads a secret's source: its spec and the directory of the file that declares it.
+pub type SecretResolver<'a> = dyn Fn(&SecretSpec, &Path) -> ResolvedSecret + 'a;
+
+/// Loads and validates `path`. `resolve_secret` reads each secret's source once; policy checks
+/// those values and [`Checked::secrets`] hands the same ones to apply.
 pub fn check(
     path: &Path,
     process_env: &BTreeMap<String, String>,
-    resolve_secret: &dyn Fn(&str, &SecretSpec) -> ResolvedSecret,
+    resolve_secret: &SecretResolver<'_>,
 ) -> Result<Checked, CheckError> {
     let loaded = match load::load(path, process_env) {
         Ok(loaded) => loaded,
@@ -111,12 +146,16 @@ pub fn check(
         .secrets
         .iter()
         .flat_map(|secrets| secrets.values.iter())
-        .map(|(name, secret)| (name.clone(), resolve_secret(name, secret)))
+        .map(|(name, secret)| {
+            let directory = declaring_directory(&loaded, &secret_source_pointer(name, secret));
+            (name.clone(), resolve_secret(secret, &directory))
+        })
         .collect();
+    let view = view::View::from_spec(&spec, &resolved);
     diagnostics.extend(policy::evaluate(&policy::PolicyInput {
         spec: &spec,
         root: &loaded.root,
-        secrets: &resolved,
+        view: &view,
     }));
     let waived = policy::apply_waivers(&spec, &mut diagnostics);
     diagnostic::sort(&mut diagnostics);
@@ -125,6 +164,7 @@ pub fn check(
         loaded,
         diagnostics,
         waived,
+        secrets: resolved,
     })
 }
 
@@ -136,7 +176,7 @@ mod tests {
     fn check_bytes(directory: &Path, bytes: &[u8]) {
         let path = directory.join("fuzz.yaml");
         std::fs::write(&path, bytes).unwrap();
-        let no_secrets = |_: &str, _: &SecretSpec| ResolvedSecret::Unavailable {
+        let no_secrets = |_: &SecretSpec, _: &Path| ResolvedSecret::Unavailable {
             reason: "test".to_string(),
         };
         // Any outcome is fine; a panic is not.
@@ -170,7 +210,7 @@ mod policy_tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("prod.yaml");
         std::fs::write(&path, yaml).unwrap();
-        let unavailable = |_: &str, _: &SecretSpec| ResolvedSecret::Unavailable {
+        let unavailable = |_: &SecretSpec, _: &Path| ResolvedSecret::Unavailable {
             reason: "test".to_string(),
         };
         let checked = check(&path, &BTreeMap::new(), &unavailable).expect("a valid document");

@@ -38,6 +38,13 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
                     printer.note(&format!("waived rule `{rule}`: {reason}"));
                 }
                 printer.note(&summary(&file, &checked.diagnostics, checked.waived.len()));
+                if crate::spec::policy::is_production(&checked.spec) {
+                    printer.note(
+                        "the deployment's .env and config.txt are not read here: `plan` checks \
+                         the policy again on what apply would leave behind, values this file \
+                         does not manage included",
+                    );
+                }
             }
             if invalid {
                 ExitStatus::Invalid

@@ -70,7 +70,14 @@ pub fn is_placeholder_secret(value: &str) -> bool {
         .collect();
     matches!(
         normalized.as_str(),
-        "password" | "postgres" | "redis" | "secret" | "changeme" | "change-me" | "admin" | "default"
+        "password"
+            | "postgres"
+            | "redis"
+            | "secret"
+            | "changeme"
+            | "change-me"
+            | "admin"
+            | "default"
     ) || matches!(
         compact.as_str(),
         "changeme" | "testpassword" | "password123" | "defaultsecret"
@@ -307,7 +314,11 @@ pub fn is_real_email(value: &str) -> bool {
 pub fn parse_origins(raw: &str) -> Option<Vec<String>> {
     if raw.trim_start().starts_with('[') {
         let list: Vec<String> = serde_json::from_str(raw).ok()?;
-        return Some(list.into_iter().map(|item| item.trim().to_string()).collect());
+        return Some(
+            list.into_iter()
+                .map(|item| item.trim().to_string())
+                .collect(),
+        );
     }
     Some(
         raw.split(',')
@@ -432,14 +443,18 @@ pub fn is_immutable_app_image(value: &str) -> bool {
     if let Some((name, digest)) = value.rsplit_once("@sha256:")
         && !name.is_empty()
         && digest.len() == 64
-        && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     {
         return true;
     }
     if let Some((name, commit)) = value.rsplit_once(":sha-")
         && !name.is_empty()
         && (7..=64).contains(&commit.len())
-        && commit.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && commit
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     {
         return true;
     }
@@ -452,7 +467,9 @@ pub fn is_exact_image(value: &str) -> bool {
     if let Some((name, digest)) = value.rsplit_once("@sha256:")
         && !name.is_empty()
         && digest.len() == 64
-        && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     {
         return true;
     }
@@ -525,7 +542,9 @@ pub fn backup_dir_problem(value: &str) -> Option<&'static str> {
     for live in ["/app/Databases", "/var/lib/postgresql", "/data"] {
         let live = std::path::Path::new(live);
         if normalized.starts_with(live) || live.starts_with(&normalized) {
-            return Some("is not separate from live data (`/app/Databases`, `/var/lib/postgresql`, `/data`)");
+            return Some(
+                "is not separate from live data (`/app/Databases`, `/var/lib/postgresql`, `/data`)",
+            );
         }
     }
     None
@@ -563,7 +582,10 @@ mod tests {
         assert!(split_url("postgresql://u:p@postgres:99999/db").is_none());
         assert!(split_url("postgresql://u:p@postgres:54x/db").is_none());
         assert_eq!(
-            split_url("redis://:pw@[::1]:6379/0").unwrap().hostname.as_deref(),
+            split_url("redis://:pw@[::1]:6379/0")
+                .unwrap()
+                .hostname
+                .as_deref(),
             Some("::1")
         );
     }
@@ -594,7 +616,10 @@ mod tests {
             )
             .is_some()
         );
-        assert_eq!(redis_url_problem("redis://:pw@redis:6379/0", Some("pw")), None);
+        assert_eq!(
+            redis_url_problem("redis://:pw@redis:6379/0", Some("pw")),
+            None
+        );
         assert_eq!(
             redis_url_problem("rediss://default:pw@redis/0", Some("pw")),
             None
@@ -669,7 +694,12 @@ mod tests {
 
     #[test]
     fn placeholders_follow_the_preflight() {
-        for value in ["password", "Change-Me", "test_password", "my-example-secret"] {
+        for value in [
+            "password",
+            "Change-Me",
+            "test_password",
+            "my-example-secret",
+        ] {
             assert!(is_placeholder_secret(value), "{value}");
         }
         assert!(!is_placeholder_secret(&"k".repeat(40)));

@@ -21,7 +21,9 @@ use super::types::{Spec, parse_truthy};
 pub enum Known {
     Text(String),
     /// Generated during apply: only its length is known.
-    Generated { length: usize },
+    Generated {
+        length: usize,
+    },
     /// Declared, but its source cannot be read here (a CI runner without the secret).
     Unknown,
 }
@@ -147,9 +149,9 @@ impl View {
             for (name, secret) in &declared.values {
                 let value = match secrets.get(name) {
                     Some(ResolvedSecret::Value(value)) => Known::Text(value.clone()),
-                    Some(ResolvedSecret::Generated { length }) => Known::Generated {
-                        length: *length,
-                    },
+                    Some(ResolvedSecret::Generated { length }) => {
+                        Known::Generated { length: *length }
+                    }
                     Some(ResolvedSecret::Unavailable { .. }) | None => match &secret.generate {
                         Some(generate) => Known::Generated {
                             length: crate::secrets::generated_length(generate),

@@ -17,6 +17,7 @@ mod environments;
 mod import;
 mod plan;
 mod postgres_state;
+mod preflight;
 mod promotion;
 mod secrets;
 mod support_contract;

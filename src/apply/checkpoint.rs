@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::providers::files::{FileError, content_hash, write_atomic};
+use crate::providers::files::{FileError, content_hash, write_private};
 
 /// How many applies' checkpoints are kept by default.
 pub const KEEP_APPLIES: usize = 20;
@@ -101,8 +101,18 @@ pub fn save(
 ) -> Result<(PathBuf, String), CheckpointError> {
     let directory = root.join(apply_id);
     create_private_dir(&directory)?;
+    // The apply's own directory is never a link: checkpoints hold secrets and must land here.
+    match fs::symlink_metadata(&directory) {
+        Ok(metadata) if metadata.file_type().is_dir() => {}
+        _ => {
+            return Err(CheckpointError::Directory {
+                path: directory,
+                source: std::io::Error::other("it is a symbolic link or not a directory"),
+            });
+        }
+    }
     let path = directory.join(format!("{step_index:03}-{name}"));
-    write_atomic(&path, content.as_bytes(), 0o600, None)?;
+    write_private(&path, content.as_bytes())?;
     Ok((path, content_hash(Some(content))))
 }
 
@@ -174,6 +184,32 @@ mod tests {
             load(&path, &hash),
             Err(CheckpointError::Damaged { .. })
         ));
+    }
+
+    #[test]
+    fn checkpoints_never_follow_a_link_planted_below_the_root() {
+        let directory = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let root = directory.path().join("checkpoints");
+        fs::create_dir_all(&root).unwrap();
+        // A link where an apply's directory goes.
+        std::os::unix::fs::symlink(elsewhere.path(), root.join("20261126T000000Z-link")).unwrap();
+        assert!(save(&root, "20261126T000000Z-link", 0, "env", "SECRET=x\n").is_err());
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+        // A link where a checkpoint file goes is replaced, not written through.
+        let target = elsewhere.path().join("stolen");
+        fs::write(&target, "").unwrap();
+        let apply = root.join("20261126T000000Z-file");
+        fs::create_dir_all(&apply).unwrap();
+        std::os::unix::fs::symlink(&target, apply.join("000-env")).unwrap();
+        let (path, _) = save(&root, "20261126T000000Z-file", 0, "env", "SECRET=x\n").unwrap();
+        assert!(
+            !fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), "");
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::model::{Address, AddressKind, Desired, DesiredState, SecretSource};
 use crate::plan::{Operation, Plan, SecretFrom, Step, StepKind};
 use crate::providers::config_file::{ConfigEdit, ConfigFile};
 use crate::providers::env_file::{EnvEdit, EnvFile};
-use crate::providers::files::{content_hash, read_snapshot, remove_durably, write_atomic};
+use crate::providers::files::{
+    DirectoryLocks, content_hash, read_snapshot, remove_durably, write_atomic_if,
+};
 use crate::providers::tldw_api::TldwApi;
 use crate::secrets::{OsRandom, RandomSource, generate, show_hash, value_hash};
 use crate::state::{
@@ -65,6 +67,9 @@ pub struct ApplyContext<'a, S: StateStore> {
     pub api: Option<&'a TldwApi>,
     /// Username -> user id, resolved during observe.
     pub user_ids: &'a BTreeMap<String, i64>,
+    /// The directories of the files this apply writes, locked from [`ApplyContext::begin`]
+    /// (or [`ApplyContext::lock_targets`]) to the end of the process.
+    pub target_locks: std::sync::OnceLock<DirectoryLocks>,
 }
 
 /// How an apply ended, once it started.
@@ -102,6 +107,8 @@ pub enum ApplyError {
     State(#[from] StateError),
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    TargetLocked(#[from] crate::providers::files::DirectoryLockError),
 }
 
 /// One step's error.
@@ -231,6 +238,27 @@ impl<S: StateStore> ApplyContext<'_, S> {
         self.close_apply(Outcome::RolledBack, None, message).await
     }
 
+    /// Locks the directories of the deployment's files, so that no other apply (of any
+    /// environment, with any state store) writes them until this process ends. Also clears the
+    /// temporary files an interrupted apply left there.
+    pub fn lock_targets(&self) -> Result<(), ApplyError> {
+        if self.target_locks.get().is_some() {
+            return Ok(());
+        }
+        let files = [
+            self.deployment.env_file.as_path(),
+            self.deployment.config_file.as_path(),
+        ];
+        let locks = DirectoryLocks::acquire(&files)?;
+        for file in files {
+            for removed in crate::providers::files::remove_stale_temporaries(file) {
+                tracing::info!(path = %removed.display(), "removed a temporary file an interrupted apply left");
+            }
+        }
+        let _ = self.target_locks.set(locks);
+        Ok(())
+    }
+
     /// Takes the lock and journals the apply. Fails with `Locked` when another apply holds it.
     pub async fn begin(&self) -> Result<(), ApplyError> {
         let holder = LockHolder {
@@ -240,6 +268,10 @@ impl<S: StateStore> ApplyContext<'_, S> {
             started_at: self.now(),
         };
         self.store.lock(self.key, &holder).await?;
+        if let Err(error) = self.lock_targets() {
+            let _ = self.store.unlock(self.key, &self.apply_id).await;
+            return Err(error);
+        }
         let record = ApplyRecord {
             id: self.apply_id.clone(),
             environment: self.key.clone(),
@@ -655,10 +687,18 @@ impl<S: StateStore> ApplyContext<'_, S> {
         }
         self.store.write_step(&record).await?;
         self.faults.pause_at(step.index, Point::Before).await;
-        // A new .env holds secrets: 0600. An existing file keeps its mode and owner.
+        // A new .env holds secrets: 0600. An existing file keeps its mode and owner. The file
+        // must still hold what was read: a writer outside tldw-ops fails the step, not its
+        // edit.
         let mode = snapshot.mode.unwrap_or(if is_env { 0o600 } else { 0o644 });
-        write_atomic(path, new_content.as_bytes(), mode, snapshot.owner)
-            .map_err(|error| error.to_string())?;
+        write_atomic_if(
+            path,
+            new_content.as_bytes(),
+            mode,
+            snapshot.owner,
+            &before_hash,
+        )
+        .map_err(|error| error.to_string())?;
         self.faults.pause_at(step.index, Point::After).await;
         record.status = StepStatus::Done;
         record.finished_at = Some(self.now());
@@ -1014,7 +1054,7 @@ pub fn undo_file(row: &StepRecord, path: &std::path::Path) -> Result<bool, Strin
             let content = checkpoint::load(std::path::Path::new(checkpoint_path), checkpoint_hash)
                 .map_err(|error| error.to_string())?;
             let mode = snapshot.mode.unwrap_or(0o600);
-            write_atomic(path, content.as_bytes(), mode, snapshot.owner)
+            write_atomic_if(path, content.as_bytes(), mode, snapshot.owner, &current)
                 .map_err(|error| error.to_string())?;
         }
         _ if before == "absent" => {

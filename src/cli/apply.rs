@@ -414,6 +414,7 @@ fn apply_context<'a>(
         clock: parts.clock,
         api: loaded.api.as_ref(),
         user_ids: &prepared.user_ids,
+        target_locks: std::sync::OnceLock::new(),
     }
 }
 
@@ -498,6 +499,12 @@ async fn execute_overriding(
 pub fn report_apply_error(error: ApplyError, printer: &Printer) -> ExitStatus {
     match error {
         ApplyError::State(error) => report_state_error(error, printer),
+        ApplyError::TargetLocked(
+            error @ crate::providers::files::DirectoryLockError::Busy { .. },
+        ) => {
+            printer.error(&error.to_string());
+            ExitStatus::Locked
+        }
         other => {
             printer.error(&other.to_string());
             ExitStatus::Error
@@ -637,6 +644,9 @@ async fn resume_command(
             override_reason: None,
         },
     );
+    if let Err(error) = context.lock_targets() {
+        return report_apply_error(error, printer);
+    }
     let started = std::time::Instant::now();
     match resume(&context, &rows).await {
         Ok(Ok(outcome)) => report_outcome(&outcome, started.elapsed(), printer),

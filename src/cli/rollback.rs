@@ -91,6 +91,19 @@ async fn unfinished(
     if let Err(error) = take_over_lock(&loaded.store, &loaded.key, &holder, &settings.host).await {
         return report_state_error(error, printer);
     }
+    // No other apply writes these files while the undo runs; what the interrupted one left
+    // half-written beside them goes.
+    let files = [
+        loaded.deployment.env_file.as_path(),
+        loaded.deployment.config_file.as_path(),
+    ];
+    let _target_locks = match crate::providers::files::DirectoryLocks::acquire(&files) {
+        Ok(locks) => locks,
+        Err(error) => return report_apply_error(error.into(), printer),
+    };
+    for file in files {
+        crate::providers::files::remove_stale_temporaries(file);
+    }
     let reporter = LineReporter::new(*printer, plan.steps.len(), settings.interactive);
     let clock = || settings.now();
     let started = std::time::Instant::now();

@@ -590,3 +590,85 @@ fn a_full_disk_leaves_the_file_unchanged_and_says_so() {
         "no temporary file is left: {leftovers:?}"
     );
 }
+
+#[test]
+fn two_environments_that_write_the_same_files_exclude_each_other() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let site = served_site(&fake);
+    // A second environment, with its own state store, over the same deployment.
+    let other = std::fs::read_to_string(site.path().join("tldw-ops.yaml"))
+        .unwrap()
+        .replace("environment: dev", "environment: staging");
+    std::fs::create_dir_all(site.path().join("other")).unwrap();
+    std::fs::write(
+        site.path().join("other/staging.yaml"),
+        other.replace("root: site", "root: ../site"),
+    )
+    .unwrap();
+    std::fs::write(
+        site.path().join("other/pepper.txt"),
+        format!("{FROM_FILE_SECRET}\n"),
+    )
+    .unwrap();
+    let mut first = command(&site, &["apply", "--auto-approve"])
+        .env("TLDW_OPS_FAULT", "pause:0:before")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(first.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("paused") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0);
+    }
+    let env_before = site.env_text();
+    let (code, _, stderr) = run(&mut command(
+        &site,
+        &["apply", "other/staging.yaml", "--auto-approve"],
+    ));
+    assert_eq!(code, 5, "{stderr}");
+    assert!(
+        stderr.contains("another tldw-ops apply is writing files in"),
+        "{stderr}"
+    );
+    assert_eq!(
+        site.env_text(),
+        env_before,
+        "the second apply wrote nothing"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
+#[test]
+fn temporary_files_an_interrupted_apply_left_are_removed_by_the_next_one() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let site = served_site(&fake);
+    let directory = site.path().join("site/tldw_Server_API/Config_Files");
+    let leftover = directory.join("..env.tldw-ops.4000000000.tmp");
+    std::fs::write(&leftover, "SECRET=half-written\n").unwrap();
+    let unrelated = directory.join("notes.tmp");
+    std::fs::write(&unrelated, "keep me").unwrap();
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!leftover.exists(), "the leftover temporary file is gone");
+    assert!(unrelated.exists(), "files that are not tldw-ops's stay");
+}
+
+#[test]
+fn a_symlinked_env_file_is_written_through_and_stays_a_link() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let site = served_site(&fake);
+    let env = site.path().join(crate::common::ENV_PATH);
+    let real = site.path().join("real.env");
+    std::fs::rename(&env, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &env).unwrap();
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+    assert_eq!(code, 0, "{stderr}");
+    let link = std::fs::symlink_metadata(&env).unwrap();
+    assert!(link.file_type().is_symlink(), "the .env is still a link");
+    let written = std::fs::read_to_string(&real).unwrap();
+    assert!(written.contains("LOG_LEVEL=info"), "{written}");
+    converged(&site);
+}

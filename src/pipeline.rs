@@ -146,6 +146,7 @@ pub async fn load(
         .filter_map(|(name, value)| value.ok().map(|value| (name, value)))
         .collect();
     let deployment = Deployment::from_checked(&checked);
+    check_paths(&checked, &deployment)?;
     let api = crate::observe_api::client(&checked, settings)?;
     let store = store?;
     let key = EnvironmentKey {
@@ -196,6 +197,65 @@ pub async fn load(
         api,
         files: Some(files),
     })
+}
+
+/// The deployment exists, and its paths stay inside `target.root` once symbolic links are
+/// resolved, unless `target.allow_outside_root` lets them out.
+fn check_paths(checked: &Checked, deployment: &Deployment) -> Result<(), PipelineError> {
+    use crate::spec::types::TargetPath;
+    let root = &checked.loaded.root;
+    let invalid = |diagnostic: Diagnostic| PipelineError::Invalid {
+        diagnostics: vec![diagnostic],
+        sources: checked.sources().clone(),
+    };
+    if !deployment.root.is_dir() {
+        return Err(invalid(
+            Diagnostic::error(
+                "value.root_missing",
+                format!(
+                    "`target.root` is {}, which is not a directory here: tldw-ops manages an \
+                     existing deployment and never creates one",
+                    deployment.root.display()
+                ),
+            )
+            .at(crate::spec::semantic::locate(root, "/target/root"))
+            .path("/target/root"),
+        ));
+    }
+    let target = &checked.spec.target;
+    for (path, file) in [
+        (TargetPath::EnvFile, &deployment.env_file),
+        (TargetPath::ConfigFile, &deployment.config_file),
+        (TargetPath::UserDbBaseDir, &deployment.user_db_base_dir),
+    ] {
+        if target.allow_outside_root.contains(&path) {
+            continue;
+        }
+        if let Some(real) = crate::spec::paths::escapes(&deployment.root, file) {
+            let pointer = if path.value(target).is_some() {
+                format!("/target/{}", path.key())
+            } else {
+                "/target/root".to_string()
+            };
+            return Err(invalid(
+                Diagnostic::error(
+                    "value.outside_root",
+                    format!(
+                        "`target.{}` resolves to {}, outside `target.root` (through a symbolic link)",
+                        path.key(),
+                        real.display()
+                    ),
+                )
+                .at(crate::spec::semantic::locate(root, &pointer))
+                .path(pointer)
+                .hint(format!(
+                    "if that is intended, say so: `allow_outside_root: [{}]`",
+                    path.key()
+                )),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Observes every address the desired state declares or the state store manages: the files
@@ -375,8 +435,28 @@ pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
     let loaded = &prepared.loaded;
     let deployment = &loaded.deployment;
     let file = loaded.file.display().to_string();
-    let env_file = display_relative(&deployment.env_file);
-    let config_file = display_relative(&deployment.config_file);
+    // A path allowed outside the root is shown where it really is.
+    let shown = |path: &Path, which: crate::spec::types::TargetPath| {
+        if loaded
+            .checked
+            .spec
+            .target
+            .allow_outside_root
+            .contains(&which)
+        {
+            crate::spec::paths::resolve(path).display().to_string()
+        } else {
+            display_relative(path)
+        }
+    };
+    let env_file = shown(
+        &deployment.env_file,
+        crate::spec::types::TargetPath::EnvFile,
+    );
+    let config_file = shown(
+        &deployment.config_file,
+        crate::spec::types::TargetPath::ConfigFile,
+    );
     let git_commit = git_commit(&loaded.checked.loaded.main_file);
     let mut plan = plan(&PlanInput {
         desired: &loaded.desired,

@@ -8,6 +8,7 @@ pub mod edit;
 pub mod load;
 pub mod mapping;
 pub mod node;
+pub mod paths;
 pub mod policy;
 pub mod preflight;
 pub mod schema;
@@ -142,6 +143,7 @@ pub fn check(
     };
     let rule_ids = policy::rule_ids();
     let mut diagnostics = semantic::check(&spec, &loaded.root, &rule_ids);
+    diagnostics.extend(paths::check(&spec, &loaded.root));
     let resolved: BTreeMap<String, ResolvedSecret> = spec
         .secrets
         .iter()

@@ -206,12 +206,51 @@ pub struct Target {
     /// Root of the per-user databases (`USER_DB_BASE_DIR`). Default `Databases/user_databases`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_db_base_dir: Option<String>,
+    /// Paths above that may lie outside `root` (after `..` and symbolic links are resolved),
+    /// such as a Compose deployment's `TLDW_ENV_FILE` kept in `/etc`. Any other path that
+    /// leaves `root` is refused, so a desired-state file cannot point writes elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_outside_root: Vec<TargetPath>,
     /// The tldw admin API, for quotas, retention and registration read-back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<Api>,
     /// How to restart the server and check its health after a change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<Service>,
+}
+
+/// A path of `target` that names a place tldw-ops writes or reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetPath {
+    EnvFile,
+    ConfigFile,
+    UserDbBaseDir,
+}
+
+impl TargetPath {
+    pub const ALL: [TargetPath; 3] = [
+        TargetPath::EnvFile,
+        TargetPath::ConfigFile,
+        TargetPath::UserDbBaseDir,
+    ];
+
+    /// The key under `target`.
+    pub fn key(self) -> &'static str {
+        match self {
+            TargetPath::EnvFile => "env_file",
+            TargetPath::ConfigFile => "config_file",
+            TargetPath::UserDbBaseDir => "user_db_base_dir",
+        }
+    }
+
+    pub fn value(self, target: &Target) -> Option<&str> {
+        match self {
+            TargetPath::EnvFile => target.env_file.as_deref(),
+            TargetPath::ConfigFile => target.config_file.as_deref(),
+            TargetPath::UserDbBaseDir => target.user_db_base_dir.as_deref(),
+        }
+    }
 }
 
 /// The tldw admin API.

@@ -661,7 +661,7 @@ fn a_symlinked_env_file_is_written_through_and_stays_a_link() {
     let fake = FakeTldw::start(FakeTldwConfig::default());
     let site = served_site(&fake);
     let env = site.path().join(crate::common::ENV_PATH);
-    let real = site.path().join("real.env");
+    let real = site.path().join("site/real.env");
     std::fs::rename(&env, &real).unwrap();
     std::os::unix::fs::symlink(&real, &env).unwrap();
     let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));

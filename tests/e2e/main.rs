@@ -15,6 +15,7 @@ mod drift;
 mod envdiff;
 mod environments;
 mod import;
+mod paths;
 mod plan;
 mod postgres_state;
 mod preflight;

@@ -47,6 +47,10 @@ pub enum ExitStatus {
     RolledBack = 6,
     /// Needs attention: a rollback failed, or an unfinished apply exists.
     NeedsAttention = 7,
+    /// The command line itself is wrong: an unknown flag or command, a missing or malformed
+    /// argument. Its own code (sysexits' `EX_USAGE`), so a typo in a cron job's `drift` never
+    /// reads as "drift found" (2).
+    Usage = 64,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -132,7 +136,19 @@ pub fn desired_file(file: Option<PathBuf>) -> PathBuf {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `--help` and `--version` arrive here too, as "errors" bound for stdout.
+            let status = if error.use_stderr() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::Success
+            };
+            let _ = error.print();
+            return status.into();
+        }
+    };
     if matches!(
         cli.command,
         Command::Validate(_)

@@ -275,3 +275,24 @@ fn the_committed_schemas_equal_what_the_binary_prints() {
         );
     }
 }
+
+#[test]
+fn usage_errors_have_their_own_exit_code_never_the_drift_code() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["drift", "--detailed-exitcod"][..],
+        &["plna"],
+        &["plan", "--format", "yaml-ish"],
+        &["history", "--limit", "many"],
+        &[],
+    ] {
+        let (code, stdout, stderr) = run(tool(dir.path()).args(args));
+        assert_eq!(code, 64, "{args:?}: {stdout}{stderr}");
+        assert!(!stderr.is_empty(), "{args:?} explains itself on stderr");
+    }
+    for args in [&["--help"][..], &["--version"], &["plan", "--help"]] {
+        let (code, stdout, _) = run(tool(dir.path()).args(args));
+        assert_eq!(code, 0, "{args:?}");
+        assert!(!stdout.is_empty(), "{args:?} prints to stdout");
+    }
+}

@@ -347,6 +347,15 @@ async fn apply_saved(
         printer.stderr(&render::text(&fresh, &render::Plain));
         return ExitStatus::StalePlan;
     }
+    if let Some(what) = differs_from_replan(&plan, &prepared) {
+        printer.error(&format!(
+            "the saved plan's {what} are not what the desired state and the deployment give \
+             when planned again at the plan's time ({}): the file was edited, or was made by \
+             another version of tldw-ops; nothing was applied. Make a new plan file.",
+            plan.created_at
+        ));
+        return ExitStatus::StalePlan;
+    }
     print_warnings(&prepared, &plan, printer);
     if !crate::plan::backups::is_backup_only(&plan)
         && let Err(status) = super::common::check_effective_policy(&prepared, &plan, printer)
@@ -370,6 +379,29 @@ async fn apply_saved(
         apply_kind(&plan),
     )
     .await
+}
+
+/// Plans again, at the saved plan's own time, and names the part of the saved plan that
+/// differs. With the fingerprints and the desired hash unchanged the plan is reproducible, so
+/// any difference is an edit of the file: it is refused before anything runs, not when the
+/// executor meets the edited value halfway through.
+fn differs_from_replan(plan: &Plan, prepared: &Prepared) -> Option<&'static str> {
+    let Ok(at) = plan.created_at.parse::<jiff::Timestamp>() else {
+        return Some("creation time");
+    };
+    let fresh = pipeline::make_plan(prepared, at);
+    fn json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
+        serde_json::to_value(value).ok()
+    }
+    if json(&plan.changes) != json(&fresh.changes) {
+        Some("changes")
+    } else if json(&plan.steps) != json(&fresh.steps) {
+        Some("steps")
+    } else if json(&plan.fingerprints) != json(&fresh.fingerprints) {
+        Some("fingerprints")
+    } else {
+        None
+    }
 }
 
 /// What an apply context takes besides the prepared pipeline.

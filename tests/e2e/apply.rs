@@ -417,6 +417,48 @@ fn a_saved_plan_is_refused_when_the_yaml_changed() {
 }
 
 #[test]
+fn a_hand_edited_saved_plan_is_refused_before_anything_runs() {
+    let site = crate::plan::site("");
+    run(&mut command(&site, &["plan", "--out", "plan.json"]));
+    let path = site.path().join("plan.json");
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        saved.contains("\"info\""),
+        "the plan sets LOG_LEVEL to info"
+    );
+    let before = site.env_text();
+    // The value shows twice: as the change's `after` and as the step's operation.
+    let last = saved.rfind("\"info\"").unwrap();
+    assert_ne!(last, saved.find("\"info\"").unwrap());
+    let steps_edited = format!("{}\"debug\"{}", &saved[..last], &saved[last + 6..]);
+    for (what, edited) in [
+        ("changes", saved.replacen("\"info\"", "\"debug\"", 1)),
+        ("steps", steps_edited),
+        (
+            "creation time",
+            saved.replacen("\"created_at\": \"", "\"created_at\": \"not a time ", 1),
+        ),
+    ] {
+        assert_ne!(edited, saved, "{what}: the edit took");
+        std::fs::write(&path, &edited).unwrap();
+        let (code, _, stderr) = run(&mut command(
+            &site,
+            &["apply", "plan.json", "--auto-approve"],
+        ));
+        assert_eq!(code, 4, "{what}: {stderr}");
+        assert!(stderr.contains(&format!("saved plan's {what}")), "{stderr}");
+        assert!(!stderr.contains("step 0"), "nothing started: {stderr}");
+        assert_eq!(site.env_text(), before, "nothing applied");
+    }
+    std::fs::write(&path, &saved).unwrap();
+    let (code, _, stderr) = run(&mut command(
+        &site,
+        &["apply", "plan.json", "--auto-approve"],
+    ));
+    assert_eq!(code, 0, "the unedited plan applies: {stderr}");
+}
+
+#[test]
 fn without_a_terminal_apply_refuses_unless_auto_approved() {
     let site = crate::plan::site("");
     let before = site.env_text();

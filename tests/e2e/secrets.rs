@@ -88,6 +88,41 @@ fn generated_secrets_have_their_formats_and_rotation_keeps_the_previous_value() 
 }
 
 #[test]
+fn a_rotation_that_kept_the_previous_value_can_be_rolled_back() {
+    let site = site();
+    assert_eq!(
+        at(&site, "2026-01-01T00:00:00Z", &["apply", "--auto-approve"]).0,
+        0
+    );
+    let before_rotation = site.env_text();
+    let jwt = env_value(&before_rotation, "JWT_SECRET_KEY").unwrap();
+    let (code, _, stderr) = at(&site, "2026-04-11T00:00:00Z", &["apply", "--auto-approve"]);
+    assert_eq!(code, 0, "{stderr}");
+    let rotated = site.env_text();
+    assert_eq!(
+        env_value(&rotated, "JWT_SECONDARY_SECRET").as_deref(),
+        Some(jwt.as_str())
+    );
+    // JWT_SECONDARY_SECRET is written by the rotation only; the desired state does not manage
+    // it. Rolling back must still see it as it is in the file, not as absent (which would make
+    // the rollback plan stale before it starts).
+    let (code, stdout, stderr) = at(
+        &site,
+        "2026-04-11T01:00:00Z",
+        &["rollback", "--last", "--auto-approve"],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(site.env_text(), before_rotation);
+    assert!(env_value(&site.env_text(), "JWT_SECONDARY_SECRET").is_none());
+    let new_jwt = env_value(&rotated, "JWT_SECRET_KEY").unwrap();
+    assert_no_secret(
+        &[jwt.as_str(), new_jwt.as_str()],
+        &[("stdout", stdout.as_str()), ("stderr", stderr.as_str())],
+        &[],
+    );
+}
+
+#[test]
 fn a_secret_tldw_ops_did_not_set_starts_its_age_at_the_first_apply_that_adopts_it() {
     let site = site();
     let existing = "tldw_0123456789ab.existing-key-set-by-the-operator-by-hand-0000";

@@ -236,17 +236,23 @@ fn check_conflicts(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn url_problem(url: &str) -> Option<&'static str> {
+fn url_problem(url: &str) -> Option<String> {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Some("expected an http or https URL such as http://127.0.0.1:8000");
+        return Some("expected an http or https URL such as http://127.0.0.1:8000".to_string());
     };
     if scheme != "http" && scheme != "https" {
-        return Some("only http and https URLs are supported");
+        return Some("only http and https URLs are supported".to_string());
     }
     if rest.is_empty() || rest.starts_with('/') {
-        return Some("the host is missing");
+        return Some("the host is missing".to_string());
     }
-    None
+    // The same parser the HTTP client uses: what passes here, the client can connect to. Its
+    // messages ("invalid IPv6 address", "invalid port number") never quote the input.
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if parsed.host().is_some() => None,
+        Ok(_) => Some("the host is missing".to_string()),
+        Err(error) => Some(format!("not a valid URL: {error}")),
+    }
 }
 
 fn check_target(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
@@ -468,7 +474,25 @@ fn check_waivers(spec: &Spec, root: &Node, rule_ids: &[&str], out: &mut Vec<Diag
 
 #[cfg(test)]
 mod tests {
-    use super::origin_problem;
+    use super::{origin_problem, url_problem};
+
+    #[test]
+    fn urls_are_checked_by_the_client_s_own_parser() {
+        assert_eq!(url_problem("http://127.0.0.1:8000"), None);
+        assert_eq!(url_problem("https://[::1]:8443/api"), None);
+        for bad in [
+            "http://[::1",
+            "http://host:99999",
+            "http://ex ample.org",
+            "ftp://host",
+            "http://",
+            "localhost:8000",
+        ] {
+            assert!(url_problem(bad).is_some(), "{bad} should be refused");
+        }
+        let problem = url_problem("http://[::1").unwrap();
+        assert!(problem.contains("IPv6"), "{problem}");
+    }
 
     #[test]
     fn origins_need_a_scheme_and_host_and_no_path() {

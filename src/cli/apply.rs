@@ -390,17 +390,29 @@ fn differs_from_replan(plan: &Plan, prepared: &Prepared) -> Option<&'static str>
         return Some("creation time");
     };
     let fresh = pipeline::make_plan(prepared, at);
+    // A plan of backups alone may have been made with `--only backup`: either plan is one this
+    // tool could have made.
+    let backups_only = crate::plan::backups::is_backup_only(plan)
+        .then(|| crate::backups::only_backups(prepared, fresh.clone(), at).ok())
+        .flatten();
     fn json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
         serde_json::to_value(value).ok()
     }
-    if json(&plan.changes) != json(&fresh.changes) {
-        Some("changes")
-    } else if json(&plan.steps) != json(&fresh.steps) {
-        Some("steps")
-    } else if json(&plan.fingerprints) != json(&fresh.fingerprints) {
-        Some("fingerprints")
-    } else {
-        None
+    let differs = |fresh: &Plan| {
+        if json(&plan.changes) != json(&fresh.changes) {
+            Some("changes")
+        } else if json(&plan.steps) != json(&fresh.steps) {
+            Some("steps")
+        } else if json(&plan.fingerprints) != json(&fresh.fingerprints) {
+            Some("fingerprints")
+        } else {
+            None
+        }
+    };
+    let full = differs(&fresh);
+    match (full, backups_only.as_ref().map(differs)) {
+        (None, _) | (_, Some(None)) => None,
+        (Some(what), _) => Some(what),
     }
 }
 

@@ -8,9 +8,25 @@ use serde::{Deserialize, Serialize};
 
 use super::Target;
 
+/// Checked on deserialize as by [`Address::parse`], so an address read from a plan file or the
+/// state store is as valid as one built by the constructors and [`Address::kind`] cannot fail.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct Address(String);
+
+impl TryFrom<String> for Address {
+    type Error = AddressError;
+
+    fn try_from(text: String) -> Result<Address, AddressError> {
+        Address::parse(&text)
+    }
+}
+
+impl From<Address> for String {
+    fn from(address: Address) -> String {
+        address.0
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AddressKind {
@@ -158,6 +174,19 @@ mod tests {
         let address = Address::config("persona.rbac", "Enabled");
         assert_eq!(address.as_str(), "config.persona.rbac.enabled");
         assert_eq!(address.config_parts(), Some(("persona.rbac", "enabled")));
+    }
+
+    #[test]
+    fn deserializing_checks_the_address() {
+        let address: Address = serde_json::from_str("\"env.LOG_LEVEL\"").unwrap();
+        assert_eq!(address, Address::env("LOG_LEVEL"));
+        assert_eq!(
+            serde_json::to_string(&address).unwrap(),
+            "\"env.LOG_LEVEL\""
+        );
+        for bad in ["\"bogus\"", "\"env.\"", "\"config.nokey\""] {
+            assert!(serde_json::from_str::<Address>(bad).is_err(), "{bad}");
+        }
     }
 
     proptest::proptest! {

@@ -180,7 +180,7 @@ fn an_override_applies_anyway_and_records_its_reason() {
             " ",
         ],
     ));
-    assert_eq!(code, 2, "a usage error: {stderr}");
+    assert_eq!(code, 64, "a usage error: {stderr}");
     assert!(stderr.contains("give a reason"), "{stderr}");
 }
 

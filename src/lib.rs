@@ -24,3 +24,73 @@ pub mod secrets;
 pub mod settings;
 pub mod spec;
 pub mod state;
+
+#[cfg(test)]
+mod architecture {
+    //! The layering rules, checked on the source so a change that breaks them fails here, not
+    //! in review.
+
+    use std::path::Path;
+
+    /// The modules that do I/O or drive it. The pure core must not name them.
+    const IMPURE: [&str; 13] = [
+        "apply",
+        "backups",
+        "cli",
+        "deployment",
+        "drift",
+        "envdiff",
+        "environments",
+        "import",
+        "observe_api",
+        "pipeline",
+        "preview",
+        "providers",
+        "state",
+    ];
+
+    fn rust_files(directory: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn the_pure_core_imports_nothing_that_does_io() {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        for core in ["spec", "model", "plan"] {
+            rust_files(&source.join(core), &mut files);
+        }
+        assert!(files.len() > 10, "the core's files were found");
+        let mut breaches = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for (number, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                for module in IMPURE {
+                    if code.contains(&format!("crate::{module}::"))
+                        || code.contains(&format!("crate::{module};"))
+                    {
+                        breaches.push(format!(
+                            "{}:{}: {}",
+                            file.display(),
+                            number + 1,
+                            line.trim()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(
+            breaches.is_empty(),
+            "the pure core names an I/O module:\n{}",
+            breaches.join("\n")
+        );
+    }
+}

@@ -170,7 +170,7 @@ pub fn render(scheduler: Scheduler, input: &ScheduleInput<'_>) -> String {
     argv.push(input.file.display().to_string());
     variables.sort();
     variables.dedup();
-    let every = crate::providers::backups::policy::human_duration(input.every.as_secs());
+    let every = crate::plan::backup_policy::human_duration(input.every.as_secs());
     let context = minijinja::context! {
         unit => unit.clone(),
         file => input.file.display().to_string(),
@@ -184,8 +184,8 @@ pub fn render(scheduler: Scheduler, input: &ScheduleInput<'_>) -> String {
         on_calendar => cadence.on_calendar,
         cron => cadence.cron,
         exact => cadence.period.as_secs() == input.every.as_secs(),
-        period => crate::providers::backups::policy::human_duration(cadence.period.as_secs()),
-        grace => crate::providers::backups::policy::human_duration(
+        period => crate::plan::backup_policy::human_duration(cadence.period.as_secs()),
+        grace => crate::plan::backup_policy::human_duration(
             crate::plan::backups::grace(input.every).as_secs(),
         ),
     };

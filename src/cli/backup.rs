@@ -219,7 +219,7 @@ fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
     let infos: Vec<SetInfo> = sets.iter().map(|(set, _)| set.clone()).collect();
     let (due, decisions) = next_decisions(&target.policy, &infos, now);
     let policy = &target.policy;
-    let every = crate::providers::backups::policy::human_duration(policy.every.as_seconds());
+    let every = crate::plan::backup_policy::human_duration(policy.every.as_seconds());
     let age = |set: &SetInfo| {
         now.as_second()
             .saturating_sub(set.created_at.as_second())
@@ -291,7 +291,7 @@ fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
                     text.push_str(&format!(
                         "{:<20} {:>7} {:>10}  {:<11} {why}\n",
                         set.id,
-                        crate::providers::backups::policy::human_duration(age(set)),
+                        crate::plan::backup_policy::human_duration(age(set)),
                         size_text(set.size),
                         state_word(set),
                     ));

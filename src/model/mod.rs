@@ -5,6 +5,7 @@
 pub mod address;
 pub mod compile;
 pub mod shadow;
+pub mod state;
 
 pub use address::{Address, AddressKind};
 pub use compile::{CompileError, compile};

@@ -21,8 +21,8 @@ use jiff::Timestamp;
 use super::diff::HealthCheck;
 use super::{Action, Change, Operation, Plan, SourceRef, Step, StepKind};
 use crate::model::Address;
-use crate::providers::backups::policy::{
-    self, Decision, SetInfo, human_duration, parse_set_id, set_id,
+use crate::plan::backup_policy::{
+    self as policy, Decision, SetInfo, human_duration, parse_set_id, set_id,
 };
 use crate::secrets::value_hash;
 use crate::spec::types::{Backup, BackupItem, Keep};

@@ -8,13 +8,13 @@ use super::{
     ABSENT, Action, Change, FORMAT_VERSION, Operation, Plan, SecretFrom, SecretOperation,
     SourceRef, Step, StepKind,
 };
+use crate::model::state::EnvironmentState;
 use crate::model::{
     Address, AddressKind, Desired, DesiredState, Observed, ObservedValue, SecretSource,
 };
 use crate::secrets::{is_placeholder, is_tldw_api_key, shown, value_hash};
 use crate::spec::mapping::retention_key;
 use crate::spec::types::SecretFormat;
-use crate::state::EnvironmentState;
 
 /// A health check the plan runs after a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,8 +495,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::model::state::{ManagedRecord, SecretMeta};
     use crate::model::{Resource, SecretDesired};
-    use crate::state::{ManagedRecord, SecretMeta};
 
     fn desired_of(values: &BTreeMap<String, String>) -> DesiredState {
         DesiredState {

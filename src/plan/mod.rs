@@ -5,6 +5,7 @@
 //! A plan never holds a secret value: sensitive before/after values are salted fingerprints,
 //! and generated secrets are generated during apply, not here.
 
+pub mod backup_policy;
 pub mod backups;
 pub mod diff;
 pub mod render;

@@ -20,9 +20,9 @@ use jiff::Timestamp;
 
 use super::copy::{self, Hashed};
 use super::manifest::{ItemKind, MANIFEST_FORMAT, Manifest, ManifestItem, write_manifest};
-use super::policy::parse_set_id;
 use super::postgres::{self, PgDatabase};
 use super::{BackupError, run_bounded, sqlite};
+use crate::plan::backup_policy::parse_set_id;
 use crate::spec::types::BackupItem;
 
 /// How many copies run at once by default: enough to overlap SQLite's CPU work with I/O on a

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::BackupError;
-use super::policy::{SetInfo, parse_set_id};
+use crate::plan::backup_policy::{SetInfo, parse_set_id};
 use crate::providers::files::write_atomic;
 use crate::spec::types::BackupItem;
 

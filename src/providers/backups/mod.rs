@@ -10,7 +10,6 @@
 
 pub mod create;
 pub mod manifest;
-pub mod policy;
 pub mod restore;
 pub mod verify;
 
@@ -26,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use crate::plan::backup_policy::{Decision, SetInfo, due, parse_set_id, prune, set_id};
 pub use create::{
     AuthnzSource, BackupSource, CreateOptions, DEFAULT_CONCURRENCY, copy_sqlite_online, create_set,
     create_set_with, destination_warnings,
@@ -34,7 +34,6 @@ pub use manifest::{
     ItemKind, MANIFEST_FILE, Manifest, ManifestItem, Verification, VerificationProblem, list_sets,
     read_manifest, set_path, write_manifest,
 };
-pub use policy::{Decision, SetInfo, due, parse_set_id, prune, set_id};
 pub use restore::{RestoreReport, RestoreTargets, RestoredItem, restore_set};
 pub use verify::{VerifyOptions, verify_set, verify_set_with};
 

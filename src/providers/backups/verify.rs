@@ -133,9 +133,9 @@ async fn check_item(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::backup_policy::prune;
     use crate::providers::backups::create::create_set;
     use crate::providers::backups::manifest::{Manifest, list_sets};
-    use crate::providers::backups::policy::prune;
     use crate::providers::backups::testing::{Deployment, flip_bytes};
     use crate::spec::types::{BackupItem, Keep};
     use std::fs;

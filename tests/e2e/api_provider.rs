@@ -150,6 +150,9 @@ async fn debug_logs_show_method_path_and_status_but_never_the_token_or_bodies() 
         .finish();
     // The test runtime has one thread, so the tasks the provider spawns log here too.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Another test's thread may have registered a callsite (the success line, say) while no
+    // subscriber wanted it, and its cached interest would hide it from this one: recompute.
+    tracing::callsite::rebuild_interest_cache();
 
     let api = api(&fake);
     fake.fail_next("PUT", QUOTAS, 503, 1);

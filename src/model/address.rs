@@ -10,8 +10,10 @@ use super::Target;
 
 /// Checked on deserialize as by [`Address::parse`], so an address read from a plan file or the
 /// state store is as valid as one built by the constructors and [`Address::kind`] cannot fail.
+/// Serialized as a newtype, which every format here writes as the bare string (no copy, as
+/// `transparent` did; `try_from` cannot be combined with `transparent`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
+#[serde(try_from = "String")]
 pub struct Address(String);
 
 impl TryFrom<String> for Address {
@@ -19,12 +21,6 @@ impl TryFrom<String> for Address {
 
     fn try_from(text: String) -> Result<Address, AddressError> {
         Address::parse(&text)
-    }
-}
-
-impl From<Address> for String {
-    fn from(address: Address) -> String {
-        address.0
     }
 }
 
@@ -183,6 +179,16 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&address).unwrap(),
             "\"env.LOG_LEVEL\""
+        );
+        let keyed: std::collections::BTreeMap<Address, u8> = [(address, 1)].into();
+        let text = serde_json::to_string(&keyed).unwrap();
+        assert_eq!(
+            text, "{\"env.LOG_LEVEL\":1}",
+            "a bare string as a map key too"
+        );
+        assert_eq!(
+            serde_json::from_str::<std::collections::BTreeMap<Address, u8>>(&text).unwrap(),
+            keyed
         );
         for bad in ["\"bogus\"", "\"env.\"", "\"config.nokey\""] {
             assert!(serde_json::from_str::<Address>(bad).is_err(), "{bad}");

@@ -35,8 +35,38 @@ pub fn findings(prepared: &Prepared, plan: &Plan) -> Vec<Diagnostic> {
                     && known.location == diagnostic.location
             })
     });
+    diagnostics.extend(config_sections(prepared));
     crate::spec::diagnostic::sort(&mut diagnostics);
     diagnostics
+}
+
+/// `config:` sections that differ only by letter case from a section of the deployment's
+/// config.txt: configparser would read two sections, tldw only the file's, and the writer
+/// refuses to create such a twin. Stock sections were already judged by `validate`.
+fn config_sections(prepared: &Prepared) -> Vec<Diagnostic> {
+    let checked = &prepared.loaded.checked;
+    let document = prepared.files.config.document();
+    checked
+        .spec
+        .config
+        .keys()
+        .filter_map(|section| {
+            let existing = document.section_differing_by_case(section)?;
+            let pointer = format!("/config/{}", crate::spec::load::escape_pointer(section));
+            crate::spec::semantic::config_section_problem(
+                section,
+                [existing],
+                crate::spec::semantic::locate_key(&checked.loaded.root, &pointer),
+                &pointer,
+            )
+        })
+        .filter(|diagnostic| {
+            !checked
+                .diagnostics
+                .iter()
+                .any(|known| known.code == diagnostic.code && known.path == diagnostic.path)
+        })
+        .collect()
 }
 
 /// The effective settings: the YAML's view laid over the files as observe read them.

@@ -17,6 +17,7 @@ pub mod source;
 pub mod types;
 pub mod unmap;
 pub mod view;
+pub mod writable;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -153,6 +154,7 @@ pub fn check(
             (name.clone(), resolve_secret(secret, &directory))
         })
         .collect();
+    semantic::check_secret_values(&loaded.root, &resolved, &mut diagnostics);
     let view = view::View::from_spec(&spec, &resolved);
     diagnostics.extend(policy::evaluate(&policy::PolicyInput {
         spec: &spec,

@@ -4,11 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use super::ResolvedSecret;
 use super::diagnostic::{Diagnostic, closest};
 use super::mapping::{env_entries, retention_values};
 use super::node::Node;
 use super::source::Location;
 use super::types::{SecretSpec, Spec};
+use super::view::option_key;
+use super::writable;
 
 /// The location of the value at `pointer`, or of the deepest mapping on the way to it.
 pub fn locate(root: &Node, pointer: &str) -> Option<Location> {
@@ -32,6 +35,8 @@ pub fn check(spec: &Spec, root: &Node, rule_ids: &[&str]) -> Vec<Diagnostic> {
     check_target(spec, root, &mut out);
     check_backup(spec, root, &mut out);
     check_config_names(spec, root, &mut out);
+    check_config_merges(spec, root, &mut out);
+    check_writable(spec, root, &mut out);
     check_waivers(spec, root, rule_ids, &mut out);
     out
 }
@@ -450,6 +455,228 @@ fn check_config_names(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
             }
         }
     }
+}
+
+/// The sections of tldw_server's stock `Config_Files/config.txt` (the copy in
+/// `fixtures/tldw_server/config.txt`). configparser compares section names exactly, so a section
+/// that differs from one of these only by case is one tldw never reads.
+pub const STOCK_SECTIONS: &[&str] = &[
+    "Setup",
+    "UI",
+    "Server",
+    "Files",
+    "Image-Generation",
+    "ACP",
+    "WORKSPACES",
+    "ACP-WORKSPACE",
+    "ACP-SANDBOX",
+    "Audit",
+    "Processing",
+    "Media-Processing",
+    "Chat-Dictionaries",
+    "Chat-Module",
+    "Chat-Commands",
+    "Chat-Templating",
+    "Character-Chat",
+    "Settings",
+    "Auto-Save",
+    "Prompts",
+    "Database",
+    "Chunking",
+    "Visual-RAG",
+    "AuthNZ",
+    "Streaming",
+    "HTTP",
+    "Egress",
+    "Embeddings",
+    "Claims",
+    "ClaimsMonitoring",
+    "RAG",
+    "Search-Agent",
+    "ResourceGovernor",
+    "Jobs",
+    "Diarization",
+    "API",
+    "MLX",
+    "Local-API",
+    "LlamaCpp",
+    "STT-Settings",
+    "external_providers",
+    "TTS-Settings",
+    "VibeVoice",
+    "Audio-Quota",
+    "API-Routes",
+    "Search-Engines",
+    "Web-Scraper",
+    "Logging",
+    "Moderation",
+    "Redis",
+    "Web-Scraping",
+    "personalization",
+    "persona",
+    "persona.rbac",
+];
+
+/// A diagnostic for a `config:` section that is not one tldw reads under that exact name:
+/// an error when it differs from a known section only by letter case (configparser would
+/// keep them apart, and tldw would never see the value), a warning for another near miss.
+pub fn config_section_problem<'a>(
+    section: &str,
+    known: impl IntoIterator<Item = &'a str> + Clone,
+    location: Option<Location>,
+    pointer: &str,
+) -> Option<Diagnostic> {
+    if known.clone().into_iter().any(|name| name == section) {
+        return None;
+    }
+    if let Some(name) = known
+        .clone()
+        .into_iter()
+        .find(|name| name.to_lowercase() == section.to_lowercase())
+    {
+        return Some(
+            Diagnostic::error(
+                "value.config_section",
+                format!(
+                    "config section `{section}` is not `{name}`: configparser compares section \
+                     names exactly, so tldw_server would never read these values"
+                ),
+            )
+            .at(location)
+            .path(pointer)
+            .hint(format!("did you mean `{name}`?")),
+        );
+    }
+    let name = closest(section, known)?;
+    Some(
+        Diagnostic::warning(
+            "value.config_section",
+            format!("config section `{section}` is not one tldw_server's config.txt has"),
+        )
+        .at(location)
+        .path(pointer)
+        .hint(format!("did you mean `{name}`?")),
+    )
+}
+
+/// Two keys of one section that configparser would read as one option (it lower-cases option
+/// names): the file would keep only one of them, silently.
+fn check_config_merges(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+    for (section, keys) in &spec.config {
+        let section_pointer = format!("/config/{}", super::load::escape_pointer(section));
+        if let Some(diagnostic) = config_section_problem(
+            section,
+            STOCK_SECTIONS.iter().copied(),
+            locate_key(root, &section_pointer),
+            &section_pointer,
+        ) {
+            out.push(diagnostic);
+        }
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for key in keys.keys() {
+            let Some(first) = seen.insert(option_key(key), key) else {
+                continue;
+            };
+            let first_pointer = format!("{section_pointer}/{}", super::load::escape_pointer(first));
+            let pointer = format!("{section_pointer}/{}", super::load::escape_pointer(key));
+            let first_at = locate_key(root, &first_pointer)
+                .map(|location| location.to_string())
+                .unwrap_or(first_pointer);
+            out.push(
+                Diagnostic::error(
+                    "value.config_duplicate",
+                    format!(
+                        "`{key}` and `{first}` (at {first_at}) are one option to configparser, \
+                         which lower-cases option names: only one value would be kept"
+                    ),
+                )
+                .at(locate_key(root, &pointer))
+                .path(pointer)
+                .hint("keep one of the two keys"),
+            );
+        }
+    }
+}
+
+/// What the writers would refuse, refused here first: a value no `.env` quoting or config.txt
+/// option can carry back unchanged. Values produced by templates are checked too, since the
+/// document has been rendered by now. Messages never show the value.
+fn check_writable(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+    for entry in env_entries(spec) {
+        if let Err(reason) = writable::env_value(&entry.value) {
+            out.push(unwritable_env(
+                &entry.name,
+                reason,
+                locate(root, &entry.pointer),
+                &entry.pointer,
+            ));
+        }
+    }
+    for (section, keys) in &spec.config {
+        for (key, value) in keys {
+            if let Err(reason) = writable::config_value(&value.render()) {
+                let pointer = format!(
+                    "/config/{}/{}",
+                    super::load::escape_pointer(section),
+                    super::load::escape_pointer(key)
+                );
+                out.push(
+                    Diagnostic::error(
+                        "value.unwritable",
+                        format!(
+                            "config `[{section}] {key}` cannot be written to config.txt: {reason}"
+                        ),
+                    )
+                    .at(locate(root, &pointer))
+                    .path(pointer)
+                    .hint("remove the surrounding whitespace or the line break"),
+                );
+            }
+        }
+    }
+}
+
+/// Secret values read from their sources that the `.env` writer would refuse. Run after the
+/// sources are resolved (at `validate` where they are available, always at `plan`).
+pub fn check_secret_values(
+    root: &Node,
+    resolved: &BTreeMap<String, ResolvedSecret>,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (name, secret) in resolved {
+        let ResolvedSecret::Value(value) = secret else {
+            continue;
+        };
+        if let Err(reason) = writable::env_value(value) {
+            let pointer = format!("/secrets/values/{}", super::load::escape_pointer(name));
+            out.push(unwritable_env(
+                name,
+                reason,
+                locate_key(root, &pointer),
+                &pointer,
+            ));
+        }
+    }
+}
+
+fn unwritable_env(
+    name: &str,
+    reason: writable::UnwritableReason,
+    location: Option<Location>,
+    pointer: &str,
+) -> Diagnostic {
+    Diagnostic::error(
+        "value.unwritable",
+        format!("`{name}` cannot be written to the .env: {reason}"),
+    )
+    .at(location)
+    .path(pointer)
+    .hint(match reason {
+        writable::UnwritableReason::NoCommonQuoting => {
+            "drop the backslash, or use only one kind of quote"
+        }
+        _ => "the .env holds one line per value, read literally: change the value",
+    })
 }
 
 fn check_waivers(spec: &Spec, root: &Node, rule_ids: &[&str], out: &mut Vec<Diagnostic>) {

@@ -23,3 +23,4 @@ mod promotion;
 mod secrets;
 mod support_contract;
 mod validate;
+mod writable;

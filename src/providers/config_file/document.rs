@@ -18,6 +18,8 @@
 
 use std::collections::HashMap;
 
+use crate::spec::writable::ConfigRefusal;
+
 /// configparser's default section: its options are visible from every section.
 pub const DEFAULT_SECTION: &str = "DEFAULT";
 
@@ -47,7 +49,8 @@ pub enum IniParseError {
     },
     #[error(
         "line {second_line}: section [{second}] differs only by letter case from [{first}] \
-         at line {first_line}; section names are compared case-insensitively"
+         at line {first_line}; configparser reads them as two sections, which a person editing \
+         the file would hardly mean, so tldw-ops refuses the file"
     )]
     AmbiguousSection {
         first: String,
@@ -279,7 +282,7 @@ impl Section {
 /// Python's `str.isspace()`, which is also what `str.strip()` and the regex
 /// `\s` use: Unicode White_Space plus the four ASCII information separators.
 fn is_py_space(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+    crate::spec::writable::is_python_whitespace(c)
 }
 
 fn py_strip(s: &str) -> &str {
@@ -562,7 +565,7 @@ impl IniDocument {
 
     /// The value tldw_server would get from `config.get(section, key)`:
     /// `%%` and `%(name)s` expanded, options of `[DEFAULT]` visible from every
-    /// section. Section and key are matched case-insensitively. `Ok(None)` if
+    /// section. The section is matched exactly, the key case-insensitively. `Ok(None)` if
     /// the section or the option does not exist.
     pub fn get(&self, section: &str, key: &str) -> Result<Option<String>, IniInterpolationError> {
         let Some(index) = self.find_section(section) else {
@@ -624,7 +627,8 @@ impl IniDocument {
     /// it already has changes nothing. A new option goes right after the last
     /// option of the section (before the comments that lead into the next
     /// section), a new section at the end of the file after a blank line.
-    /// Section and key are matched case-insensitively.
+    /// Keys are matched case-insensitively, as configparser's `optionxform` does; sections
+    /// case-sensitively.
     pub fn set(&mut self, section: &str, key: &str, value: &str) -> Result<(), IniValueError> {
         let encoded = encode_value(value).map_err(|e| e.for_option(section, key))?;
         let lower = py_lower(key);
@@ -638,6 +642,13 @@ impl IniDocument {
             },
             None => {
                 validate_section(section)?;
+                if self.section_differing_by_case(section).is_some() {
+                    return Err(IniValueError::InvalidSection {
+                        section: section.to_owned(),
+                        reason: "differs only by letter case from a section of the file; \
+                                 configparser would read them as two sections",
+                    });
+                }
                 validate_key(section, key)?;
                 self.append_section(section, key, lower, encoded);
             }
@@ -700,8 +711,21 @@ impl IniDocument {
         out
     }
 
+    /// The section named exactly `name`: configparser compares section names case-sensitively.
+    /// (`by_name` is keyed lower-cased because the parser refuses two sections that differ only
+    /// by case.)
     fn find_section(&self, name: &str) -> Option<usize> {
-        self.by_name.get(&py_lower(name)).copied()
+        self.by_name
+            .get(&py_lower(name))
+            .copied()
+            .filter(|&index| self.sections[index].name.as_str(&self.source) == name)
+    }
+
+    /// A section whose name differs from `name` only by letter case.
+    pub fn section_differing_by_case(&self, name: &str) -> Option<&str> {
+        let index = *self.by_name.get(&py_lower(name))?;
+        let existing = self.sections[index].name.as_str(&self.source);
+        (existing != name).then_some(existing)
     }
 
     /// configparser's lookup chain for a lower-cased key: the section, then
@@ -1011,19 +1035,14 @@ fn option_line(key: &str, encoded: &str) -> String {
 /// (they would end the option) and leading or trailing whitespace (it is
 /// stripped on read, by Python's definition of whitespace).
 pub fn encode_value(value: &str) -> Result<String, IniValueError> {
-    if value.contains(['\n', '\r']) {
-        return Err(IniValueError::LineBreak {
-            section: String::new(),
-            key: String::new(),
-        });
+    let (section, key) = (String::new(), String::new());
+    match crate::spec::writable::config_value(value) {
+        Ok(()) => Ok(value.replace('%', "%%")),
+        Err(ConfigRefusal::LineBreak) => Err(IniValueError::LineBreak { section, key }),
+        Err(ConfigRefusal::SurroundingWhitespace) => {
+            Err(IniValueError::SurroundingWhitespace { section, key })
+        }
     }
-    if value.starts_with(is_py_space) || value.ends_with(is_py_space) {
-        return Err(IniValueError::SurroundingWhitespace {
-            section: String::new(),
-            key: String::new(),
-        });
-    }
-    Ok(value.replace('%', "%%"))
 }
 
 fn validate_section(section: &str) -> Result<(), IniValueError> {
@@ -1374,7 +1393,7 @@ mod tests {
             Some("false")
         );
         doc.set("persona.rbac", "allow_export", "true").unwrap();
-        doc.set("Persona.RBAC", "allow_import", "true").unwrap();
+        doc.set("persona.rbac", "allow_import", "true").unwrap();
         let text = doc.render();
         assert!(text.ends_with(
             "[persona.rbac]\nallow_export = true\nallow_delete = false\nallow_import = true\n"
@@ -1390,12 +1409,13 @@ mod tests {
     }
 
     #[test]
-    fn lookups_ignore_the_case_of_section_and_key() {
+    fn lookups_ignore_the_case_of_the_key_but_not_of_the_section() {
         let doc = parse(FIXTURE);
         let exact = doc.get("AuthNZ", "auth_mode").unwrap();
         assert!(exact.is_some());
-        assert_eq!(doc.get("authnz", "AUTH_MODE").unwrap(), exact);
-        let entry = doc.entry("AUTHNZ", "Auth_Mode").unwrap();
+        assert_eq!(doc.get("AuthNZ", "AUTH_MODE").unwrap(), exact);
+        assert_eq!(doc.get("authnz", "auth_mode").unwrap(), None);
+        let entry = doc.entry("AuthNZ", "Auth_Mode").unwrap();
         assert_eq!((entry.section, entry.key), ("AuthNZ", "auth_mode"));
         assert_eq!(
             FIXTURE
@@ -1439,7 +1459,7 @@ mod tests {
         assert_eq!(doc.get("a", "root").unwrap().as_deref(), Some("/srv"));
         assert_eq!(doc.get("a", "data").unwrap().as_deref(), Some("/srv/data"));
         assert_eq!(doc.get("b", "data").unwrap().as_deref(), Some("/opt/b"));
-        assert_eq!(doc.get("default", "ROOT").unwrap().as_deref(), Some("/srv"));
+        assert_eq!(doc.get("DEFAULT", "ROOT").unwrap().as_deref(), Some("/srv"));
         assert!(doc.entry("a", "root").is_none());
         // configparser raises NoSectionError rather than falling back.
         assert_eq!(doc.get("missing", "root").unwrap(), None);
@@ -1496,6 +1516,24 @@ mod tests {
     }
 
     #[test]
+    fn a_section_is_found_only_by_its_exact_name_and_never_gets_a_twin() {
+        let mut doc = parse("[Setup]\nsetup_completed = true\n");
+        assert_eq!(doc.get("setup", "setup_completed"), Ok(None));
+        assert!(doc.entry("setup", "setup_completed").is_none());
+        assert_eq!(doc.section_differing_by_case("setup"), Some("Setup"));
+        assert_eq!(doc.section_differing_by_case("Setup"), None);
+        let error = doc.set("setup", "setup_completed", "false").unwrap_err();
+        assert!(
+            matches!(&error, IniValueError::InvalidSection { section, .. } if section == "setup"),
+            "{error:?}"
+        );
+        assert_eq!(doc.render(), "[Setup]\nsetup_completed = true\n");
+        assert!(!doc.remove("setup", "setup_completed"));
+        doc.set("Setup", "setup_completed", "false").unwrap();
+        assert_eq!(doc.render(), "[Setup]\nsetup_completed = false\n");
+    }
+
+    #[test]
     fn sections_differing_only_by_case_are_ambiguous() {
         let error = IniDocument::parse("[AuthNZ]\n[authnz]\n").unwrap_err();
         assert!(matches!(
@@ -1525,7 +1563,7 @@ mod tests {
     #[test]
     fn setting_an_existing_key_keeps_its_spelling_indentation_and_delimiter_spacing() {
         assert_eq!(
-            set("[s]\nKey = old\n", "S", "KEY", "new"),
+            set("[s]\nKey = old\n", "s", "KEY", "new"),
             "[s]\nKey = new\n"
         );
         assert_eq!(set("[s]\nkey=old\n", "s", "key", "new"), "[s]\nkey=new\n");
@@ -1546,7 +1584,7 @@ mod tests {
         let mut doc = parse(FIXTURE);
         doc.set("AuthNZ", "AUTH_MODE", "multi_user").unwrap();
         let text = doc.render();
-        let line = doc.entry("authnz", "auth_mode").unwrap().line;
+        let line = doc.entry("AuthNZ", "auth_mode").unwrap().line;
         let (before, after): (Vec<_>, Vec<_>) = (FIXTURE.lines().collect(), text.lines().collect());
         assert_eq!(before.len(), after.len());
         for (index, (old, new)) in before.iter().zip(&after).enumerate() {
@@ -1663,7 +1701,7 @@ mod tests {
         doc.set("AuthNZ", "odd key.name#1", "v").unwrap();
         assert_eq!(
             parse(&doc.render())
-                .get("authnz", "ODD KEY.NAME#1")
+                .get("AuthNZ", "ODD KEY.NAME#1")
                 .unwrap()
                 .as_deref(),
             Some("v")
@@ -1759,7 +1797,7 @@ mod tests {
     fn removing_deletes_only_that_options_lines() {
         let text = "[s]\n# about a\na = 1\n  more\n\n# about b\nb = 2\n";
         let mut doc = parse(text);
-        assert!(doc.remove("S", "A"));
+        assert!(doc.remove("s", "A"));
         assert_eq!(doc.render(), "[s]\n# about a\n\n# about b\nb = 2\n");
         assert!(doc.remove("s", "b"));
         assert_eq!(doc.render(), "[s]\n# about a\n\n# about b\n");
@@ -1995,12 +2033,7 @@ mod tests {
 
     fn model(doc: &IniDocument) -> BTreeMap<(String, String), String> {
         doc.entries()
-            .map(|e| {
-                (
-                    (e.section.to_lowercase(), e.key.to_lowercase()),
-                    e.raw_value,
-                )
-            })
+            .map(|e| ((e.section.to_owned(), e.key.to_lowercase()), e.raw_value))
             .collect()
     }
 
@@ -2041,14 +2074,19 @@ mod tests {
             let mut expected = model(&doc);
             for edit in &edits {
                 match edit {
+                    Edit::Set(section, key, value) if doc.section_differing_by_case(section).is_some() => {
+                        let before = doc.render();
+                        prop_assert!(doc.set(section, key, value).is_err());
+                        prop_assert_eq!(doc.render(), before);
+                    }
                     Edit::Set(section, key, value) => {
                         doc.set(section, key, value).unwrap();
-                        expected.insert((section.to_lowercase(), key.to_lowercase()), value.replace('%', "%%"));
+                        expected.insert((section.to_string(), key.to_lowercase()), value.replace('%', "%%"));
                         let got = doc.get(section, key).unwrap();
                         prop_assert_eq!(got.as_deref(), Some(value.as_str()));
                     }
                     Edit::Remove(section, key) => {
-                        let existed = expected.remove(&(section.to_lowercase(), key.to_lowercase())).is_some();
+                        let existed = expected.remove(&(section.to_string(), key.to_lowercase())).is_some();
                         prop_assert_eq!(doc.remove(section, key), existed);
                     }
                 }
@@ -2084,6 +2122,9 @@ mod tests {
             let mut doc = parsed.clone();
             for edit in &edits {
                 match edit {
+                    Edit::Set(section, key, value) if doc.section_differing_by_case(section).is_some() => {
+                        prop_assert!(doc.set(section, key, value).is_err());
+                    }
                     Edit::Set(section, key, value) => doc.set(section, key, value).unwrap(),
                     Edit::Remove(section, key) => { doc.remove(section, key); }
                 }

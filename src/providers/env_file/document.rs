@@ -53,13 +53,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 
-/// How a value is written after `=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Quoting {
-    Bare,
-    Single,
-    Double,
-}
+pub use crate::spec::writable::{Quoting, UnwritableReason};
+use crate::spec::writable::{
+    choose_quoting, is_portable_name, is_python_whitespace, refuse_unwritable,
+};
 
 /// One `KEY[=value]` statement as python-dotenv reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,41 +87,6 @@ pub enum EnvParseError {
          would skip it, possibly with the lines after it, and the production preflight refuses it"
     )]
     UnterminatedQuote { key: String, line: usize },
-}
-
-/// Why a value cannot be written so that every reader gets it back unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnwritableReason {
-    /// CR or LF, or another character `str.splitlines()` breaks at, so the preflight would cut
-    /// the line there.
-    LineBreak(char),
-    Nul,
-    /// `${` would be expanded by python-dotenv, even inside single quotes.
-    Interpolation,
-    /// It needs quotes but holds a backslash or both quote kinds.
-    NoCommonQuoting,
-}
-
-impl fmt::Display for UnwritableReason {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::LineBreak(character) => write!(
-                formatter,
-                "it contains the line break U+{:04X}, and the preflight and compose read env files \
-                 line by line",
-                u32::from(*character)
-            ),
-            Self::Nul => formatter.write_str("it contains a NUL character, which no environment can hold"),
-            Self::Interpolation => formatter.write_str(
-                "it contains `${`, which python-dotenv expands even inside single quotes",
-            ),
-            Self::NoCommonQuoting => formatter.write_str(
-                "it needs quotes (it has whitespace or starts or ends with a quote) but contains a \
-                 backslash or both quote kinds, and no quoting reads back the same in python-dotenv \
-                 and in the production preflight",
-            ),
-        }
-    }
 }
 
 /// A value or key that [`EnvDocument::set`] or [`encode_value`] refuses to write.
@@ -614,53 +576,6 @@ pub fn encode_value(value: &str, preferred: Quoting) -> Result<String, EnvValueE
     Ok(text)
 }
 
-/// Characters `str.splitlines()` ends a line at; the preflight reads lines with it.
-const LINE_BREAKS: [char; 10] = [
-    '\n', '\r', '\u{b}', '\u{c}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{85}', '\u{2028}', '\u{2029}',
-];
-
-fn refuse_unwritable(value: &str) -> Result<(), UnwritableReason> {
-    if let Some(character) = value
-        .chars()
-        .find(|character| LINE_BREAKS.contains(character))
-    {
-        return Err(UnwritableReason::LineBreak(character));
-    }
-    if value.contains('\0') {
-        return Err(UnwritableReason::Nul);
-    }
-    if value.contains("${") {
-        return Err(UnwritableReason::Interpolation);
-    }
-    Ok(())
-}
-
-fn choose_quoting(value: &str, preferred: Quoting) -> Option<Quoting> {
-    [preferred, Quoting::Bare, Quoting::Single, Quoting::Double]
-        .into_iter()
-        .find(|&quoting| carries(value, quoting))
-}
-
-/// Whether every reader gets `value` back from it written with `quoting`, the value having
-/// passed [`refuse_unwritable`].
-fn carries(value: &str, quoting: Quoting) -> bool {
-    match quoting {
-        // No whitespace rules out python-dotenv's trimming and comment cutting; no edge quote
-        // keeps python-dotenv from reading a quoted value and the preflight from calling it an
-        // unmatched quote.
-        Quoting::Bare => {
-            value.is_empty()
-                || (!value.chars().any(is_python_whitespace)
-                    && !value.starts_with(['\'', '"'])
-                    && !value.ends_with(['\'', '"']))
-        }
-        // Without the quote and a backslash nothing inside is decoded by python-dotenv, and the
-        // preflight strips exactly the outer pair.
-        Quoting::Single => !value.contains(['\'', '\\']),
-        Quoting::Double => !value.contains(['"', '\\']),
-    }
-}
-
 fn push_encoded(text: &mut String, value: &str, quoting: Quoting) {
     let quote = match quoting {
         Quoting::Bare => None,
@@ -1011,19 +926,6 @@ fn would_interpolate(value: &str) -> bool {
     false
 }
 
-fn is_portable_name(key: &str) -> bool {
-    let mut characters = key.chars();
-    characters
-        .next()
-        .is_some_and(|first| first == '_' || first.is_ascii_alphabetic())
-        && characters.all(|character| character == '_' || character.is_ascii_alphanumeric())
-}
-
-/// Python's `\s` and `str.isspace()`: Unicode white space plus U+001C..U+001F.
-fn is_python_whitespace(character: char) -> bool {
-    character.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&character)
-}
-
 /// python-dotenv's `[^\S\r\n]`.
 fn is_inline_whitespace(character: char) -> bool {
     character != '\r' && character != '\n' && is_python_whitespace(character)
@@ -1066,6 +968,7 @@ fn detect_line_ending(text: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::writable::LINE_BREAKS;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 

@@ -3,7 +3,6 @@
 //! apply (the precondition check under the lock).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use crate::model::{Address, AddressKind, ObservedValue};
 use crate::providers::tldw_api::{ApiConfig, ApiError, RegistrationSettings, TldwApi};
@@ -44,12 +43,8 @@ pub fn client(checked: &Checked, settings: &Settings) -> Result<Option<TldwApi>,
             .cloned()
             .ok_or_else(|| ApiSetupError::MissingTokenVariable(variable.clone()))?
     } else if let Some(path) = &api.token.from_file {
-        let base = checked
-            .loaded
-            .main_file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        // Relative to the file that declares it, as every other path of the desired state.
+        let base = checked.declaring_directory("/target/api/token/from_file");
         crate::secrets::read_secret_file(&base.join(path))
             .map_err(|error| ApiSetupError::TokenFile(error.to_string()))?
     } else {

@@ -209,5 +209,54 @@ pub fn load_checked(
     let resolve = |secret: &crate::spec::types::SecretSpec, directory: &std::path::Path| {
         crate::secrets::resolve_for_policy(secret, &settings.process_env, directory)
     };
-    crate::spec::check(file, &settings.process_env, &resolve)
+    let mut checked = crate::spec::check(file, &settings.process_env, &resolve)?;
+    let warnings = secret_file_modes(&checked);
+    checked.diagnostics.extend(warnings);
+    Ok(checked)
+}
+
+/// A `from_file` secret or API token that group or others can read: the value is as good as
+/// published on that machine. A warning, at the `from_file` line, naming the mode.
+fn secret_file_modes(checked: &crate::spec::Checked) -> Vec<crate::spec::Diagnostic> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sources: Vec<(String, &str)> = checked
+        .spec
+        .secrets
+        .iter()
+        .flat_map(|secrets| secrets.values.iter())
+        .filter_map(|(name, secret)| {
+            let path = secret.from_file.as_deref()?;
+            Some((crate::spec::secret_source_pointer(name, secret), path))
+        })
+        .collect();
+    if let Some(path) = checked
+        .spec
+        .target
+        .api
+        .as_ref()
+        .and_then(|api| api.token.from_file.as_deref())
+    {
+        sources.push(("/target/api/token/from_file".to_string(), path));
+    }
+    sources
+        .into_iter()
+        .filter_map(|(pointer, path)| {
+            let full = checked.declaring_directory(&pointer).join(path);
+            let mode = std::fs::metadata(&full).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then(|| {
+                crate::spec::Diagnostic::warning(
+                    "secret.file_mode",
+                    format!(
+                        "secret file `{path}` has mode {mode:04o}: group or others can read it"
+                    ),
+                )
+                .at(crate::spec::semantic::locate(
+                    &checked.loaded.root,
+                    &pointer,
+                ))
+                .path(pointer)
+                .hint("let only its owner read it (chmod 600), as the .env itself")
+            })
+        })
+        .collect()
 }

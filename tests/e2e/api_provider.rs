@@ -153,8 +153,15 @@ async fn debug_logs_show_method_path_and_status_but_never_the_token_or_bodies() 
     // Another test's thread may have registered a callsite (the success line, say) while no
     // subscriber wanted it, and its cached interest would hide it from this one: recompute.
     tracing::callsite::rebuild_interest_cache();
-
     let api = api(&fake);
+    // A callsite another thread was registering at that very moment could still store the
+    // interest it computed without this subscriber. Hit the success and server-error lines
+    // once, recompute again, and only then start capturing.
+    fake.fail_next("PUT", QUOTAS, 503, 1);
+    api.set_quota(1, Some(777)).await.unwrap();
+    tracing::callsite::rebuild_interest_cache();
+    captured.0.lock().unwrap().clear();
+
     fake.fail_next("PUT", QUOTAS, 503, 1);
     api.set_quota(1, Some(777)).await.unwrap();
     api.set_retention("sessions", 90, 30).await.unwrap();

@@ -371,6 +371,18 @@ pub fn observed_values(prepared: &Prepared) -> BTreeMap<Address, Option<String>>
         .collect()
 }
 
+/// The canonical value `address` has now. File addresses are read from the files themselves,
+/// as the executor's precondition check reads them: a key the desired state does not manage (a
+/// rotation's `keep_previous_as`, a key a rollback plan restores) is not in
+/// `prepared.observed`, and would read as absent here but present at apply.
+pub fn observed_now(prepared: &Prepared, address: &Address) -> Option<String> {
+    match address.kind() {
+        AddressKind::Env | AddressKind::Secret => prepared.files.env.observe(address).canonical(),
+        AddressKind::Config => prepared.files.config.observe(address).canonical(),
+        _ => prepared.observed.get(address).canonical(),
+    }
+}
+
 /// An address whose observed value moved since a plan was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Moved {
@@ -388,7 +400,7 @@ pub fn staleness(plan: &Plan, prepared: &Prepared) -> (Vec<Moved>, Vec<String>) 
         let now = crate::backups::fingerprint_now(address, prepared).unwrap_or_else(|| {
             Address::parse(address)
                 .ok()
-                .and_then(|address| prepared.observed.get(&address).canonical())
+                .and_then(|address| observed_now(prepared, &address))
                 .map(|value| value_hash(salt, &value))
                 .unwrap_or_else(|| crate::plan::ABSENT.to_string())
         });

@@ -308,13 +308,9 @@ fn restore_plan(
             // Read the value from the file itself, as the executor's staleness check does: a
             // key the desired state does not manage (a rotation's `keep_previous_as`) is not in
             // `prepared.observed`, and would read as absent here but present at apply.
-            let observed = Address::parse(&change.address).ok().and_then(|address| {
-                if is_env {
-                    prepared.files.env.observe(&address).canonical()
-                } else {
-                    prepared.files.config.observe(&address).canonical()
-                }
-            });
+            let observed = Address::parse(&change.address)
+                .ok()
+                .and_then(|address| crate::pipeline::observed_now(prepared, &address));
             fingerprints.insert(
                 change.address.clone(),
                 observed

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use crate::model::{Address, AddressKind, Observed};
-use crate::plan::diff::HealthCheck;
+use crate::plan::service::HealthCheck;
 use crate::providers::config_file::{ConfigFile, ConfigFileError};
 use crate::providers::env_file::{EnvFile, EnvFileError};
 use crate::spec::Checked;

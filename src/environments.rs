@@ -30,7 +30,7 @@ pub struct Resolved {
 
 /// Loads, checks and compiles `file`. Refuses an invalid spec as `plan` would.
 pub fn resolve(file: &Path, settings: &Settings) -> Result<Resolved, PipelineError> {
-    let checked = crate::pipeline::usable(crate::cli::load_checked(file, settings))?;
+    let checked = crate::pipeline::usable(crate::pipeline::load_checked(file, settings))?;
     let mut unreadable = BTreeMap::new();
     let sources: BTreeMap<String, Result<String, String>> = resolve_sources(&checked)
         .into_iter()

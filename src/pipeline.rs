@@ -85,6 +85,67 @@ pub fn state_location(file: &Path, settings: &Settings) -> String {
         .unwrap_or_else(|| default_location(file).display().to_string())
 }
 
+/// Loads and validates a desired-state file, reading each secret source once, relative to the
+/// file that declares it.
+pub fn load_checked(
+    file: &std::path::Path,
+    settings: &Settings,
+) -> Result<crate::spec::Checked, crate::spec::CheckError> {
+    let resolve = |secret: &crate::spec::types::SecretSpec, directory: &std::path::Path| {
+        crate::secrets::resolve_for_policy(secret, &settings.process_env, directory)
+    };
+    let mut checked = crate::spec::check(file, &settings.process_env, &resolve)?;
+    let warnings = secret_file_modes(&checked);
+    checked.diagnostics.extend(warnings);
+    Ok(checked)
+}
+
+/// A `from_file` secret or API token that group or others can read: the value is as good as
+/// published on that machine. A warning, at the `from_file` line, naming the mode.
+fn secret_file_modes(checked: &crate::spec::Checked) -> Vec<crate::spec::Diagnostic> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sources: Vec<(String, &str)> = checked
+        .spec
+        .secrets
+        .iter()
+        .flat_map(|secrets| secrets.values.iter())
+        .filter_map(|(name, secret)| {
+            let path = secret.from_file.as_deref()?;
+            Some((crate::spec::secret_source_pointer(name, secret), path))
+        })
+        .collect();
+    if let Some(path) = checked
+        .spec
+        .target
+        .api
+        .as_ref()
+        .and_then(|api| api.token.from_file.as_deref())
+    {
+        sources.push(("/target/api/token/from_file".to_string(), path));
+    }
+    sources
+        .into_iter()
+        .filter_map(|(pointer, path)| {
+            let full = checked.declaring_directory(&pointer).join(path);
+            let mode = std::fs::metadata(&full).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then(|| {
+                crate::spec::Diagnostic::warning(
+                    "secret.file_mode",
+                    format!(
+                        "secret file `{path}` has mode {mode:04o}: group or others can read it"
+                    ),
+                )
+                .at(crate::spec::semantic::locate(
+                    &checked.loaded.root,
+                    &pointer,
+                ))
+                .path(pointer)
+                .hint("let only its owner read it (chmod 600), as the .env itself")
+            })
+        })
+        .collect()
+}
+
 /// A checked desired state that has no errors, or the error that stops every command.
 pub fn usable(checked: Result<Checked, CheckError>) -> Result<Checked, PipelineError> {
     let checked = match checked {
@@ -122,7 +183,7 @@ pub async fn load(
     let checking = {
         let file = file.to_path_buf();
         let settings = settings.clone();
-        tokio::task::spawn_blocking(move || crate::cli::load_checked(&file, &settings))
+        tokio::task::spawn_blocking(move || load_checked(&file, &settings))
     };
     let opened = std::time::Instant::now();
     let (checked, store) = tokio::join!(checking, async {

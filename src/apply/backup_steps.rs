@@ -30,7 +30,7 @@ use super::faults::Point;
 use super::service::{health_client, run_command};
 use crate::backups::BackupTarget;
 use crate::deployment::Deployment;
-use crate::plan::diff::HealthCheck;
+use crate::plan::service::HealthCheck;
 use crate::plan::{Operation, Step, StepKind};
 use crate::providers::backups::{
     self, BackupError, VerifyOptions, create_set, delete_set, read_manifest, restore_set,

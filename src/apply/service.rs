@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::plan::diff::HealthCheck;
+use crate::plan::service::HealthCheck;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

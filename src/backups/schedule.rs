@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::plan::diff::shell_words;
+use crate::plan::service::shell_words;
 
 /// Which scheduler to print for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

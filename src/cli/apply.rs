@@ -40,7 +40,7 @@ pub struct Args {
     /// is due and deletes the sets the keep policy releases, and changes nothing else (what
     /// `backup schedule` runs).
     #[arg(long, value_enum, value_name = "PART", conflicts_with = "resume")]
-    only: Option<super::backup::Part>,
+    only: Option<super::common::Part>,
 }
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
@@ -124,7 +124,7 @@ async fn apply_file(
     let plan = pipeline::make_plan(&prepared, settings.now());
     let plan = match args.only {
         None => plan,
-        Some(super::backup::Part::Backup) => {
+        Some(super::common::Part::Backup) => {
             match crate::backups::only_backups(&prepared, plan, settings.now()) {
                 Ok(plan) => plan,
                 Err(message) => {

@@ -28,14 +28,6 @@ use crate::settings::Settings;
 use crate::spec::types::BackupItem;
 use crate::spec::{CheckError, Checked};
 
-/// Which part of the desired state to plan and apply (`--only`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Part {
-    /// The `backup:` policy alone: create a set when one is due, delete what the keep policy
-    /// releases. Nothing else is changed or recorded; `before_apply` does not apply.
-    Backup,
-}
-
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// List the backup sets: age, size, verified or not, and the rule that keeps each one (or
@@ -140,7 +132,7 @@ fn target_of(
     settings: &Settings,
     printer: &Printer,
 ) -> Result<(Checked, BackupTarget), ExitStatus> {
-    let checked = match crate::cli::load_checked(file, settings) {
+    let checked = match crate::pipeline::load_checked(file, settings) {
         Ok(checked) if checked.has_errors() => {
             let sources = checked.sources().clone();
             return Err(report_pipeline_error(

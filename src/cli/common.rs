@@ -286,3 +286,11 @@ pub async fn load_unfinished(
     })?;
     Ok((loaded, record, plan))
 }
+
+/// Which part of the desired state to plan and apply (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The `backup:` policy alone: create a set when one is due, delete what the keep policy
+    /// releases. Nothing else is changed or recorded; `before_apply` does not apply.
+    Backup,
+}

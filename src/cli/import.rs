@@ -165,7 +165,7 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
 
 /// The deployment may already break policy rules; say so now rather than at the first plan.
 fn report_policy(out: &Path, settings: &Settings, printer: &Printer) {
-    match super::load_checked(out, settings) {
+    match crate::pipeline::load_checked(out, settings) {
         Ok(checked) => {
             for diagnostic in checked
                 .diagnostics

@@ -27,7 +27,7 @@ pub struct Args {
     detailed_exitcode: bool,
     /// Plan only this part of the desired state (what `apply --only` would do).
     #[arg(long, value_enum, value_name = "PART")]
-    only: Option<super::backup::Part>,
+    only: Option<super::common::Part>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,7 +53,7 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     let plan = pipeline::make_plan(&prepared, settings.now());
     let plan = match args.only {
         None => plan,
-        Some(super::backup::Part::Backup) => {
+        Some(super::common::Part::Backup) => {
             match crate::backups::only_backups(&prepared, plan, settings.now()) {
                 Ok(plan) => plan,
                 Err(message) => {

@@ -346,7 +346,7 @@ fn restore_plan(
             steps.push(Step {
                 index: 0,
                 kind: StepKind::Restart,
-                target: crate::plan::diff::shell_words(restart),
+                target: crate::plan::service::shell_words(restart),
                 addresses: Vec::new(),
                 operations: vec![Operation::Run {
                     argv: restart.clone(),

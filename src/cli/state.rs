@@ -119,7 +119,7 @@ fn unlock(args: UnlockArgs, settings: &Settings, printer: &Printer) -> ExitStatu
     let location = state_location(&file, settings);
     let key = match &args.environment {
         Some(environment) => parse_environment(environment),
-        None => match super::load_checked(&file, settings) {
+        None => match crate::pipeline::load_checked(&file, settings) {
             Ok(checked) => crate::state::EnvironmentKey {
                 deployment: checked
                     .spec

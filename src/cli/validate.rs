@@ -24,7 +24,7 @@ enum Format {
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     let file = desired_file(args.file);
-    match super::load_checked(&file, settings) {
+    match crate::pipeline::load_checked(&file, settings) {
         Ok(checked) => {
             let invalid = checked.has_errors();
             report(

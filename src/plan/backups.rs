@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::diff::HealthCheck;
+use super::service::HealthCheck;
 use super::{Action, Change, Operation, Plan, SourceRef, Step, StepKind};
 use crate::model::Address;
 use crate::plan::backup_policy::{
@@ -395,7 +395,7 @@ pub fn restore_plan(base: Plan, input: &RestoreInput<'_>) -> Plan {
     let run = |kind: StepKind, argv: &[String]| Step {
         index: 0,
         kind,
-        target: super::diff::shell_words(argv),
+        target: super::service::shell_words(argv),
         addresses: Vec::new(),
         operations: vec![Operation::Run {
             argv: argv.to_vec(),

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
+use super::service::HealthCheck;
 use super::{
     ABSENT, Action, Change, FORMAT_VERSION, Operation, Plan, SecretFrom, SecretOperation,
     SourceRef, Step, StepKind,
@@ -15,14 +16,6 @@ use crate::model::{
 use crate::secrets::{is_placeholder, is_tldw_api_key, shown, value_hash};
 use crate::spec::mapping::retention_key;
 use crate::spec::types::SecretFormat;
-
-/// A health check the plan runs after a restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheck {
-    pub url: String,
-    pub expect_status: u16,
-    pub expect_json: Option<serde_json::Map<String, serde_json::Value>>,
-}
 
 /// Everything the planner needs. The clock is an input.
 pub struct PlanInput<'a> {
@@ -444,24 +437,6 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
         step.index = index as u32;
     }
     steps
-}
-
-/// An argv shown as a shell would need it typed, for people (it is never run through a shell).
-pub fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|word| {
-            if !word.is_empty()
-                && word
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&byte))
-            {
-                word.clone()
-            } else {
-                format!("'{}'", word.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Quota changes per journaled step: small enough that a crash redoes little, large enough that

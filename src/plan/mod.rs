@@ -9,6 +9,7 @@ pub mod backup_policy;
 pub mod backups;
 pub mod diff;
 pub mod render;
+pub mod service;
 
 use std::collections::BTreeMap;
 

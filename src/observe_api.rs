@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::model::{Address, AddressKind, ObservedValue};
+use crate::plan::diff::default_retention_days;
 use crate::providers::tldw_api::{ApiConfig, ApiError, RegistrationSettings, TldwApi};
 use crate::settings::Settings;
 use crate::spec::Checked;
@@ -120,8 +121,8 @@ pub async fn observe(
             .iter()
             .filter(|address| address.kind() == AddressKind::Retention)
         {
-            let value = match policies.get(address.name()) {
-                Some(days) => ObservedValue::Days(*days),
+            let value = match resolve_retention_days(address.name(), policies.get(address.name())) {
+                Some(days) => ObservedValue::Days(days),
                 None => ObservedValue::Absent,
             };
             observation.values.insert(address.clone(), value);
@@ -129,6 +130,25 @@ pub async fn observe(
     }
     observation.registration = registration?;
     Ok(observation)
+}
+
+/// The days a retention policy is at, from what `GET /retention-policies` said about it:
+/// `None` when the server has no such policy. tldw reports `null` (its `RetentionPolicy.days` is
+/// `int | None`) when the setting is unset; the policy's built-in default is then in force, so
+/// that is what a plan compares against (`docs/admin-api.md`).
+pub fn resolve_retention_days(key: &str, reported: Option<&Option<u64>>) -> Option<u64> {
+    reported.map(|days| days.unwrap_or_else(|| default_retention_days(key)))
+}
+
+/// Every policy the server reported, `null` resolved as [`resolve_retention_days`] does.
+pub fn resolve_retention(policies: BTreeMap<String, Option<u64>>) -> BTreeMap<String, u64> {
+    policies
+        .into_iter()
+        .map(|(key, days)| {
+            let days = days.unwrap_or_else(|| default_retention_days(&key));
+            (key, days)
+        })
+        .collect()
 }
 
 /// Why the server's effective registration settings differ from the desired ones, if they do.

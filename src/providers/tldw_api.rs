@@ -1367,9 +1367,9 @@ fn validation_error_text(error: &Value) -> String {
 
 /// `8 MiB`, `512 KiB` or `1000 bytes`.
 fn show_bytes(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
         format!("{} KiB", bytes >> 10)
     } else {
         format!("{bytes} bytes")
@@ -1405,6 +1405,50 @@ mod tests {
                 .as_str(),
             "https://tldw.example.org/prefix/api/v1/admin/storage-quotas/users/42"
         );
+    }
+
+    #[test]
+    fn byte_limits_read_in_the_largest_whole_unit() {
+        assert_eq!(show_bytes(8 << 20), "8 MiB");
+        assert_eq!(show_bytes(512 << 10), "512 KiB");
+        assert_eq!(show_bytes(1000), "1000 bytes");
+        assert_eq!(show_bytes((1 << 20) + 1), "1048577 bytes");
+    }
+
+    /// A chunked body declares no length: the limit stops the read once the body outgrows it.
+    #[tokio::test]
+    async fn a_streamed_body_that_outgrows_the_limit_is_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await.unwrap();
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let chunk = format!("{:x}\r\n{}\r\n", 512, "x".repeat(512));
+            for _ in 0..8 {
+                if socket.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        });
+        let api = TldwApi::new(ApiConfig {
+            max_response_bytes: 1024,
+            retries: 0,
+            ..ApiConfig::new(format!("http://{address}"), "t0ken", ApiAuth::Bearer)
+        })
+        .unwrap();
+        let error = api.registration().await.unwrap_err();
+        assert!(
+            matches!(error, ApiError::ResponseTooLarge { limit: 1024, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("larger than 1 KiB"), "{error}");
+        server.abort();
     }
 
     #[test]

@@ -6,8 +6,16 @@
 //! readiness) served over HTTP/1.1 on `127.0.0.1:<free port>` by a background
 //! thread that runs its own tokio runtime. Synchronous tests drive it through
 //! the handle: they read and mutate the server state out of band, inspect the
-//! requests it received, and inject faults (error statuses, delays, dropped
-//! connections, unhealthy restarts). Dropping the handle stops the server.
+//! requests it received, and inject faults (error statuses, one-shot or
+//! persistent for one exact route, delays, dropped connections, oversized
+//! bodies, unhealthy restarts). Dropping the handle stops the server.
+//!
+//! The retention routes follow tldw_server's `admin_data_ops.py` and
+//! `admin_data_ops_service.py` status for status and string for string
+//! (`docs/admin-api.md`): PUT refusals are 400 `preview_signature_required`,
+//! `invalid_preview_signature`, `expired_preview_signature`, `invalid_range`
+//! and 404 `unknown_policy`; only the preview answers 409
+//! `stale_current_days`; `days` may be `null`.
 //!
 //! Error bodies follow FastAPI: `{"detail": "..."}` for handler errors and
 //! `{"detail": [{"type", "loc", "msg", "input", ...}]}` with status 422 for

@@ -229,7 +229,8 @@ fn found<T: PartialEq>(current: &T, before: &T, written: Option<&T>) -> Found {
 
 /// Undoes one API step exactly: reads the current value of every address the step journaled,
 /// writes back the before-value of those that hold what the step wrote, and leaves the rest.
-/// Returns what it did, for the report (`restored 2; 1 never took effect; left …`). Fails only
+/// Returns what it did, for the report (`restored 2; 1 unchanged (…); left as changed since this
+/// apply: …`). Fails only
 /// when the current values cannot be read or a restore that was attempted fails.
 pub async fn undo(api: &TldwApi, step: &Step, before_values: &str) -> Result<String, String> {
     let before: BeforeValues = serde_json::from_str(before_values)
@@ -324,7 +325,7 @@ pub async fn undo(api: &TldwApi, step: &Step, before_values: &str) -> Result<Str
     let mut parts = vec![format!("restored {restored}")];
     if untouched > 0 {
         parts.push(format!(
-            "{untouched} never took effect or were back already"
+            "{untouched} unchanged (never took effect, or back already)"
         ));
     }
     if !left.is_empty() {

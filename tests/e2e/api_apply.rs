@@ -476,6 +476,10 @@ fn a_persistent_failure_at_any_api_sub_operation_rolls_back_to_the_original_stat
         let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
         assert_eq!(code, 6, "{method} {path}: {stderr}");
         assert!(!stderr.contains("undo failed"), "{method} {path}: {stderr}");
+        assert!(
+            stderr.contains("unchanged (never took effect, or back already)"),
+            "the undo reports the sub-operation it skipped: {stderr}"
+        );
         assert_eq!(fake.quota("alice"), Some(Some(5120)), "{method} {path}");
         assert_eq!(fake.quota("bob"), Some(Some(100)), "{method} {path}");
         assert_eq!(

@@ -185,3 +185,38 @@ pub fn registration_warnings(
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_null_retention_reads_as_the_policys_default_and_an_absent_one_as_absent() {
+        assert_eq!(resolve_retention_days("audit_logs", Some(&None)), Some(180));
+        assert_eq!(
+            resolve_retention_days("usage_daily", Some(&None)),
+            Some(365)
+        );
+        assert_eq!(resolve_retention_days("sessions", Some(&None)), Some(90));
+        assert_eq!(
+            resolve_retention_days("privilege_snapshots_weekly", Some(&None)),
+            Some(365)
+        );
+        assert_eq!(
+            resolve_retention_days("sessions", Some(&Some(30))),
+            Some(30)
+        );
+        assert_eq!(resolve_retention_days("sessions", None), None);
+        let resolved = resolve_retention(BTreeMap::from([
+            ("llm_usage_logs".to_string(), None),
+            ("privilege_snapshots".to_string(), Some(45)),
+        ]));
+        assert_eq!(
+            resolved,
+            BTreeMap::from([
+                ("llm_usage_logs".to_string(), 180),
+                ("privilege_snapshots".to_string(), 45),
+            ])
+        );
+    }
+}

@@ -230,8 +230,8 @@ fn found<T: PartialEq>(current: &T, before: &T, written: Option<&T>) -> Found {
 /// Undoes one API step exactly: reads the current value of every address the step journaled,
 /// writes back the before-value of those that hold what the step wrote, and leaves the rest.
 /// Returns what it did, for the report (`restored 2; 1 unchanged (…); left as changed since this
-/// apply: …`). Fails only
-/// when the current values cannot be read or a restore that was attempted fails.
+/// apply: …`). Fails only when the current values cannot be read or a restore that was attempted
+/// fails.
 pub async fn undo(api: &TldwApi, step: &Step, before_values: &str) -> Result<String, String> {
     let before: BeforeValues = serde_json::from_str(before_values)
         .map_err(|error| format!("the journal's before-values are unreadable: {error}"))?;
@@ -297,11 +297,10 @@ pub async fn undo(api: &TldwApi, step: &Step, before_values: &str) -> Result<Str
                 .map_err(|error| format!("cannot read the retention policies to undo: {error}"))?,
         );
         for (key, days) in &before.retention {
+            // A policy the server does not have holds nothing this step wrote (its preview was
+            // refused as `unknown_policy`).
             let Some(current) = now.get(key) else {
-                failures.push(format!(
-                    "{}: the server no longer has this policy",
-                    Address::retention(key)
-                ));
+                untouched += 1;
                 continue;
             };
             let written = written_days.get(key);
@@ -389,4 +388,29 @@ pub async fn current_hashes(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_writes_back_only_what_still_holds_the_value_the_step_wrote() {
+        // (current, before, written) -> what undo does with it.
+        let table = [
+            (Some(100), Some(100), Some(Some(200)), Found::Before),
+            (Some(200), Some(100), Some(Some(200)), Found::Written),
+            (Some(300), Some(100), Some(Some(200)), Found::Other),
+            (None, Some(100), Some(None), Found::Written),
+            (None, None, Some(Some(200)), Found::Before),
+            (Some(200), Some(100), None, Found::Other),
+        ];
+        for (current, before, written, expected) in table {
+            assert_eq!(
+                found(&current, &before, written.as_ref()),
+                expected,
+                "{current:?} {before:?} {written:?}"
+            );
+        }
+    }
 }

@@ -686,7 +686,7 @@ impl TldwApi {
                     if fresh_preview_used {
                         return Err(ApiError::SignatureRejected { target, detail });
                     }
-                    tracing::debug!(key, %detail, "retention signature refused; previewing again");
+                    tracing::debug!(key, "retention signature refused; previewing again");
                     fresh_preview_used = true;
                 }
             }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Address, AddressKind, ObservedValue};
+use crate::plan::diff::default_retention_days;
 use crate::providers::tldw_api::{ApiConfig, ApiError, RegistrationSettings, TldwApi};
 use crate::settings::Settings;
 use crate::spec::Checked;
@@ -115,8 +116,8 @@ pub async fn observe(
             .iter()
             .filter(|address| address.kind() == AddressKind::Retention)
         {
-            let value = match policies.get(address.name()) {
-                Some(days) => ObservedValue::Days(*days),
+            let value = match resolve_retention_days(address.name(), policies.get(address.name())) {
+                Some(days) => ObservedValue::Days(days),
                 None => ObservedValue::Absent,
             };
             observation.values.insert(address.clone(), value);
@@ -124,6 +125,25 @@ pub async fn observe(
     }
     observation.registration = registration?;
     Ok(observation)
+}
+
+/// The days a retention policy is at, from what `GET /retention-policies` said about it:
+/// `None` when the server has no such policy. tldw reports `null` (its `RetentionPolicy.days` is
+/// `int | None`) when the setting is unset; the policy's built-in default is then in force, so
+/// that is what a plan compares against (`docs/admin-api.md`).
+pub fn resolve_retention_days(key: &str, reported: Option<&Option<u64>>) -> Option<u64> {
+    reported.map(|days| days.unwrap_or_else(|| default_retention_days(key)))
+}
+
+/// Every policy the server reported, `null` resolved as [`resolve_retention_days`] does.
+pub fn resolve_retention(policies: BTreeMap<String, Option<u64>>) -> BTreeMap<String, u64> {
+    policies
+        .into_iter()
+        .map(|(key, days)| {
+            let days = days.unwrap_or_else(|| default_retention_days(&key));
+            (key, days)
+        })
+        .collect()
 }
 
 /// Why the server's effective registration settings differ from the desired ones, if they do.
@@ -159,4 +179,39 @@ pub fn registration_warnings(
         effective.require_registration_code,
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_null_retention_reads_as_the_policys_default_and_an_absent_one_as_absent() {
+        assert_eq!(resolve_retention_days("audit_logs", Some(&None)), Some(180));
+        assert_eq!(
+            resolve_retention_days("usage_daily", Some(&None)),
+            Some(365)
+        );
+        assert_eq!(resolve_retention_days("sessions", Some(&None)), Some(90));
+        assert_eq!(
+            resolve_retention_days("privilege_snapshots_weekly", Some(&None)),
+            Some(365)
+        );
+        assert_eq!(
+            resolve_retention_days("sessions", Some(&Some(30))),
+            Some(30)
+        );
+        assert_eq!(resolve_retention_days("sessions", None), None);
+        let resolved = resolve_retention(BTreeMap::from([
+            ("llm_usage_logs".to_string(), None),
+            ("privilege_snapshots".to_string(), Some(45)),
+        ]));
+        assert_eq!(
+            resolved,
+            BTreeMap::from([
+                ("llm_usage_logs".to_string(), 180),
+                ("privilege_snapshots".to_string(), 45),
+            ])
+        );
+    }
 }

@@ -4,6 +4,11 @@
 //! acts, so undo — after a failed step, a failed health gate, or a crash — writes them back.
 //! Every request is idempotent (PUT, or a signed PUT after a preview), so repeating a step
 //! after a crash is safe.
+//!
+//! Undo is exact: it reads every value the step may have changed and writes back only those
+//! that still hold what the step wrote. A sub-operation that never took effect (its PUT failed,
+//! or the value is already back) is not written again, and a value someone else changed since
+//! is left alone and reported; only a restore that is attempted and fails is an undo failure.
 
 use std::collections::BTreeMap;
 
@@ -139,6 +144,13 @@ fn describe(error: &ApiError) -> (String, bool) {
     (error.to_string(), stale)
 }
 
+/// `unlimited` or the megabytes, as quotas are shown and hashed.
+fn quota_text(quota: Option<u64>) -> String {
+    quota
+        .map(|megabytes| megabytes.to_string())
+        .unwrap_or_else(|| "unlimited".to_string())
+}
+
 /// Performs the changes. Returns the canonical value now in place for each address changed.
 pub async fn perform(
     api: &TldwApi,
@@ -184,48 +196,144 @@ pub async fn perform(
             .await
             .map_err(|error| {
                 let (message, stale) = describe(&error);
-                ApiStepError { message, stale }
+                ApiStepError {
+                    message: format!("{}: {message}", Address::retention(key)),
+                    stale,
+                }
             })?;
         values.push((Address::retention(key), Some(days.to_string())));
     }
     Ok(values)
 }
 
-/// Writes the journaled before-values back.
-pub async fn undo(api: &TldwApi, before_values: &str) -> Result<(), String> {
+/// What one sub-operation of an API step finds at undo time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// The value the step replaced: it never took effect, or is back already.
+    Before,
+    /// The value the step wrote: to be written back.
+    Written,
+    /// Something else: changed since by someone else, left alone.
+    Other,
+}
+
+fn found<T: PartialEq>(current: &T, before: &T, written: Option<&T>) -> Found {
+    if current == before {
+        Found::Before
+    } else if written == Some(current) {
+        Found::Written
+    } else {
+        Found::Other
+    }
+}
+
+/// Undoes one API step exactly: reads the current value of every address the step journaled,
+/// writes back the before-value of those that hold what the step wrote, and leaves the rest.
+/// Returns what it did, for the report (`restored 2; 1 unchanged (…); left as changed since this
+/// apply: …`). Fails only when the current values cannot be read or a restore that was attempted
+/// fails.
+pub async fn undo(api: &TldwApi, step: &Step, before_values: &str) -> Result<String, String> {
     let before: BeforeValues = serde_json::from_str(before_values)
         .map_err(|error| format!("the journal's before-values are unreadable: {error}"))?;
-    let changes: Vec<(String, i64, Option<u64>)> = before
-        .quotas
-        .iter()
-        .map(|(username, (id, quota))| (username.clone(), *id, *quota))
-        .collect();
+    let mut written_quotas = BTreeMap::new();
+    let mut written_days = BTreeMap::new();
+    for operation in &step.operations {
+        match operation {
+            Operation::SetQuota {
+                username, quota_mb, ..
+            } => {
+                written_quotas.insert(username.clone(), *quota_mb);
+            }
+            Operation::SetRetention {
+                policy_key, days, ..
+            } => {
+                written_days.insert(policy_key.clone(), *days);
+            }
+            _ => {}
+        }
+    }
+    let mut restored = 0;
+    let mut untouched = 0;
+    let mut left = Vec::new();
     let mut failures = Vec::new();
-    for (username, result) in api.set_quotas(&changes).await {
-        if let Err(error) = result {
-            failures.push(format!("quota of {username}: {error}"));
+    if !before.quotas.is_empty() {
+        let ids: BTreeMap<String, i64> = before
+            .quotas
+            .iter()
+            .map(|(username, (id, _))| (username.clone(), *id))
+            .collect();
+        let current = api
+            .quotas(&ids)
+            .await
+            .map_err(|error| format!("cannot read the quotas to undo: {error}"))?;
+        let mut restores = Vec::new();
+        for (username, (id, quota)) in &before.quotas {
+            let Some(now) = current.get(username) else {
+                continue;
+            };
+            let written = written_quotas.get(username);
+            match found(now, quota, written) {
+                Found::Before => untouched += 1,
+                Found::Written => restores.push((username.clone(), *id, *quota)),
+                Found::Other => left.push(format!(
+                    "{} (now {}; this apply wrote {})",
+                    Address::quota_user(username),
+                    quota_text(*now),
+                    written.map_or_else(|| "nothing".to_string(), |quota| quota_text(*quota))
+                )),
+            }
+        }
+        for (username, result) in api.set_quotas(&restores).await {
+            match result {
+                Ok(()) => restored += 1,
+                Err(error) => failures.push(format!("{}: {error}", Address::quota_user(&username))),
+            }
         }
     }
     if !before.retention.is_empty() {
-        let now = api
-            .retention_policies()
-            .await
-            .map_err(|error| error.to_string())?;
+        let now = crate::observe_api::resolve_retention(
+            api.retention_policies()
+                .await
+                .map_err(|error| format!("cannot read the retention policies to undo: {error}"))?,
+        );
         for (key, days) in &before.retention {
-            let current = now.get(key).copied().unwrap_or(*days);
-            if current == *days {
+            // A policy the server does not have holds nothing this step wrote (its preview was
+            // refused as `unknown_policy`).
+            let Some(current) = now.get(key) else {
+                untouched += 1;
                 continue;
-            }
-            if let Err(error) = api.set_retention(key, current, *days).await {
-                failures.push(format!("retention {key}: {error}"));
+            };
+            let written = written_days.get(key);
+            match found(current, days, written) {
+                Found::Before => untouched += 1,
+                Found::Written => match api.set_retention(key, *current, *days).await {
+                    Ok(()) => restored += 1,
+                    Err(error) => failures.push(format!("{}: {error}", Address::retention(key))),
+                },
+                Found::Other => left.push(format!(
+                    "{} (now {current} days; this apply wrote {})",
+                    Address::retention(key),
+                    written.map_or_else(|| "nothing".to_string(), |days| format!("{days} days"))
+                )),
             }
         }
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(summarize(&failures))
+    if !failures.is_empty() {
+        return Err(summarize(&failures));
     }
+    let mut parts = vec![format!("restored {restored}")];
+    if untouched > 0 {
+        parts.push(format!(
+            "{untouched} unchanged (never took effect, or back already)"
+        ));
+    }
+    if !left.is_empty() {
+        parts.push(format!(
+            "left as changed since this apply: {}",
+            summarize(&left)
+        ));
+    }
+    Ok(parts.join("; "))
 }
 
 /// For the precondition check under the lock: the current hash of every API address in
@@ -259,9 +367,7 @@ pub async fn current_hashes(
             .await
             .map_err(|error| error.to_string())?;
         for (username, quota) in quotas {
-            let canonical = quota
-                .map(|megabytes| megabytes.to_string())
-                .unwrap_or_else(|| "unlimited".to_string());
+            let canonical = quota_text(quota);
             out.insert(
                 Address::quota_user(&username).to_string(),
                 value_hash(salt, &canonical),
@@ -269,10 +375,11 @@ pub async fn current_hashes(
         }
     }
     if wants_retention {
-        let policies = api
-            .retention_policies()
-            .await
-            .map_err(|error| error.to_string())?;
+        let policies = crate::observe_api::resolve_retention(
+            api.retention_policies()
+                .await
+                .map_err(|error| error.to_string())?,
+        );
         for (key, days) in policies {
             out.insert(
                 Address::retention(&key).to_string(),
@@ -281,4 +388,29 @@ pub async fn current_hashes(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_writes_back_only_what_still_holds_the_value_the_step_wrote() {
+        // (current, before, written) -> what undo does with it.
+        let table = [
+            (Some(100), Some(100), Some(Some(200)), Found::Before),
+            (Some(200), Some(100), Some(Some(200)), Found::Written),
+            (Some(300), Some(100), Some(Some(200)), Found::Other),
+            (None, Some(100), Some(None), Found::Written),
+            (None, None, Some(Some(200)), Found::Before),
+            (Some(200), Some(100), None, Found::Other),
+        ];
+        for (current, before, written, expected) in table {
+            assert_eq!(
+                found(&current, &before, written.as_ref()),
+                expected,
+                "{current:?} {before:?} {written:?}"
+            );
+        }
+    }
 }

@@ -985,7 +985,11 @@ pub async fn undo_steps<S: StateStore>(
             Err("injected undo failure (TLDW_OPS_FAULT)".to_string())
         } else if is_api {
             match (api, &row.before_values) {
-                (Some(api), Some(before)) => super::api_steps::undo(api, before).await,
+                (Some(api), Some(before)) => {
+                    super::api_steps::undo(api, step, before).await.map(|text| {
+                        described = Some(format!("{} ({}): {text}", step.index + 1, step.target));
+                    })
+                }
                 (None, _) => Err(
                     "the admin API is not configured, so its changes cannot be written back"
                         .to_string(),

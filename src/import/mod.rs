@@ -105,7 +105,7 @@ pub async fn read(options: &Options, api: Option<&TldwApi>) -> Result<Found, Imp
             let quotas = api.quotas(&users?).await?;
             Some(ApiFindings {
                 quotas,
-                retention: retention?,
+                retention: crate::observe_api::resolve_retention(retention?),
             })
         }
     };

@@ -31,11 +31,16 @@ pub mod routes {
     pub const USERS: &str = "/api/v1/admin/users";
     /// `GET` → `{"quota_mb": int|null, …}`; `PUT {"quota_mb": int|null}`.
     pub const USER_STORAGE_QUOTA: &str = "/api/v1/admin/storage-quotas/users/{user_id}";
-    /// `GET` → `{"policies":[{"key","days",…}]}`.
+    /// `GET` → `{"policies":[{"key","days": int|null,"description"}]}`.
     pub const RETENTION_POLICIES: &str = "/api/v1/admin/retention-policies";
-    /// `PUT {"days","preview_signature"}`.
+    /// `PUT {"days","preview_signature"}` → `{"key","days","description"}`; refusals are 400
+    /// `preview_signature_required` / `invalid_preview_signature` /
+    /// `expired_preview_signature` / `invalid_range` and 404 `unknown_policy`, never 409
+    /// (`docs/admin-api.md`).
     pub const RETENTION_POLICY: &str = "/api/v1/admin/retention-policies/{key}";
-    /// `POST {"current_days","days"}` → `{"preview_signature",…}`.
+    /// `POST {"current_days","days"}` → `{"key","current_days","new_days","counts",
+    /// "preview_signature","notes"}`; 409 `stale_current_days`, 400 `invalid_range`, 404
+    /// `unknown_policy`.
     pub const RETENTION_PREVIEW: &str = "/api/v1/admin/retention-policies/{key}/preview";
     /// `GET` → [`super::RegistrationSettings`].
     pub const REGISTRATION_SETTINGS: &str = "/api/v1/admin/registration-settings";
@@ -48,6 +53,10 @@ const USERS_PAGE_LIMIT: u64 = 100;
 const SEARCH_AT_MOST: usize = 8;
 /// Backoff between attempts doubles from `ApiConfig::backoff` up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The largest response body read from the admin API, by default: no documented reply comes
+/// near it (a page of 100 users is a few tens of KiB), and a bigger one is a misrouted request
+/// or a misbehaving proxy that would otherwise be held in memory whole.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 8 << 20;
 /// Server-provided text quoted in an error is cut to this many characters.
 const DETAIL_MAX_CHARS: usize = 500;
 const REDACTED: &str = "(redacted)";
@@ -71,6 +80,9 @@ pub struct ApiConfig {
     pub retries: u32,
     /// Wait before the first retry; doubles for each later one (capped at 5 s). Default 100 ms.
     pub backoff: Duration,
+    /// A response body larger than this is refused unread. Default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`] (8 MiB).
+    pub max_response_bytes: u64,
 }
 
 impl ApiConfig {
@@ -85,6 +97,7 @@ impl ApiConfig {
             connect_timeout: Duration::from_secs(3),
             retries: 3,
             backoff: Duration::from_millis(100),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -100,6 +113,7 @@ impl fmt::Debug for ApiConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("retries", &self.retries)
             .field("backoff", &self.backoff)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -173,6 +187,24 @@ pub enum ApiError {
     },
     #[error("{target}: the server refused a fresh retention preview signature too: {detail}")]
     SignatureRejected { target: Target, detail: String },
+    #[error(
+        "{target}: the server would keep {new_days} days for retention policy `{key}`, not the {days} asked for (tldw keeps weekly privilege snapshots at least as long as `privilege_snapshots`); nothing was changed"
+    )]
+    RetentionRaised {
+        target: Target,
+        key: String,
+        days: u64,
+        new_days: u64,
+    },
+    #[error(
+        "{target}: the server reports no days for retention policy `{key}` (null); tldw_server then compares a preview against 0 while requiring current_days >= 1, so the admin API cannot change this policy: set it in the .env and restart the server"
+    )]
+    RetentionUnset { target: Target, key: String },
+    #[error(
+        "{target}: the response is larger than {}, the most this client reads from the admin API; refused unread",
+        show_bytes(*limit)
+    )]
+    ResponseTooLarge { target: Target, limit: u64 },
     #[error("{target}: the server rejected the request (HTTP 422): {detail}")]
     Validation { target: Target, detail: String },
     #[error(
@@ -263,6 +295,7 @@ struct Inner {
     connect_timeout: Duration,
     retries: u32,
     backoff: Duration,
+    max_response_bytes: u64,
 }
 
 impl fmt::Debug for TldwApi {
@@ -276,6 +309,7 @@ impl fmt::Debug for TldwApi {
             .field("timeout", &inner.timeout)
             .field("connect_timeout", &inner.connect_timeout)
             .field("retries", &inner.retries)
+            .field("max_response_bytes", &inner.max_response_bytes)
             .finish()
     }
 }
@@ -286,6 +320,19 @@ struct Reply {
     status: StatusCode,
     location: Option<String>,
     body: Vec<u8>,
+}
+
+/// Why one attempt produced no reply.
+enum AttemptError {
+    Transport(reqwest::Error),
+    /// The body is larger than `max_response_bytes`.
+    TooLarge,
+}
+
+impl From<reqwest::Error> for AttemptError {
+    fn from(error: reqwest::Error) -> AttemptError {
+        AttemptError::Transport(error)
+    }
 }
 
 /// Why one attempt failed in a way worth retrying.
@@ -385,19 +432,39 @@ struct RetentionList {
 #[derive(serde::Deserialize)]
 struct RetentionPolicy {
     key: String,
-    days: u64,
+    /// `int | None` in tldw's `RetentionPolicy` model: `null` when the setting is unset.
+    #[serde(default)]
+    days: Option<u64>,
 }
 
 #[derive(serde::Deserialize)]
 struct RetentionPreview {
     preview_signature: String,
+    /// The days the PUT would store: the requested ones, or the floor tldw raises them to.
+    #[serde(default)]
+    new_days: Option<u64>,
+}
+
+/// How a retention preview ended.
+enum Preview {
+    Signed {
+        signature: String,
+        target: Target,
+        new_days: Option<u64>,
+    },
+    /// 409 `stale_current_days`: the live value is not the `current_days` sent.
+    Stale,
 }
 
 /// How a retention PUT ended, for [`TldwApi::set_retention`] to decide what comes next.
 enum RetentionPut {
     Done,
-    SignatureRefused { target: Target, detail: String },
-    Stale,
+    /// 400 `expired_preview_signature` or `invalid_preview_signature`: the signature outlived
+    /// its lifetime, or no longer binds the live current days (they moved since the preview).
+    SignatureRefused {
+        target: Target,
+        detail: String,
+    },
 }
 
 impl TldwApi {
@@ -446,6 +513,7 @@ impl TldwApi {
                 connect_timeout: config.connect_timeout,
                 retries: config.retries,
                 backoff: config.backoff,
+                max_response_bytes: config.max_response_bytes,
             }),
         })
     }
@@ -548,14 +616,15 @@ impl TldwApi {
         .await
     }
 
-    /// `GET /retention-policies`: policy key → retention in days, as the server enforces it now.
-    pub async fn retention_policies(&self) -> Result<BTreeMap<String, u64>, ApiError> {
+    /// `GET /retention-policies`: policy key → retention in days, as the server enforces it now;
+    /// `None` where the server reports `null` (the setting is unset, so its default applies).
+    pub async fn retention_policies(&self) -> Result<BTreeMap<String, Option<u64>>, ApiError> {
         let reply = self
             .send(Method::GET, self.url(routes::RETENTION_POLICIES, &[]), None)
             .await?;
         let list: RetentionList = self.expect_json(
             reply,
-            "`{\"policies\": [{\"key\": string, \"days\": non-negative integer}]}`",
+            "`{\"policies\": [{\"key\": string, \"days\": non-negative integer or null}]}`",
         )?;
         Ok(list
             .policies
@@ -568,13 +637,18 @@ impl TldwApi {
     /// `POST …/{key}/preview {"current_days","days"}`, then `PUT …/{key} {"days",
     /// "preview_signature"}`.
     ///
-    /// - A signature the PUT refuses as expired or invalid (e.g. a slow link outlived its
-    ///   lifetime) is replaced by one fresh preview, and the PUT is tried once more.
-    /// - A 409 `stale_current_days` from either call means the policy is no longer at
+    /// - A signature the PUT refuses as expired or invalid (a slow link outlived its lifetime,
+    ///   or the live value moved after the preview, which the signature binds) is replaced by one
+    ///   fresh preview from `current_days`, and the PUT is tried once more.
+    /// - A 409 `stale_current_days` from a preview means the policy is no longer at
     ///   `current_days`: the days are read again and the result is
     ///   [`ApiError::StaleRetention`] with what the server has now, unless the server already has
     ///   `days`. That case is success: the target is reached (a retried PUT whose first response
     ///   was lost lands here), so running the change twice is safe.
+    /// - A preview whose `new_days` is not `days` (tldw raises the weekly privilege-snapshot
+    ///   window to the daily one) is not applied: [`ApiError::RetentionRaised`].
+    /// - A policy the server reports as `null` cannot be changed through the API:
+    ///   [`ApiError::RetentionUnset`].
     pub async fn set_retention(
         &self,
         key: &str,
@@ -589,14 +663,25 @@ impl TldwApi {
         }
         let mut fresh_preview_used = false;
         loop {
-            let Some(signature) = self.preview_retention(key, current_days, days).await? else {
-                return self.confirm_retention(key, current_days, days).await;
-            };
+            let (signature, target, new_days) =
+                match self.preview_retention(key, current_days, days).await? {
+                    Preview::Stale => return self.confirm_retention(key, current_days, days).await,
+                    Preview::Signed {
+                        signature,
+                        target,
+                        new_days,
+                    } => (signature, target, new_days),
+                };
+            if let Some(new_days) = new_days.filter(|&new_days| new_days != days) {
+                return Err(ApiError::RetentionRaised {
+                    target,
+                    key: key.to_string(),
+                    days,
+                    new_days,
+                });
+            }
             match self.put_retention(key, days, &signature).await? {
                 RetentionPut::Done => return Ok(()),
-                RetentionPut::Stale => {
-                    return self.confirm_retention(key, current_days, days).await;
-                }
                 RetentionPut::SignatureRefused { target, detail } => {
                     if fresh_preview_used {
                         return Err(ApiError::SignatureRejected { target, detail });
@@ -738,13 +823,14 @@ impl TldwApi {
 
     // -- retention --------------------------------------------------------------------------
 
-    /// The preview's signature, or `None` when the server says `current_days` is stale.
+    /// The preview's signature, or [`Preview::Stale`] when the server says `current_days` is
+    /// stale.
     async fn preview_retention(
         &self,
         key: &str,
         current_days: u64,
         days: u64,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Preview, ApiError> {
         let url = self.url(routes::RETENTION_PREVIEW, &[("key", key)]);
         let body = json!({ "current_days": current_days, "days": days });
         let reply = self.send(Method::POST, url, Some(&body)).await?;
@@ -754,11 +840,18 @@ impl TldwApi {
         if reply.status == StatusCode::CONFLICT
             && detail_code(&reply.body).as_deref() == Some("stale_current_days")
         {
-            return Ok(None);
+            return Ok(Preview::Stale);
         }
-        let preview: RetentionPreview =
-            self.expect_json(reply, "a preview with a `preview_signature` string")?;
-        Ok(Some(preview.preview_signature))
+        let target = reply.target.clone();
+        let preview: RetentionPreview = self.expect_json(
+            reply,
+            "a preview with a `preview_signature` string and `new_days`",
+        )?;
+        Ok(Preview::Signed {
+            signature: preview.preview_signature,
+            target,
+            new_days: preview.new_days,
+        })
     }
 
     async fn put_retention(
@@ -775,10 +868,9 @@ impl TldwApi {
         }
         let code = detail_code(&reply.body);
         match (reply.status, code.as_deref()) {
-            (StatusCode::CONFLICT, Some("stale_current_days")) => Ok(RetentionPut::Stale),
             (
                 StatusCode::BAD_REQUEST,
-                Some("preview_signature_expired" | "preview_signature_invalid"),
+                Some("expired_preview_signature" | "invalid_preview_signature"),
             ) => Ok(RetentionPut::SignatureRefused {
                 detail: self.detail(&reply.body),
                 target: reply.target,
@@ -814,18 +906,23 @@ impl TldwApi {
         days: u64,
     ) -> Result<(), ApiError> {
         let policies = self.retention_policies().await?;
+        let target = || Target {
+            method: Method::GET.to_string(),
+            url: self.url(routes::RETENTION_POLICIES, &[]).to_string(),
+        };
         match policies.get(key) {
-            Some(&actual) if actual == days => Ok(()),
-            Some(&actual) => Err(ApiError::StaleRetention {
+            Some(Some(actual)) if *actual == days => Ok(()),
+            Some(Some(actual)) => Err(ApiError::StaleRetention {
                 key: key.to_string(),
                 expected: current_days,
-                actual,
+                actual: *actual,
+            }),
+            Some(None) => Err(ApiError::RetentionUnset {
+                target: target(),
+                key: key.to_string(),
             }),
             None => Err(ApiError::UnknownRetentionKey {
-                target: Target {
-                    method: Method::GET.to_string(),
-                    url: self.url(routes::RETENTION_POLICIES, &[]).to_string(),
-                },
+                target: target(),
                 key: key.to_string(),
             }),
         }
@@ -874,6 +971,18 @@ impl TldwApi {
             attempt += 1;
             let started = Instant::now();
             let failure = match self.attempt(&method, &url, body).await {
+                Err(AttemptError::TooLarge) => {
+                    tracing::debug!(
+                        method = %method,
+                        path = %url.path(),
+                        limit = inner.max_response_bytes,
+                        "tldw admin API: response too large"
+                    );
+                    return Err(ApiError::ResponseTooLarge {
+                        target,
+                        limit: inner.max_response_bytes,
+                    });
+                }
                 Ok((status, location, body)) if !status.is_server_error() => {
                     tracing::debug!(
                         method = %method,
@@ -901,13 +1010,13 @@ impl TldwApi {
                     );
                     Transient::Status { status, body }
                 }
-                Err(source) if source.is_builder() => {
+                Err(AttemptError::Transport(source)) if source.is_builder() => {
                     return Err(ApiError::Client {
                         url: target.url,
                         source: source.without_url(),
                     });
                 }
-                Err(source) => {
+                Err(AttemptError::Transport(source)) => {
                     let kind = TransportKind::of(&source);
                     tracing::debug!(
                         method = %method,
@@ -927,25 +1036,39 @@ impl TldwApi {
         }
     }
 
-    /// One attempt: status, `Location` header and the whole body.
+    /// One attempt: status, `Location` header and the whole body, read up to
+    /// `max_response_bytes` (a larger declared or received body stops the read).
     async fn attempt(
         &self,
         method: &Method,
         url: &Url,
         body: Option<&Value>,
-    ) -> Result<(StatusCode, Option<String>, Vec<u8>), reqwest::Error> {
+    ) -> Result<(StatusCode, Option<String>, Vec<u8>), AttemptError> {
         let mut request = self.inner.client.request(method.clone(), url.clone());
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await?;
+        let mut response = request.send().await?;
         let status = response.status();
         let location = response
             .headers()
             .get(LOCATION)
             .and_then(|value| value.to_str().ok())
             .map(str::to_string);
-        let body = response.bytes().await?.to_vec();
+        let limit = self.inner.max_response_bytes;
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit)
+        {
+            return Err(AttemptError::TooLarge);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(AttemptError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok((status, location, body))
     }
 
@@ -1242,6 +1365,17 @@ fn validation_error_text(error: &Value) -> String {
     }
 }
 
+/// `8 MiB`, `512 KiB` or `1000 bytes`.
+fn show_bytes(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 fn truncate(mut text: String) -> String {
     if let Some((cut, _)) = text.char_indices().nth(DETAIL_MAX_CHARS) {
         text.truncate(cut);
@@ -1271,6 +1405,50 @@ mod tests {
                 .as_str(),
             "https://tldw.example.org/prefix/api/v1/admin/storage-quotas/users/42"
         );
+    }
+
+    #[test]
+    fn byte_limits_read_in_the_largest_whole_unit() {
+        assert_eq!(show_bytes(8 << 20), "8 MiB");
+        assert_eq!(show_bytes(512 << 10), "512 KiB");
+        assert_eq!(show_bytes(1000), "1000 bytes");
+        assert_eq!(show_bytes((1 << 20) + 1), "1048577 bytes");
+    }
+
+    /// A chunked body declares no length: the limit stops the read once the body outgrows it.
+    #[tokio::test]
+    async fn a_streamed_body_that_outgrows_the_limit_is_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await.unwrap();
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let chunk = format!("{:x}\r\n{}\r\n", 512, "x".repeat(512));
+            for _ in 0..8 {
+                if socket.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        });
+        let api = TldwApi::new(ApiConfig {
+            max_response_bytes: 1024,
+            retries: 0,
+            ..ApiConfig::new(format!("http://{address}"), "t0ken", ApiAuth::Bearer)
+        })
+        .unwrap();
+        let error = api.registration().await.unwrap_err();
+        assert!(
+            matches!(error, ApiError::ResponseTooLarge { limit: 1024, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("larger than 1 KiB"), "{error}");
+        server.abort();
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use crate::common::{Site, assert_no_secret, run};
-use crate::support::fake_tldw::{FakeTldw, FakeTldwConfig};
+use crate::support::fake_tldw::{
+    FakeTldw, FakeTldwConfig, quota_path, retention_path, retention_preview_path,
+};
 
 const TOKEN: &str = "admin-token-that-must-never-be-printed-0123";
 
@@ -383,4 +385,171 @@ fn rolling_back_an_earlier_apply_restores_its_quotas_and_retention() {
     assert_eq!(fake.quota("bob"), Some(Some(100)));
     assert_eq!(fake.retention_days("audit_logs"), Some(180));
     assert_eq!(site.env_text(), env_before);
+}
+
+#[test]
+fn a_retention_value_moved_between_plan_and_put_is_stale_naming_its_address() {
+    let fake = fake(3);
+    let site = api_site(&fake, "");
+    let env_before = site.env_text();
+    // Someone sets `sessions` to 45 while its PUT is on the way: the signature binds 90, so the
+    // server refuses it as invalid, and the fresh preview from the planned 90 is stale.
+    let path = "/api/v1/admin/retention-policies/sessions";
+    fake.set_delay("PUT", path, Duration::from_millis(400));
+    let (code, _, stderr) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while fake.request_count("PUT", path) == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            fake.set_retention_days("sessions", 45);
+            fake.set_delay("PUT", path, Duration::ZERO);
+        });
+        run(&mut command(&site, &["apply", "--auto-approve"]))
+    });
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("retention.sessions: retention policy `sessions` moved on the server"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the server now has 45"), "{stderr}");
+    // Everything this apply changed is back; the meddler's value is left alone.
+    assert_eq!(fake.retention_days("audit_logs"), Some(180));
+    assert_eq!(fake.retention_days("sessions"), Some(45));
+    assert_eq!(fake.quota("alice"), Some(Some(5120)));
+    assert_eq!(fake.quota("bob"), Some(Some(100)));
+    assert_eq!(site.env_text(), env_before);
+}
+
+#[test]
+fn a_policy_the_server_reports_as_null_plans_from_its_default() {
+    let fake = FakeTldw::start(FakeTldwConfig {
+        admin_token: TOKEN.to_string(),
+        extra_users: vec![
+            ("alice".to_string(), Some(5120)),
+            ("bob".to_string(), Some(100)),
+        ],
+        retention_null: vec!["audit_logs".to_string(), "sessions".to_string()],
+        ..FakeTldwConfig::default()
+    });
+    let site = api_site(&fake, "");
+    let yaml = std::fs::read_to_string(site.path().join("tldw-ops.yaml"))
+        .unwrap()
+        .replace("audit_logs: 365d", "audit_logs: 180d");
+    site.write_yaml("tldw-ops.yaml", &yaml);
+    let plan = plan_json(&site);
+    let changes = addresses(&plan);
+    assert!(
+        !changes.contains(&"retention.audit_logs".to_string()),
+        "null is audit_logs' default, 180 days: {changes:?}"
+    );
+    let sessions = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "retention.sessions")
+        .unwrap();
+    assert_eq!(sessions["before"], "90", "{sessions}");
+    assert_eq!(sessions["after"], "30");
+}
+
+#[test]
+fn a_persistent_failure_at_any_api_sub_operation_rolls_back_to_the_original_state() {
+    let probe = fake(3);
+    let alice = probe.user_id("alice").unwrap();
+    let bob = probe.user_id("bob").unwrap();
+    drop(probe);
+    let cases = [
+        ("PUT", quota_path(alice)),
+        ("PUT", quota_path(bob)),
+        ("POST", retention_preview_path("audit_logs")),
+        ("PUT", retention_path("audit_logs")),
+        ("POST", retention_preview_path("sessions")),
+        ("PUT", retention_path("sessions")),
+    ];
+    for (method, path) in cases {
+        let fake = fake(3);
+        assert_eq!(fake.user_id("alice"), Some(alice));
+        let site = api_site(&fake, "");
+        let env_before = site.env_text();
+        fake.fail_persistently(method, &path, 503);
+        let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+        assert_eq!(code, 6, "{method} {path}: {stderr}");
+        assert!(!stderr.contains("undo failed"), "{method} {path}: {stderr}");
+        assert!(
+            stderr.contains("unchanged (never took effect, or back already)"),
+            "the undo reports the sub-operation it skipped: {stderr}"
+        );
+        assert_eq!(fake.quota("alice"), Some(Some(5120)), "{method} {path}");
+        assert_eq!(fake.quota("bob"), Some(Some(100)), "{method} {path}");
+        assert_eq!(
+            fake.retention_days("audit_logs"),
+            Some(180),
+            "{method} {path}"
+        );
+        assert_eq!(fake.retention_days("sessions"), Some(90), "{method} {path}");
+        assert_eq!(site.env_text(), env_before, "{method} {path}");
+        // The undo never wrote the sub-operation that never took effect again.
+        let writes = fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count();
+        assert_eq!(
+            writes, 4,
+            "{method} {path}: one attempt and three retries, no undo"
+        );
+        fake.clear_persistent_fault(method, &path);
+        let (code, _, stderr) = run(&mut command(&site, &["plan", "--detailed-exitcode"]));
+        assert_eq!(code, 2, "the whole change is still to do: {stderr}");
+    }
+}
+
+#[test]
+fn an_undo_leaves_a_value_someone_else_changed_since_and_says_so() {
+    let fake = fake(3);
+    fake.unhealthy_after_restarts(1);
+    fake.healthy_again_after_restarts(2);
+    let site = api_site(&fake, "");
+    // The health gate fails after the restart; meanwhile someone sets alice's quota by hand.
+    let marker = fake.restart_marker();
+    let (code, stdout, stderr) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !marker.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            fake.set_quota("alice", Some(7777));
+        });
+        run(&mut command(&site, &["apply", "--auto-approve"]))
+    });
+    assert_eq!(code, 6, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "left as changed since this apply: quota.user.alice (now 7777; this apply wrote 20480)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(fake.quota("alice"), Some(Some(7777)));
+    assert_eq!(
+        fake.quota("bob"),
+        Some(Some(100)),
+        "bob still held what the apply wrote"
+    );
+}
+
+#[test]
+fn an_admin_api_response_over_the_size_limit_fails_the_plan_naming_the_url_and_the_limit() {
+    let fake = fake(3);
+    let site = api_site(&fake, "");
+    fake.oversize_next("GET", "/api/v1/admin/retention-policies", 9 << 20, 1);
+    let (code, _, stderr) = run(&mut command(&site, &["plan"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "GET {}/api/v1/admin/retention-policies: the response is larger than 8 MiB",
+            fake.url()
+        )),
+        "{stderr}"
+    );
 }

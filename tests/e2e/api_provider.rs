@@ -639,12 +639,15 @@ async fn a_retention_change_is_previewed_then_put_with_the_signature() {
     let api = api(&fake);
     let before = api.retention_policies().await.unwrap();
     assert_eq!(before.len(), 8);
-    assert_eq!(before["audit_logs"], 180);
+    assert_eq!(before["audit_logs"], Some(180));
 
     api.set_retention("audit_logs", 180, 365).await.unwrap();
 
     assert_eq!(fake.retention_days("audit_logs"), Some(365));
-    assert_eq!(api.retention_policies().await.unwrap()["audit_logs"], 365);
+    assert_eq!(
+        api.retention_policies().await.unwrap()["audit_logs"],
+        Some(365)
+    );
     assert_eq!(fake.request_count("POST", RETENTION), 1);
     assert_eq!(fake.request_count("PUT", RETENTION), 1);
 }
@@ -699,7 +702,7 @@ async fn a_signature_refused_after_a_fresh_preview_too_is_an_error() {
     let ApiError::SignatureRejected { detail, .. } = &error else {
         panic!("{error:?}");
     };
-    assert_eq!(detail, "preview_signature_expired");
+    assert_eq!(detail, "expired_preview_signature");
     assert_eq!(fake.retention_days("sessions"), Some(90));
     assert_eq!(fake.request_count("POST", RETENTION), 2);
     assert_eq!(fake.request_count("PUT", RETENTION), 2);
@@ -747,6 +750,102 @@ async fn a_stale_current_days_is_reported_with_the_days_the_server_has() {
         "{error:?}"
     );
     assert_eq!(fake.retention_days("privilege_snapshots"), Some(45));
+    // The server never answers the PUT with 409: the moved value fails the signature, and the
+    // one fresh preview from the planned value is what finds it stale.
+    let statuses: Vec<(String, Option<u16>)> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("privilege_snapshots"))
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("POST".to_string(), Some(200)),
+            ("PUT".to_string(), Some(400)),
+            ("POST".to_string(), Some(409)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_policy_the_server_reports_as_null_reads_as_none_and_cannot_be_changed() {
+    let fake = FakeTldw::start(FakeTldwConfig {
+        retention_null: vec!["sessions".to_string()],
+        ..FakeTldwConfig::default()
+    });
+    let api = api(&fake);
+    assert_eq!(api.retention_policies().await.unwrap()["sessions"], None);
+    let error = api.set_retention("sessions", 90, 30).await.unwrap_err();
+    assert!(
+        matches!(&error, ApiError::RetentionUnset { key, .. } if key == "sessions"),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("(null)"), "{message}");
+    assert!(message.contains("set it in the .env"), "{message}");
+    assert_eq!(fake.request_count("PUT", RETENTION), 0);
+    assert_eq!(fake.retention_value("sessions"), Some(None));
+}
+
+#[tokio::test]
+async fn a_weekly_window_the_server_would_raise_is_not_applied() {
+    let fake = FakeTldw::start(FakeTldwConfig {
+        retention_days: vec![("privilege_snapshots".to_string(), 400)],
+        ..FakeTldwConfig::default()
+    });
+    let error = api(&fake)
+        .set_retention("privilege_snapshots_weekly", 365, 100)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            ApiError::RetentionRaised { key, days: 100, new_days: 400, .. }
+                if key == "privilege_snapshots_weekly"
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("would keep 400 days"), "{error}");
+    assert_eq!(fake.request_count("PUT", RETENTION), 0);
+    assert_eq!(fake.retention_days("privilege_snapshots_weekly"), Some(365));
+}
+
+#[tokio::test]
+async fn a_response_larger_than_the_limit_is_refused_with_the_url_and_not_retried() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    fake.oversize_next("GET", RETENTION, 9 << 20, 1);
+    let api = api(&fake);
+    let error = api.retention_policies().await.unwrap_err();
+    assert!(
+        matches!(&error, ApiError::ResponseTooLarge { limit, .. } if *limit == 8 << 20),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("GET {}{RETENTION}", fake.url())),
+        "{message}"
+    );
+    assert!(message.contains("larger than 8 MiB"), "{message}");
+    assert!(!error.is_transient());
+    assert_eq!(fake.request_count("GET", RETENTION), 1);
+    // A body at the limit is read.
+    let small = TldwApi::new(ApiConfig {
+        max_response_bytes: 64,
+        ..config(&fake.url(), fake.admin_token(), ApiAuth::Bearer)
+    })
+    .unwrap();
+    fake.oversize_next("GET", RETENTION, 64, 1);
+    let at_limit = small.retention_policies().await.unwrap_err();
+    assert!(
+        matches!(at_limit, ApiError::UnexpectedBody { .. }),
+        "64 bytes are read (and are not the documented JSON): {at_limit:?}"
+    );
+    fake.oversize_next("GET", RETENTION, 65, 1);
+    assert!(matches!(
+        small.retention_policies().await.unwrap_err(),
+        ApiError::ResponseTooLarge { .. }
+    ));
 }
 
 #[tokio::test]

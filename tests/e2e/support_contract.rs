@@ -691,46 +691,84 @@ async fn invalid_quota_bodies_are_422_with_fastapi_validation_details_and_change
 }
 
 // ---------------------------------------------------------------------------
-// retention policies
+// retention policies (tldw_server's admin_data_ops.py and admin_data_ops_service.py; see
+// docs/admin-api.md)
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn retention_policies_list_the_eight_documented_keys_with_ranges_and_defaults() {
+async fn retention_policies_list_the_eight_keys_with_their_defaults_as_key_days_description() {
     let fake = FakeTldw::start(FakeTldwConfig::default());
     let c = client();
     let (status, body) = admin(&c, &fake, "GET", "/retention-policies", None).await;
     assert_eq!(status, 200);
-    let got: Vec<(String, i64, i64, i64)> = body["policies"]
+    let got: Vec<(String, i64)> = body["policies"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| {
+            let fields: Vec<&String> = p.as_object().unwrap().keys().collect();
+            assert_eq!(fields, ["key", "days", "description"], "{p}");
             assert!(p["description"].is_string());
             (
                 p["key"].as_str().unwrap().to_owned(),
                 p["days"].as_i64().unwrap(),
-                p["min_days"].as_i64().unwrap(),
-                p["max_days"].as_i64().unwrap(),
             )
         })
         .collect();
     let expected = [
-        ("audit_logs", 180, 30, 3650),
-        ("usage_logs", 180, 1, 3650),
-        ("llm_usage_logs", 180, 1, 3650),
-        ("usage_daily", 365, 1, 3650),
-        ("llm_usage_daily", 365, 1, 3650),
-        ("sessions", 90, 7, 3650),
-        ("privilege_snapshots", 90, 7, 3650),
-        ("privilege_snapshots_weekly", 365, 30, 3650),
+        ("audit_logs", 180),
+        ("usage_logs", 180),
+        ("llm_usage_logs", 180),
+        ("usage_daily", 365),
+        ("llm_usage_daily", 365),
+        ("sessions", 90),
+        ("privilege_snapshots", 90),
+        ("privilege_snapshots_weekly", 365),
     ];
     assert_eq!(
         got,
         expected
             .iter()
-            .map(|(k, d, lo, hi)| (k.to_string(), *d, *lo, *hi))
+            .map(|(k, d)| (k.to_string(), *d))
             .collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn a_policy_with_unset_days_is_listed_as_null_and_cannot_be_changed() {
+    let fake = FakeTldw::start(FakeTldwConfig {
+        retention_null: vec!["sessions".to_owned()],
+        ..FakeTldwConfig::default()
+    });
+    let c = client();
+    let (_, list) = admin(&c, &fake, "GET", "/retention-policies", None).await;
+    assert_eq!(
+        list["policies"][5],
+        json!({"key": "sessions", "days": null, "description": "Session log retention"})
+    );
+    // The live value counts as 0, which no preview request (current_days >= 1) can match.
+    assert_eq!(
+        admin(
+            &c,
+            &fake,
+            "POST",
+            "/retention-policies/sessions/preview",
+            Some(json!({"current_days": 90, "days": 30}))
+        )
+        .await,
+        (409, json!({"detail": "stale_current_days"}))
+    );
+    let (status, body) = admin(
+        &c,
+        &fake,
+        "POST",
+        "/retention-policies/sessions/preview",
+        Some(json!({"current_days": 0, "days": 30})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(loc(&body), json!(["body", "current_days"]));
+    assert_eq!(fake.retention_value("sessions"), Some(None));
 }
 
 #[tokio::test]
@@ -746,21 +784,29 @@ async fn a_preview_then_a_signed_put_changes_the_policy_and_only_the_put_does() 
     )
     .await;
     assert_eq!(status, 200);
+    let fields: Vec<&String> = preview.as_object().unwrap().keys().collect();
     assert_eq!(
-        (&preview["key"], &preview["current_days"], &preview["days"]),
+        fields,
+        [
+            "key",
+            "current_days",
+            "new_days",
+            "counts",
+            "preview_signature",
+            "notes"
+        ]
+    );
+    assert_eq!(
+        (
+            &preview["key"],
+            &preview["current_days"],
+            &preview["new_days"]
+        ),
         (&json!("audit_logs"), &json!(180), &json!(90))
     );
-    assert!(
-        preview["impact"]["rows_affected_estimate"]
-            .as_i64()
-            .unwrap()
-            > 0
-    );
-    let expires = preview["expires_at"].as_str().unwrap();
-    assert!(
-        expires.len() == 24 && expires.ends_with('Z') && expires.as_bytes()[10] == b'T',
-        "{expires}"
-    );
+    assert!(preview["counts"]["audit_log_entries"].as_i64().unwrap() > 0);
+    assert_eq!(preview["counts"]["job_records"], 0);
+    assert_eq!(preview["counts"]["backup_files"], 0);
     assert_eq!(
         fake.retention_days("audit_logs"),
         Some(180),
@@ -779,14 +825,14 @@ async fn a_preview_then_a_signed_put_changes_the_policy_and_only_the_put_does() 
         .await,
         (
             200,
-            json!({"key": "audit_logs", "days": 90, "description": "Audit log entries", "min_days": 30, "max_days": 3650})
+            json!({"key": "audit_logs", "days": 90, "description": "AuthNZ audit log retention"})
         )
     );
     assert_eq!(fake.retention_days("audit_logs"), Some(90));
     let (_, list) = admin(&c, &fake, "GET", "/retention-policies", None).await;
     assert_eq!(list["policies"][0]["days"], 90);
 
-    // Replaying the signature after the change is stale.
+    // Replaying the signature after the change: it binds the current days, which moved.
     assert_eq!(
         admin(
             &c,
@@ -796,9 +842,9 @@ async fn a_preview_then_a_signed_put_changes_the_policy_and_only_the_put_does() 
             Some(json!({"days": 90, "preview_signature": sig}))
         )
         .await,
-        (409, json!({"detail": "stale_current_days"}))
+        (400, json!({"detail": "invalid_preview_signature"}))
     );
-    // Extending is previewed with zero impact.
+    // Extending is previewed with nothing to delete.
     let (_, preview) = admin(
         &c,
         &fake,
@@ -807,7 +853,42 @@ async fn a_preview_then_a_signed_put_changes_the_policy_and_only_the_put_does() 
         Some(json!({"current_days": 90, "days": 400})),
     )
     .await;
-    assert_eq!(preview["impact"]["rows_affected_estimate"], 0);
+    assert_eq!(preview["counts"]["audit_log_entries"], 0);
+}
+
+#[tokio::test]
+async fn the_weekly_snapshot_window_is_raised_to_the_daily_one_in_the_preview_and_the_put() {
+    let fake = FakeTldw::start(FakeTldwConfig {
+        retention_days: vec![("privilege_snapshots".to_owned(), 400)],
+        ..FakeTldwConfig::default()
+    });
+    let c = client();
+    let (status, preview) = admin(
+        &c,
+        &fake,
+        "POST",
+        "/retention-policies/privilege_snapshots_weekly/preview",
+        Some(json!({"current_days": 365, "days": 100})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(preview["new_days"], 400, "{preview}");
+    let sig = &preview["preview_signature"];
+    assert_eq!(
+        admin(
+            &c,
+            &fake,
+            "PUT",
+            "/retention-policies/privilege_snapshots_weekly",
+            Some(json!({"days": 100, "preview_signature": sig}))
+        )
+        .await,
+        (
+            200,
+            json!({"key": "privilege_snapshots_weekly", "days": 400, "description": "Weekly privilege snapshot retention"})
+        )
+    );
+    assert_eq!(fake.retention_days("privilege_snapshots_weekly"), Some(400));
 }
 
 #[tokio::test]
@@ -829,105 +910,87 @@ async fn a_signature_is_bound_to_key_principal_and_days_and_is_required() {
             json!({"days": days, "preview_signature": sig}).to_string(),
         )
     };
-    let invalid = (400, json!({"detail": "preview_signature_invalid"}));
-
-    let (path, body) = put("usage_logs", 31, json!(sig));
-    assert_eq!(
-        call(
-            &c,
-            &fake,
-            "PUT",
-            &path,
+    let invalid = (400, json!({"detail": "invalid_preview_signature"}));
+    let (body_part, digest) = sig.split_once('.').unwrap();
+    let mut tampered_digest = digest.to_owned();
+    let last = if digest.ends_with('0') { "1" } else { "0" };
+    tampered_digest.replace_range(digest.len() - 1.., last);
+    let cases = [
+        (
+            "usage_logs",
+            31,
+            json!(sig),
             Auth::Bearer(fake.admin_token()),
-            Some(&body)
-        )
-        .await,
-        invalid,
-        "other days"
-    );
-    let (path, body) = put("llm_usage_logs", 30, json!(sig));
-    assert_eq!(
-        call(
-            &c,
-            &fake,
-            "PUT",
-            &path,
+            "other days",
+        ),
+        (
+            "llm_usage_logs",
+            30,
+            json!(sig),
             Auth::Bearer(fake.admin_token()),
-            Some(&body)
-        )
-        .await,
-        invalid,
-        "other key"
-    );
-    let (path, body) = put("usage_logs", 30, json!(sig));
-    assert_eq!(
-        call(
-            &c,
-            &fake,
-            "PUT",
-            &path,
+            "other key",
+        ),
+        (
+            "usage_logs",
+            30,
+            json!(sig),
             Auth::ApiKey("ops-token"),
-            Some(&body)
-        )
-        .await,
-        invalid,
-        "other principal"
-    );
-    let tampered = sig.replacen("v1.180.", "v1.181.", 1);
-    let (path, body) = put("usage_logs", 30, json!(tampered));
-    assert_eq!(
-        call(
-            &c,
-            &fake,
-            "PUT",
-            &path,
+            "other principal",
+        ),
+        (
+            "usage_logs",
+            30,
+            json!(format!("{body_part}.{tampered_digest}")),
             Auth::Bearer(fake.admin_token()),
-            Some(&body)
-        )
-        .await,
-        invalid,
-        "tampered"
-    );
-    let (path, body) = put("usage_logs", 30, json!("garbage"));
-    assert_eq!(
-        call(
-            &c,
-            &fake,
-            "PUT",
-            &path,
+            "tampered",
+        ),
+        (
+            "usage_logs",
+            30,
+            json!("garbage"),
             Auth::Bearer(fake.admin_token()),
-            Some(&body)
-        )
-        .await,
-        invalid,
-        "garbage"
-    );
+            "garbage",
+        ),
+    ];
+    for (key, days, signature, auth, why) in cases {
+        let (path, body) = put(key, days, signature);
+        assert_eq!(
+            call(&c, &fake, "PUT", &path, auth, Some(&body)).await,
+            invalid,
+            "{why}"
+        );
+    }
 
     let required = (400, json!({"detail": "preview_signature_required"}));
+    for body in [
+        json!({"days": 30}),
+        json!({"days": 30, "preview_signature": null}),
+    ] {
+        assert_eq!(
+            admin(
+                &c,
+                &fake,
+                "PUT",
+                "/retention-policies/usage_logs",
+                Some(body)
+            )
+            .await,
+            required
+        );
+    }
+    // An empty string is not "absent": the request model wants at least one character.
     let (path, body) = put("usage_logs", 30, json!(""));
-    assert_eq!(
-        call(
-            &c,
-            &fake,
-            "PUT",
-            &path,
-            Auth::Bearer(fake.admin_token()),
-            Some(&body)
-        )
-        .await,
-        required
-    );
-    assert_eq!(
-        admin(
-            &c,
-            &fake,
-            "PUT",
-            "/retention-policies/usage_logs",
-            Some(json!({"days": 30}))
-        )
-        .await,
-        required
-    );
+    let (status, error) = call(
+        &c,
+        &fake,
+        "PUT",
+        &path,
+        Auth::Bearer(fake.admin_token()),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(loc(&error), json!(["body", "preview_signature"]));
     assert_eq!(fake.retention_days("usage_logs"), Some(180));
 
     // The same principal via the other header kind is the same principal.
@@ -974,19 +1037,18 @@ async fn a_signature_expires_after_the_configured_ttl() {
             Some(json!({"days": 30, "preview_signature": sig}))
         )
         .await,
-        (400, json!({"detail": "preview_signature_expired"}))
+        (400, json!({"detail": "expired_preview_signature"}))
     );
     assert_eq!(fake.retention_days("sessions"), Some(90));
 }
 
 #[tokio::test]
-async fn stale_current_days_are_409_on_preview_and_on_put_after_an_out_of_band_change() {
+async fn stale_current_days_are_409_on_the_preview_and_an_invalid_signature_on_the_put() {
     let fake = FakeTldw::start(FakeTldwConfig {
         retention_days: vec![("usage_daily".to_owned(), 400)],
         ..FakeTldwConfig::default()
     });
     let c = client();
-    let stale = (409, json!({"detail": "stale_current_days"}));
     assert_eq!(
         admin(
             &c,
@@ -996,7 +1058,7 @@ async fn stale_current_days_are_409_on_preview_and_on_put_after_an_out_of_band_c
             Some(json!({"current_days": 365, "days": 100}))
         )
         .await,
-        stale
+        (409, json!({"detail": "stale_current_days"}))
     );
     let (status, preview) = admin(
         &c,
@@ -1009,6 +1071,7 @@ async fn stale_current_days_are_409_on_preview_and_on_put_after_an_out_of_band_c
     assert_eq!(status, 200);
     fake.set_retention_days("usage_daily", 500);
     let sig = &preview["preview_signature"];
+    // The PUT never answers 409: the moved current value fails the signature's binding.
     assert_eq!(
         admin(
             &c,
@@ -1018,13 +1081,13 @@ async fn stale_current_days_are_409_on_preview_and_on_put_after_an_out_of_band_c
             Some(json!({"days": 100, "preview_signature": sig}))
         )
         .await,
-        stale
+        (400, json!({"detail": "invalid_preview_signature"}))
     );
     assert_eq!(fake.retention_days("usage_daily"), Some(500));
 }
 
 #[tokio::test]
-async fn unknown_policies_are_404_and_out_of_range_days_are_400_on_preview_and_put() {
+async fn unknown_policies_are_404_and_out_of_range_days_are_400_or_422() {
     let fake = FakeTldw::start(FakeTldwConfig::default());
     let c = client();
     let unknown = (404, json!({"detail": "unknown_policy"}));
@@ -1040,40 +1103,68 @@ async fn unknown_policies_are_404_and_out_of_range_days_are_400_on_preview_and_p
         .await,
         unknown
     );
+    // The PUT checks the signature first: an unknown key with no signature is "required", and
+    // one with a signature that decodes is "unknown".
     assert_eq!(
         admin(
             &c,
             &fake,
             "PUT",
             "/retention-policies/nope",
-            Some(json!({"days": 2, "preview_signature": "x"}))
+            Some(json!({"days": 2}))
+        )
+        .await,
+        (400, json!({"detail": "preview_signature_required"}))
+    );
+    let (_, preview) = admin(
+        &c,
+        &fake,
+        "POST",
+        "/retention-policies/usage_logs/preview",
+        Some(json!({"current_days": 180, "days": 2})),
+    )
+    .await;
+    assert_eq!(
+        admin(
+            &c,
+            &fake,
+            "PUT",
+            "/retention-policies/nope",
+            Some(json!({"days": 2, "preview_signature": preview["preview_signature"]}))
         )
         .await,
         unknown
     );
-    for days in [29, 3651] {
-        assert_eq!(
-            admin(
-                &c,
-                &fake,
+    // Below the policy's own minimum is `invalid_range`; outside 1..=3650 the request model
+    // refuses it first.
+    assert_eq!(
+        admin(
+            &c,
+            &fake,
+            "POST",
+            "/retention-policies/audit_logs/preview",
+            Some(json!({"current_days": 180, "days": 29}))
+        )
+        .await,
+        range
+    );
+    for days in [0, 3651] {
+        for (method, path, body) in [
+            (
                 "POST",
                 "/retention-policies/audit_logs/preview",
-                Some(json!({"current_days": 180, "days": days}))
-            )
-            .await,
-            range
-        );
-        assert_eq!(
-            admin(
-                &c,
-                &fake,
+                json!({"current_days": 180, "days": days}),
+            ),
+            (
                 "PUT",
                 "/retention-policies/audit_logs",
-                Some(json!({"days": days, "preview_signature": "x"}))
-            )
-            .await,
-            range
-        );
+                json!({"days": days, "preview_signature": "x"}),
+            ),
+        ] {
+            let (status, body) = admin(&c, &fake, method, path, Some(body)).await;
+            assert_eq!(status, 422, "{method} {days}: {body}");
+            assert_eq!(loc(&body), json!(["body", "days"]));
+        }
     }
     let (status, body) = admin(
         &c,
@@ -1094,6 +1185,89 @@ async fn unknown_policies_are_404_and_out_of_range_days_are_400_on_preview_and_p
         locs,
         [json!(["body", "current_days"]), json!(["body", "days"])]
     );
+    assert_eq!(fake.retention_days("audit_logs"), Some(180));
+}
+
+// ---------------------------------------------------------------------------
+// persistent faults and oversized bodies
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_persistent_fault_fails_one_exact_route_until_it_is_cleared() {
+    let fake = FakeTldw::start(with_quota_users(40));
+    let c = client();
+    let four = crate::support::fake_tldw::quota_path(4);
+    fake.fail_persistently("PUT", &four, 503);
+    for _ in 0..10 {
+        assert_eq!(
+            call(
+                &c,
+                &fake,
+                "PUT",
+                &four,
+                Auth::Bearer(fake.admin_token()),
+                Some(r#"{"quota_mb": 7}"#)
+            )
+            .await,
+            (503, json!({"detail": "injected_fault"}))
+        );
+    }
+    // Neither another method on the route nor a route it is a prefix of is affected.
+    let (status, _) = admin(&c, &fake, "GET", "/storage-quotas/users/4", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = admin(
+        &c,
+        &fake,
+        "PUT",
+        "/storage-quotas/users/40",
+        Some(json!({"quota_mb": 7})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(fake.quota("user0004"), Some(Some(5120)));
+    fake.clear_persistent_fault("PUT", &four);
+    let (status, _) = admin(
+        &c,
+        &fake,
+        "PUT",
+        "/storage-quotas/users/4",
+        Some(json!({"quota_mb": 7})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(fake.quota("user0004"), Some(Some(7)));
+}
+
+#[tokio::test]
+async fn an_oversized_body_has_exactly_the_asked_size_and_its_length() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let c = client();
+    fake.oversize_next("GET", &format!("{ADMIN}/users"), 100_000, 1);
+    let resp = send(
+        &c,
+        &fake,
+        "GET",
+        &format!("{ADMIN}/users"),
+        Auth::Bearer(fake.admin_token()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.content_length(), Some(100_000));
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["padding"].as_str().unwrap().len(), 100_000 - 14);
+    // One shot: the next request is answered normally.
+    let (status, body) = admin(&c, &fake, "GET", "/users", None).await;
+    assert_eq!(status, 200);
+    assert!(body["users"].is_array());
+}
+
+fn with_quota_users(users: usize) -> FakeTldwConfig {
+    FakeTldwConfig {
+        users,
+        ..FakeTldwConfig::default()
+    }
 }
 
 // ---------------------------------------------------------------------------

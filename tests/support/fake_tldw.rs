@@ -6,8 +6,16 @@
 //! readiness) served over HTTP/1.1 on `127.0.0.1:<free port>` by a background
 //! thread that runs its own tokio runtime. Synchronous tests drive it through
 //! the handle: they read and mutate the server state out of band, inspect the
-//! requests it received, and inject faults (error statuses, delays, dropped
-//! connections, unhealthy restarts). Dropping the handle stops the server.
+//! requests it received, and inject faults (error statuses, one-shot or
+//! persistent for one exact route, delays, dropped connections, oversized
+//! bodies, unhealthy restarts). Dropping the handle stops the server.
+//!
+//! The retention routes follow tldw_server's `admin_data_ops.py` and
+//! `admin_data_ops_service.py` status for status and string for string
+//! (`docs/admin-api.md`): PUT refusals are 400 `preview_signature_required`,
+//! `invalid_preview_signature`, `expired_preview_signature`, `invalid_range`
+//! and 404 `unknown_policy`; only the preview answers 409
+//! `stale_current_days`; `days` may be `null`.
 //!
 //! Error bodies follow FastAPI: `{"detail": "..."}` for handler errors and
 //! `{"detail": [{"type", "loc", "msg", "input", ...}]}` with status 422 for
@@ -83,7 +91,10 @@ pub struct FakeTldwConfig {
     pub seed_quotas: fn(usize) -> Option<i64>,
     /// Storage used by generated user number `i` (1-based), in MB.
     pub seed_used_mb: fn(usize) -> f64,
-    /// Lifetime of retention preview signatures (real server: 300 s).
+    /// Lifetime of retention preview signatures. tldw_server:
+    /// `ADMIN_RETENTION_PREVIEW_TTL_SECONDS`, default 900 s, at least 60 s
+    /// (`admin_data_ops_service._retention_preview_ttl_seconds`); the fake
+    /// takes any duration, to millisecond precision, so tests can outlive it.
     pub signature_ttl: Duration,
     /// File whose line count is the number of restarts (see
     /// [`FakeTldw::restart_command`]). `None`: a file in a temp dir owned by
@@ -91,6 +102,10 @@ pub struct FakeTldwConfig {
     pub restart_marker: Option<PathBuf>,
     /// Initial retention days overriding the defaults, by policy key.
     pub retention_days: Vec<(String, i64)>,
+    /// Policies whose days the server reports as `null` (tldw's
+    /// `RetentionPolicy.days` is `int | None`: the settings attribute is
+    /// unset). Such a policy cannot be changed through the API, as in tldw.
+    pub retention_null: Vec<String>,
     /// Initial `enable_registration`.
     pub enable_registration: bool,
     /// Initial `require_registration_code`.
@@ -120,9 +135,10 @@ impl Default for FakeTldwConfig {
             extra_users: Vec::new(),
             seed_quotas: default_seed_quota,
             seed_used_mb: default_seed_used_mb,
-            signature_ttl: Duration::from_secs(300),
+            signature_ttl: Duration::from_secs(900),
             restart_marker: None,
             retention_days: Vec::new(),
+            retention_null: Vec::new(),
             enable_registration: false,
             require_registration_code: false,
             auth_mode: "multi_user".to_owned(),
@@ -132,35 +148,58 @@ impl Default for FakeTldwConfig {
 }
 
 /// The retention policies of the contract: (key, default days, min, max,
-/// description).
+/// description), as `tldw_Server_API/app/core/AuthNZ/retention_policies.py`
+/// (`RETENTION_POLICIES`) and the defaults of `AuthNZ/settings.py` have them,
+/// in the same order.
 pub const RETENTION_POLICIES: [(&str, i64, i64, i64, &str); 8] = [
-    ("audit_logs", 180, 30, 3650, "Audit log entries"),
-    ("usage_logs", 180, 1, 3650, "Per-request usage log rows"),
+    ("audit_logs", 180, 30, 3650, "AuthNZ audit log retention"),
+    ("usage_logs", 180, 1, 3650, "Usage log retention"),
+    ("llm_usage_logs", 180, 1, 3650, "LLM usage log retention"),
     (
-        "llm_usage_logs",
-        180,
+        "usage_daily",
+        365,
         1,
         3650,
-        "Per-call LLM usage log rows",
+        "Daily usage aggregates retention",
     ),
-    ("usage_daily", 365, 1, 3650, "Daily usage aggregates"),
     (
         "llm_usage_daily",
         365,
         1,
         3650,
-        "Daily LLM usage aggregates",
+        "Daily LLM usage aggregates retention",
     ),
-    ("sessions", 90, 7, 3650, "Expired and revoked sessions"),
-    ("privilege_snapshots", 90, 7, 3650, "Privilege snapshots"),
+    ("sessions", 90, 7, 3650, "Session log retention"),
+    (
+        "privilege_snapshots",
+        90,
+        7,
+        3650,
+        "Privilege snapshot retention",
+    ),
     (
         "privilege_snapshots_weekly",
         365,
         30,
         3650,
-        "Weekly privilege snapshot rollups",
+        "Weekly privilege snapshot retention",
     ),
 ];
+
+/// The route of one user's storage quota.
+pub fn quota_path(user_id: i64) -> String {
+    format!("/api/v1/admin/storage-quotas/users/{user_id}")
+}
+
+/// The route of one retention policy's signed PUT.
+pub fn retention_path(key: &str) -> String {
+    format!("/api/v1/admin/retention-policies/{key}")
+}
+
+/// The route of one retention policy's preview.
+pub fn retention_preview_path(key: &str) -> String {
+    format!("/api/v1/admin/retention-policies/{key}/preview")
+}
 
 // ---------------------------------------------------------------------------
 // Recorded requests
@@ -222,7 +261,8 @@ struct UserRec {
 
 struct Policy {
     key: &'static str,
-    days: i64,
+    /// `None`: reported as `null`.
+    days: Option<i64>,
     min_days: i64,
     max_days: i64,
     description: &'static str,
@@ -239,18 +279,50 @@ struct Data {
 
 #[derive(Clone, Debug)]
 enum RuleKind {
-    FailNext { status: u16, remaining: usize },
-    FailAfter { successes_left: usize, status: u16 },
-    DropRequests { remaining: usize },
-    DropResponses { remaining: usize },
+    FailNext {
+        status: u16,
+        remaining: usize,
+    },
+    FailAfter {
+        successes_left: usize,
+        status: u16,
+    },
+    DropRequests {
+        remaining: usize,
+    },
+    DropResponses {
+        remaining: usize,
+    },
     Delay(Duration),
+    /// Fails every matching request until cleared.
+    FailPersistently {
+        status: u16,
+    },
+    /// Answers the next `remaining` matching requests with 200 and a JSON
+    /// body of `bytes` bytes.
+    Oversize {
+        bytes: usize,
+        remaining: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
 struct Rule {
     method: String,
     prefix: String,
+    /// The path must equal `prefix` (a rule for user 4 must not hit user 40).
+    exact: bool,
     kind: RuleKind,
+}
+
+impl Rule {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        if self.exact {
+            (self.method == "*" || self.method.eq_ignore_ascii_case(method)) && path == self.prefix
+        } else {
+            route_matches(&self.method, &self.prefix, method, path)
+        }
+    }
 }
 
 fn route_matches(rule_method: &str, rule_prefix: &str, method: &str, path: &str) -> bool {
@@ -283,6 +355,7 @@ enum Action {
     Fail(u16),
     DropRequest,
     DropResponse,
+    Oversize(usize),
 }
 
 struct Shared {
@@ -325,11 +398,22 @@ impl Shared {
         let mut delay = Duration::ZERO;
         let mut action = Action::Pass;
         for rule in faults.rules.iter_mut() {
-            if !route_matches(&rule.method, &rule.prefix, method, path) {
+            if !rule.matches(method, path) {
                 continue;
             }
             match &mut rule.kind {
                 RuleKind::Delay(d) => delay += *d,
+                RuleKind::FailPersistently { status } => {
+                    if matches!(action, Action::Pass) {
+                        action = Action::Fail(*status);
+                    }
+                }
+                RuleKind::Oversize { bytes, remaining } if *remaining > 0 => {
+                    if matches!(action, Action::Pass) {
+                        *remaining -= 1;
+                        action = Action::Oversize(*bytes);
+                    }
+                }
                 RuleKind::FailNext { status, remaining } if *remaining > 0 => {
                     if matches!(action, Action::Pass) {
                         *remaining -= 1;
@@ -353,7 +437,7 @@ impl Shared {
         }
         if matches!(action, Action::Pass) {
             for rule in faults.rules.iter_mut() {
-                if !route_matches(&rule.method, &rule.prefix, method, path) {
+                if !rule.matches(method, path) {
                     continue;
                 }
                 if let RuleKind::FailAfter {
@@ -372,7 +456,8 @@ impl Shared {
         faults.rules.retain(|r| match r.kind {
             RuleKind::FailNext { remaining, .. }
             | RuleKind::DropRequests { remaining }
-            | RuleKind::DropResponses { remaining } => remaining > 0,
+            | RuleKind::DropResponses { remaining }
+            | RuleKind::Oversize { remaining, .. } => remaining > 0,
             _ => true,
         });
         (delay, action)
@@ -396,29 +481,48 @@ impl Shared {
         (healthy, healthy && faults.ready)
     }
 
-    fn sign(
-        &self,
-        key: &str,
-        principal: &str,
-        old_days: i64,
-        new_days: i64,
-        exp_ms: u64,
-    ) -> String {
+    /// A keyed digest of a signature body (tldw uses an HMAC-SHA256 keyed
+    /// from `JWT_SECRET_KEY`; a keyed SHA-256 is enough for a fake).
+    fn mac(&self, body: &str) -> String {
         let mut h = Sha256::new();
         h.update(self.secret);
         h.update(b"\nretention-preview-v1\n");
-        for part in [
-            key.as_bytes(),
-            principal.as_bytes(),
-            old_days.to_string().as_bytes(),
-            new_days.to_string().as_bytes(),
-            exp_ms.to_string().as_bytes(),
-        ] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
+        h.update(body.as_bytes());
         h.update(self.secret);
         hex(h.finalize().as_slice())
+    }
+
+    /// `<body>.<digest>` as `build_retention_preview_signature` makes it: the
+    /// body encodes `{"a": principal, "c": current days, "e": expiry, "n": new
+    /// days, "p": key, "v": "v1"}` (tldw: base64url JSON, expiry in seconds;
+    /// the fake: hex JSON, expiry in milliseconds).
+    fn sign(&self, key: &str, principal: &str, current_days: i64, new_days: i64) -> String {
+        let exp_ms = now_ms() + self.ttl.as_millis() as u64;
+        let payload = json!({
+            "a": principal,
+            "c": current_days,
+            "e": exp_ms,
+            "n": new_days,
+            "p": key,
+            "v": "v1",
+        });
+        let body = hex(payload.to_string().as_bytes());
+        let digest = self.mac(&body);
+        format!("{body}.{digest}")
+    }
+
+    /// The payload of a signature this server made, or `None` when it is not
+    /// one (`_decode_retention_preview_signature`: `invalid_preview_signature`).
+    fn decode_signature(&self, signature: &str) -> Option<serde_json::Map<String, Value>> {
+        let (body, digest) = signature.split_once('.')?;
+        if self.mac(body) != digest {
+            return None;
+        }
+        let bytes = unhex(body)?;
+        match serde_json::from_slice::<Value>(&bytes).ok()? {
+            Value::Object(map) => Some(map),
+            _ => None,
+        }
     }
 
     fn principal(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
@@ -644,8 +748,15 @@ impl FakeTldw {
         lock(&self.shared.data).users.len()
     }
 
-    /// Current days of a retention policy; `None` for an unknown key.
+    /// Current days of a retention policy; `None` for an unknown key or a
+    /// policy reported as `null`.
     pub fn retention_days(&self, key: &str) -> Option<i64> {
+        self.retention_value(key).flatten()
+    }
+
+    /// Current days of a retention policy as the listing reports them:
+    /// `None` for an unknown key, `Some(None)` for `null`.
+    pub fn retention_value(&self, key: &str) -> Option<Option<i64>> {
         let data = lock(&self.shared.data);
         data.policies.iter().find(|p| p.key == key).map(|p| p.days)
     }
@@ -653,6 +764,12 @@ impl FakeTldw {
     /// Sets a policy's days out of band (no range check). Panics for an
     /// unknown key.
     pub fn set_retention_days(&self, key: &str, days: i64) {
+        self.set_retention_value(key, Some(days));
+    }
+
+    /// Sets a policy's days out of band, `None` for `null`. Panics for an
+    /// unknown key.
+    pub fn set_retention_value(&self, key: &str, days: Option<i64>) {
         let mut data = lock(&self.shared.data);
         let policy = data
             .policies
@@ -702,8 +819,49 @@ impl FakeTldw {
         lock(&self.shared.faults).rules.push(Rule {
             method: method.to_owned(),
             prefix: path_prefix.to_owned(),
+            exact: false,
             kind,
         });
+    }
+
+    /// Answers every request whose method matches and whose path is exactly
+    /// `path` with `status` and `{"detail":"injected_fault"}`, without running
+    /// the handler, until [`FakeTldw::clear_persistent_fault`] or
+    /// [`FakeTldw::clear_faults`]. Unlike the one-shot faults it never runs
+    /// out, however often the client retries or an undo comes back.
+    pub fn fail_persistently(&self, method: &str, path: &str, status: u16) {
+        check_status(status);
+        lock(&self.shared.faults).rules.push(Rule {
+            method: method.to_owned(),
+            prefix: path.to_owned(),
+            exact: true,
+            kind: RuleKind::FailPersistently { status },
+        });
+    }
+
+    /// Removes the persistent faults of `method` and exactly `path`.
+    pub fn clear_persistent_fault(&self, method: &str, path: &str) {
+        lock(&self.shared.faults).rules.retain(|r| {
+            !(matches!(r.kind, RuleKind::FailPersistently { .. })
+                && r.method == method
+                && r.prefix == path)
+        });
+    }
+
+    /// Answers the next `count` matching requests with 200 and a JSON body of
+    /// `bytes` bytes (`{"padding":"xxx…"}`, with its `Content-Length`),
+    /// without running the handler.
+    pub fn oversize_next(&self, method: &str, path_prefix: &str, bytes: usize, count: usize) {
+        if count > 0 {
+            self.add_rule(
+                method,
+                path_prefix,
+                RuleKind::Oversize {
+                    bytes,
+                    remaining: count,
+                },
+            );
+        }
     }
 
     /// Answers the next `count` matching requests with `status` and
@@ -787,6 +945,7 @@ impl FakeTldw {
             faults.rules.push(Rule {
                 method: method.to_owned(),
                 prefix: path_prefix.to_owned(),
+                exact: false,
                 kind: RuleKind::Delay(delay),
             });
         }
@@ -903,7 +1062,7 @@ fn build_shared(config: &FakeTldwConfig, marker: PathBuf) -> Shared {
         .iter()
         .map(|&(key, days, min_days, max_days, description)| Policy {
             key,
-            days,
+            days: Some(days),
             min_days,
             max_days,
             description,
@@ -914,7 +1073,14 @@ fn build_shared(config: &FakeTldwConfig, marker: PathBuf) -> Shared {
             .iter_mut()
             .find(|p| p.key == key)
             .unwrap_or_else(|| panic!("fake_tldw: no retention policy {key:?}"));
-        policy.days = *days;
+        policy.days = Some(*days);
+    }
+    for key in &config.retention_null {
+        let policy = policies
+            .iter_mut()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("fake_tldw: no retention policy {key:?}"));
+        policy.days = None;
     }
 
     let mut tokens = HashMap::new();
@@ -1036,6 +1202,16 @@ fn hex(bytes: &[u8]) -> String {
         s.push(DIGITS[(b & 0xf) as usize] as char);
     }
     s
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn round2(x: f64) -> f64 {
@@ -1302,7 +1478,26 @@ async fn fault_layer(State(shared): Shr, req: Request, next: Next) -> Response {
             shared.finish(idx, None, true);
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+        Action::Oversize(bytes) => {
+            shared.finish(idx, Some(200), true);
+            oversized(bytes)
+        }
     }
+}
+
+/// `{"padding":"xxx…"}` of exactly `bytes` bytes (at least the braces).
+fn oversized(bytes: usize) -> Response {
+    let overhead = r#"{"padding":""}"#.len();
+    let mut text = String::with_capacity(bytes.max(overhead));
+    text.push_str(r#"{"padding":""#);
+    text.extend(std::iter::repeat_n('x', bytes.saturating_sub(overhead)));
+    text.push_str(r#""}"#);
+    let mut resp = (StatusCode::OK, text).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 fn auth_kind(headers: &HeaderMap) -> AuthKind {
@@ -1747,17 +1942,17 @@ async fn put_quota(
 
 // -- retention policies ----------------------------------------------------------
 
+/// `RetentionPolicy` of `admin_schemas.py`: `key`, `days` (`int | None`),
+/// `description`.
 fn policy_json(p: &Policy) -> Value {
     json!({
         "key": p.key,
         "days": p.days,
         "description": p.description,
-        "min_days": p.min_days,
-        "max_days": p.max_days,
     })
 }
 
-/// Deterministic row volume per retained day, for impact estimates.
+/// Deterministic row volume per retained day, for the preview's counts.
 fn rows_per_day(key: &str) -> i64 {
     match key {
         "audit_logs" => 1_200,
@@ -1770,6 +1965,47 @@ fn rows_per_day(key: &str) -> i64 {
     }
 }
 
+/// `_current_retention_days`: the live value, `0` when it is unset (`null`).
+fn current_days(p: &Policy) -> i64 {
+    p.days.unwrap_or(0)
+}
+
+/// `_effective_retention_days`: the weekly privilege-snapshot window is never
+/// below the daily one (when that is set), so a lower request is raised.
+fn effective_days(policies: &[Policy], key: &str, requested: i64) -> i64 {
+    if key != "privilege_snapshots_weekly" {
+        return requested;
+    }
+    match policies
+        .iter()
+        .find(|p| p.key == "privilege_snapshots")
+        .and_then(|p| p.days)
+    {
+        Some(primary) if requested < primary => primary,
+        _ => requested,
+    }
+}
+
+/// An integer body field with pydantic's `Field(..., ge=1, le=3650)`.
+fn days_field(
+    body: &serde_json::Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<Value>,
+) -> Option<i64> {
+    let value = int_field(body, name, false, Some(1), errors).flatten()?;
+    if value > 3650 {
+        errors.push(verr_ctx(
+            "less_than_equal",
+            json!(["body", name]),
+            "Input should be less than or equal to 3650",
+            json!(value),
+            json!({ "le": 3650 }),
+        ));
+        return None;
+    }
+    Some(value)
+}
+
 async fn list_policies(State(shared): Shr, headers: HeaderMap) -> Response {
     if let Err(e) = shared.principal(&headers) {
         return e.into_response();
@@ -1779,6 +2015,13 @@ async fn list_policies(State(shared): Shr, headers: HeaderMap) -> Response {
     json_response(StatusCode::OK, &json!({ "policies": policies }))
 }
 
+/// `POST /retention-policies/{key}/preview`, as `admin_data_ops.py`
+/// (`preview_retention_policy`) and the service of the same name answer it:
+/// 422 for a body outside `RetentionPolicyPreviewRequest` (both fields
+/// `1..=3650`), 404 `unknown_policy`, 400 `invalid_range` (the policy's own
+/// range), 409 `stale_current_days` when `current_days` is not the live value
+/// (`0` for `null`, which no request can match), else the counts and a
+/// signature over the live current days and the effective new days.
 async fn preview_policy(
     State(shared): Shr,
     headers: HeaderMap,
@@ -1792,11 +2035,11 @@ async fn preview_policy(
     let mut errors = Vec::new();
     let fields = parse_body(&body, &mut errors).map(|b| {
         (
-            int_field(&b, "current_days", false, None, &mut errors).flatten(),
-            int_field(&b, "days", false, None, &mut errors).flatten(),
+            days_field(&b, "current_days", &mut errors),
+            days_field(&b, "days", &mut errors),
         )
     });
-    let (Some((Some(current_days), Some(days))), true) = (fields, errors.is_empty()) else {
+    let (Some((Some(requested_current), Some(days))), true) = (fields, errors.is_empty()) else {
         return unprocessable(errors);
     };
     let data = lock(&shared.data);
@@ -1806,34 +2049,55 @@ async fn preview_policy(
     if days < policy.min_days || days > policy.max_days {
         return detail(StatusCode::BAD_REQUEST, "invalid_range");
     }
-    if current_days != policy.days {
+    let current = current_days(policy);
+    if requested_current != current {
         return detail(StatusCode::CONFLICT, "stale_current_days");
     }
-    let exp_ms = now_ms() + shared.ttl.as_millis() as u64;
-    let mac = shared.sign(policy.key, &principal.name, current_days, days, exp_ms);
+    let new_days = effective_days(&data.policies, policy.key, days);
     let per_day = rows_per_day(policy.key);
-    let direction = match days.cmp(&current_days) {
-        std::cmp::Ordering::Less => "shorten",
-        std::cmp::Ordering::Greater => "extend",
-        std::cmp::Ordering::Equal => "unchanged",
+    let removed = if new_days < current {
+        (current - new_days) * per_day
+    } else {
+        0
     };
+    let (audit_log_entries, job_records) = match policy.key {
+        "audit_logs" => (removed, 0),
+        "sessions" => (0, 0),
+        _ => (0, removed),
+    };
+    let notes: Vec<&str> = if new_days < current && policy.key == "sessions" {
+        vec!["No additional backend preview counts are modeled for this policy."]
+    } else {
+        Vec::new()
+    };
+    let signature = shared.sign(policy.key, &principal.name, current, new_days);
     json_response(
         StatusCode::OK,
         &json!({
             "key": policy.key,
-            "current_days": current_days,
-            "days": days,
-            "impact": {
-                "rows_affected_estimate": (current_days - days).max(0) * per_day,
-                "rows_total_estimate": current_days * per_day,
-                "direction": direction,
+            "current_days": current,
+            "new_days": new_days,
+            "counts": {
+                "audit_log_entries": audit_log_entries,
+                "job_records": job_records,
+                "backup_files": 0,
             },
-            "preview_signature": format!("v1.{current_days}.{exp_ms}.{mac}"),
-            "expires_at": iso8601(exp_ms, true),
+            "preview_signature": signature,
+            "notes": notes,
         }),
     )
 }
 
+/// `PUT /retention-policies/{key}`, as `admin_data_ops.py`
+/// (`update_retention_policy`) answers it: 422 for a body outside
+/// `RetentionPolicyUpdateRequest` (`days` `1..=3650`, `preview_signature` a
+/// string of 1..=2048 characters or absent/null); then
+/// `verify_retention_preview_signature`: 400 `preview_signature_required`,
+/// 400 `invalid_preview_signature` (not ours, or not bound to this key, the
+/// live current days, the effective new days and this principal), 400
+/// `expired_preview_signature`, 404 `unknown_policy`; then
+/// `update_retention_policy`: 400 `invalid_range`. Never 409: a current value
+/// that moved since the preview fails the binding.
 async fn put_policy(
     State(shared): Shr,
     headers: HeaderMap,
@@ -1846,10 +2110,30 @@ async fn put_policy(
     };
     let mut errors = Vec::new();
     let fields = parse_body(&body, &mut errors).map(|b| {
-        let days = int_field(&b, "days", false, None, &mut errors).flatten();
+        let days = days_field(&b, "days", &mut errors);
         let signature = match b.get("preview_signature") {
-            None | Some(Value::Null) => Some(String::new()),
-            Some(Value::String(s)) => Some(s.clone()),
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(s)) if s.is_empty() => {
+                errors.push(verr_ctx(
+                    "string_too_short",
+                    json!(["body", "preview_signature"]),
+                    "String should have at least 1 character",
+                    json!(s),
+                    json!({ "min_length": 1 }),
+                ));
+                None
+            }
+            Some(Value::String(s)) if s.chars().count() > 2048 => {
+                errors.push(verr_ctx(
+                    "string_too_long",
+                    json!(["body", "preview_signature"]),
+                    "String should have at most 2048 characters",
+                    json!(s),
+                    json!({ "max_length": 2048 }),
+                ));
+                None
+            }
+            Some(Value::String(s)) => Some(Some(s.clone())),
             Some(other) => {
                 errors.push(verr(
                     "string_type",
@@ -1865,43 +2149,47 @@ async fn put_policy(
     let (Some((Some(days), Some(signature))), true) = (fields, errors.is_empty()) else {
         return unprocessable(errors);
     };
+    let Some(signature) = signature else {
+        return detail(StatusCode::BAD_REQUEST, "preview_signature_required");
+    };
+    let invalid = || detail(StatusCode::BAD_REQUEST, "invalid_preview_signature");
+    let Some(payload) = shared.decode_signature(&signature) else {
+        return invalid();
+    };
+    if payload.get("v").and_then(Value::as_str) != Some("v1") {
+        return invalid();
+    }
+    let expires = payload.get("e").and_then(Value::as_u64).unwrap_or(0);
+    if expires < now_ms() {
+        return detail(StatusCode::BAD_REQUEST, "expired_preview_signature");
+    }
     let mut data = lock(&shared.data);
-    let Some(policy) = data.policies.iter_mut().find(|p| p.key == key) else {
+    let Some(index) = data.policies.iter().position(|p| p.key == key) else {
         return detail(StatusCode::NOT_FOUND, "unknown_policy");
     };
+    let current = current_days(&data.policies[index]);
+    let new_days = effective_days(&data.policies, &key, days);
+    // `int(payload.get("c") or -1)`: a zero (unset) current day count never
+    // matches, so a policy reported as `null` cannot be changed.
+    let bound = |name: &str| {
+        payload
+            .get(name)
+            .and_then(Value::as_i64)
+            .filter(|v| *v != 0)
+            .unwrap_or(-1)
+    };
+    if payload.get("p").and_then(Value::as_str) != Some(key.as_str())
+        || bound("c") != current
+        || bound("n") != new_days
+        || payload.get("a").and_then(Value::as_str) != Some(principal.name.as_str())
+    {
+        return invalid();
+    }
+    let policy = &mut data.policies[index];
     if days < policy.min_days || days > policy.max_days {
         return detail(StatusCode::BAD_REQUEST, "invalid_range");
     }
-    let signature = signature.trim();
-    if signature.is_empty() {
-        return detail(StatusCode::BAD_REQUEST, "preview_signature_required");
-    }
-    // v1.<old days>.<expiry unix ms>.<sha256 hex>
-    let parsed = {
-        let mut it = signature.splitn(4, '.');
-        match (it.next(), it.next(), it.next(), it.next()) {
-            (Some("v1"), Some(old), Some(exp), Some(mac)) => {
-                match (old.parse::<i64>(), exp.parse::<u64>()) {
-                    (Ok(old), Ok(exp)) => Some((old, exp, mac)),
-                    _ => None,
-                }
-            }
-            _ => None,
-        }
-    };
-    let Some((old_days, exp_ms, mac)) = parsed else {
-        return detail(StatusCode::BAD_REQUEST, "preview_signature_invalid");
-    };
-    if shared.sign(policy.key, &principal.name, old_days, days, exp_ms) != mac {
-        return detail(StatusCode::BAD_REQUEST, "preview_signature_invalid");
-    }
-    if now_ms() > exp_ms {
-        return detail(StatusCode::BAD_REQUEST, "preview_signature_expired");
-    }
-    if old_days != policy.days {
-        return detail(StatusCode::CONFLICT, "stale_current_days");
-    }
-    policy.days = days;
+    policy.days = Some(new_days);
     json_response(StatusCode::OK, &policy_json(policy))
 }
 

@@ -74,17 +74,25 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     {
         return status;
     }
-    print_plan(&plan, args.format, printer);
-    if args.diff && args.format == Format::Text && !plan.is_empty() {
-        printer.stdout(&format!(
-            "\n{}",
-            crate::preview::file_diffs(
-                &plan,
-                &prepared.loaded.desired,
-                &prepared.files,
-                &prepared.loaded.state.salt
-            )
-        ));
+    let diff = (args.diff && args.format != Format::Json && !plan.is_empty()).then(|| {
+        crate::preview::file_diffs(
+            &plan,
+            &prepared.loaded.desired,
+            &prepared.files,
+            &prepared.loaded.state.salt,
+        )
+    });
+    if args.format == Format::Markdown {
+        let extras = render::MarkdownExtras {
+            warnings: warnings(&prepared, &plan),
+            diff,
+        };
+        printer.stdout(&render::markdown(&plan, &extras, MARKDOWN_LIMIT));
+    } else {
+        print_plan(&plan, args.format, printer);
+        if let Some(diff) = diff {
+            printer.stdout(&format!("\n{diff}"));
+        }
     }
     // The process ends here; freeing thousands of small allocations one by one is wasted work.
     std::mem::forget(prepared);
@@ -95,18 +103,22 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     }
 }
 
-pub fn print_warnings(prepared: &Prepared, plan: &Plan, printer: &Printer) {
-    for diagnostic in prepared
+/// The warnings of validation and of the plan, as printed and as a PR comment lists them.
+pub fn warnings(prepared: &Prepared, plan: &Plan) -> Vec<String> {
+    prepared
         .loaded
         .checked
         .diagnostics
         .iter()
         .filter(|diagnostic| diagnostic.severity == crate::spec::Severity::Warning)
-    {
-        printer.warning(&format!("{} [{}]", diagnostic.message, diagnostic.code));
-    }
-    for warning in &plan.warnings {
-        printer.warning(warning);
+        .map(|diagnostic| format!("{} [{}]", diagnostic.message, diagnostic.code))
+        .chain(plan.warnings.iter().cloned())
+        .collect()
+}
+
+pub fn print_warnings(prepared: &Prepared, plan: &Plan, printer: &Printer) {
+    for warning in warnings(prepared, plan) {
+        printer.warning(&warning);
     }
 }
 
@@ -114,7 +126,11 @@ pub fn print_plan(plan: &Plan, format: Format, printer: &Printer) {
     match format {
         Format::Text => printer.stdout(&render::text(plan, &paint_adapter(printer))),
         Format::Json => printer.stdout(&render::json(plan)),
-        Format::Markdown => printer.stdout(&render::markdown(plan, MARKDOWN_LIMIT)),
+        Format::Markdown => printer.stdout(&render::markdown(
+            plan,
+            &render::MarkdownExtras::default(),
+            MARKDOWN_LIMIT,
+        )),
     }
 }
 
@@ -123,9 +139,10 @@ pub fn write_plan(out: &std::path::Path, plan: &Plan, printer: &Printer) -> Resu
     match crate::providers::files::write_atomic(out, render::json(plan).as_bytes(), 0o644, None) {
         Ok(()) => {
             printer.note(&format!(
-                "{} {}",
+                "{} {}; apply it with: tldw-ops apply {}",
                 printer.paint(Style::Dim, "plan saved to"),
-                out.display()
+                out.display(),
+                crate::plan::service::shell_words(&[out.display().to_string()])
             ));
             Ok(())
         }

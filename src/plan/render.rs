@@ -170,13 +170,67 @@ pub fn json(plan: &Plan) -> String {
     text
 }
 
-/// Markdown for a pull-request comment, kept under `limit` characters.
-pub fn markdown(plan: &Plan, limit: usize) -> String {
+/// The first line of every Markdown plan: CI finds its earlier comment by it and updates that
+/// one instead of adding another.
+pub fn markdown_marker(environment: &str) -> String {
+    format!("<!-- tldw-ops plan: {environment} -->")
+}
+
+/// What a pull-request comment carries besides the plan itself.
+#[derive(Debug, Clone, Default)]
+pub struct MarkdownExtras {
+    /// Warnings of validation and planning (messages only: they never hold a value).
+    pub warnings: Vec<String>,
+    /// The masked unified diffs of `plan --diff`.
+    pub diff: Option<String>,
+}
+
+/// How a step reads in a comment; the ones a reviewer must not miss are called out.
+fn markdown_step(step: &Step) -> String {
+    let line = step_line(step);
+    let note = match step.kind {
+        StepKind::Restart => " — **restarts tldw_server**",
+        StepKind::StopService => " — **stops tldw_server**",
+        StepKind::HealthGate => " — **health gate**: a failure rolls the apply back",
+        StepKind::CreateBackup => " — backup set",
+        StepKind::PruneBackups => " — **deletes backup sets** the keep policy releases",
+        StepKind::RestoreBackup => " — **puts data back** from a backup set",
+        _ => "",
+    };
+    format!("{}{note}\n", line.trim_start())
+}
+
+/// Markdown for a pull-request comment, kept under `limit` characters: the summary, the steps
+/// (restart, gates, backups and prunes called out), the warnings, the changes and, when asked,
+/// the masked diffs. What does not fit is counted, never cut mid-line.
+pub fn markdown(plan: &Plan, extras: &MarkdownExtras, limit: usize) -> String {
     let mut head = String::new();
+    let _ = writeln!(head, "{}", markdown_marker(&plan.environment));
     let _ = writeln!(head, "### tldw-ops plan: `{}`\n", plan.environment);
     let _ = writeln!(head, "{}\n", summary(plan));
+    if !extras.warnings.is_empty() {
+        let _ = writeln!(head, "**Warnings**\n");
+        for warning in extras.warnings.iter().take(MARKDOWN_WARNINGS) {
+            let _ = writeln!(head, "- ⚠️ {}", warning.replace('\n', " "));
+        }
+        if extras.warnings.len() > MARKDOWN_WARNINGS {
+            let _ = writeln!(
+                head,
+                "- … and {} more",
+                extras.warnings.len() - MARKDOWN_WARNINGS
+            );
+        }
+        head.push('\n');
+    }
     if plan.is_empty() {
         return head;
+    }
+    if !plan.steps.is_empty() {
+        let _ = writeln!(head, "**Steps**\n");
+        for step in &plan.steps {
+            head.push_str(&markdown_step(step));
+        }
+        head.push('\n');
     }
     let _ = writeln!(head, "| | create | update | rotate | delete | drift |");
     let _ = writeln!(head, "|---|---:|---:|---:|---:|---:|");
@@ -249,6 +303,18 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     }
     let mut out = head;
     out.push_str(&body);
+    if let Some(diff) = extras
+        .diff
+        .as_deref()
+        .filter(|diff| !diff.trim().is_empty())
+    {
+        push_diff(
+            &mut out,
+            diff,
+            limit.saturating_sub(tail.len() + 400),
+            limit,
+        );
+    }
     if truncated > 0 {
         let _ = writeln!(
             out,
@@ -258,6 +324,38 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     }
     out.push_str(&tail);
     out
+}
+
+/// Warnings listed in a comment before the rest are counted.
+const MARKDOWN_WARNINGS: usize = 50;
+
+/// The masked diff in a collapsed block, whole lines only, so `out` stays under `room`.
+fn push_diff(out: &mut String, diff: &str, room: usize, limit: usize) {
+    const OPENING: &str = "<details><summary><b>diff</b> (secrets masked)</summary>\n\n```diff\n";
+    const CLOSING: &str = "\n```\n\n</details>\n\n";
+    let room = room.saturating_sub(out.len() + OPENING.len() + CLOSING.len());
+    let mut shown = String::new();
+    let mut hidden = 0usize;
+    for line in diff.lines() {
+        // A fence inside the diff would end the block early.
+        let line = line.replace("```", "` ` `");
+        if hidden == 0 && shown.len() + line.len() < room {
+            shown.push_str(&line);
+            shown.push('\n');
+        } else {
+            hidden += 1;
+        }
+    }
+    out.push_str(OPENING);
+    out.push_str(shown.trim_end_matches('\n'));
+    out.push_str(CLOSING);
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "> **Note:** {hidden} diff line{} not shown to keep this comment under {limit} characters.\n",
+            if hidden == 1 { " is" } else { "s are" }
+        );
+    }
 }
 
 fn cell(value: Option<&str>, sensitive: bool) -> String {

@@ -379,8 +379,8 @@ fn the_github_workflow_plans_a_pull_request_and_applies_the_reviewed_plan_on_mer
     assert_eq!(job.ran, ["Validate", "Plan"]);
     let markdown = std::fs::read_to_string(ci.workspace().join("plan.md")).unwrap();
     assert!(
-        markdown.starts_with("### tldw-ops plan: `prod`"),
-        "{markdown}"
+        markdown.starts_with("<!-- tldw-ops plan: prod -->\n### tldw-ops plan: `prod`"),
+        "the comment starts with the marker that finds it again: {markdown}"
     );
     assert!(markdown.contains("`env.LOG_LEVEL`"), "{markdown}");
     assert!(
@@ -604,7 +604,7 @@ fn the_gitlab_pipeline_plans_a_merge_request_and_applies_the_reviewed_plan_on_me
     assert_eq!(job.failed, None, "{}", job.log);
     let note = std::fs::read_to_string(gitlab.join("note.md")).unwrap();
     assert!(
-        note.starts_with("### tldw-ops plan: `prod`"),
+        note.starts_with("<!-- tldw-ops plan: prod -->\n### tldw-ops plan: `prod`"),
         "the plan is posted: {note}"
     );
     // GitLab keeps the job's artifacts.

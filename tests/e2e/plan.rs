@@ -42,6 +42,13 @@ pub fn site(extra: &str) -> Site {
         format!("{FROM_FILE_SECRET}\n"),
     )
     .unwrap();
+    // Private, as a secret file should be (and independent of the umask).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        site.path().join("pepper.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     site
 }
 
@@ -391,4 +398,66 @@ fn rendered_plans_match_their_golden_files_in_all_three_formats() {
     let (_, stdout, _) = run(&mut command(&site, &["plan", "--diff"]));
     let diff = &stdout[stdout.find("--- a/").expect("a diff")..];
     golden_plan("plan.diff", &normalize(diff));
+}
+
+#[test]
+fn the_markdown_comment_shows_the_steps_the_warnings_and_the_masked_diff() {
+    let site = site("");
+    site.write_yaml(
+        "tldw-ops.yaml",
+        &yaml("").replace(
+            "  root: site\n",
+            "  root: site\n  service:\n    url: http://127.0.0.1:9\n    restart: [systemctl, restart, tldw]\n    \
+             health:\n      - { path: /health, expect_status: 200 }\n",
+        ),
+    );
+    let (code, stdout, stderr) = run(&mut command(
+        &site,
+        &["plan", "--format", "markdown", "--diff"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("<!-- tldw-ops plan: dev -->\n### tldw-ops plan: `dev`"),
+        "{stdout}"
+    );
+    let steps = &stdout[stdout.find("**Steps**").expect("the steps are shown")..];
+    assert!(
+        steps.contains("restart systemctl restart tldw — **restarts tldw_server**"),
+        "{steps}"
+    );
+    assert!(
+        steps.contains("health_gate") && steps.contains("**health gate**"),
+        "{steps}"
+    );
+    // A pepper file others can read: the warning reaches the reviewer.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        site.path().join("pepper.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&mut command(
+        &site,
+        &["plan", "--format", "markdown", "--diff"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("**Warnings**"), "{stdout}");
+    assert!(stdout.contains("[secret.file_mode]"), "{stdout}");
+    let diff = &stdout[stdout.find("```diff").expect("--diff adds the diff")..];
+    assert!(
+        diff.contains("--- a/site/tldw_Server_API/Config_Files/.env"),
+        "{diff}"
+    );
+    assert!(diff.contains("+API_KEY_PEPPER='(sensitive) fp:"), "{diff}");
+    assert_no_secret(
+        &[FROM_ENV_SECRET, FROM_FILE_SECRET],
+        &[("markdown", &stdout), ("stderr", &stderr)],
+        &site
+            .files_that_must_not_hold_secrets()
+            .into_iter()
+            .filter(|path| !path.ends_with("pepper.txt"))
+            .collect::<Vec<_>>(),
+    );
+    // Whole lines only, under the cap, even when the diff is large.
+    assert!(stdout.len() < 60_000);
 }

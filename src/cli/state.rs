@@ -69,39 +69,11 @@ fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
                 printer.stdout(&text);
             }
             super::history::Format::Text => {
-                let mut text = format!(
-                    "{:<24} {:>8}  {:<40} {}\n",
-                    "ENVIRONMENT", "MANAGED", "LAST APPLY", "LOCK"
-                );
-                for summary in &environments {
-                    let last = summary
-                        .last_apply
-                        .as_ref()
-                        .map(|record| {
-                            format!(
-                                "{} {} {}",
-                                record.id,
-                                record.outcome.as_str(),
-                                record.started_at.strftime("%Y-%m-%d %H:%M")
-                            )
-                        })
-                        .unwrap_or_else(|| "-".to_string());
-                    let lock = summary
-                        .lock
-                        .as_ref()
-                        .map(|holder| {
-                            format!("{} on {} pid {}", holder.apply_id, holder.host, holder.pid)
-                        })
-                        .unwrap_or_else(|| "-".to_string());
-                    text.push_str(&format!(
-                        "{:<24} {:>8}  {:<40} {}\n",
-                        summary.environment.to_string(),
-                        summary.managed,
-                        last,
-                        lock
-                    ));
-                }
-                printer.stdout(&text);
+                let rows: Vec<[String; 4]> = environments.iter().map(summary_row).collect();
+                printer.stdout(&table(
+                    ["ENVIRONMENT", "MANAGED", "LAST APPLY", "LOCK"],
+                    &rows,
+                ));
             }
         }
         ExitStatus::Success
@@ -156,4 +128,109 @@ fn unlock(args: UnlockArgs, settings: &Settings, printer: &Printer) -> ExitStatu
             Err(error) => report_state_error(error, printer),
         }
     })
+}
+
+/// One row of `state list`. An apply the journal still calls running while no live process
+/// holds the environment's lock was interrupted (killed, or its machine went down): it says so,
+/// and how to go on, instead of "running".
+fn summary_row(summary: &crate::state::EnvironmentSummary) -> [String; 4] {
+    let last = summary
+        .last_apply
+        .as_ref()
+        .map(|record| {
+            let outcome = match record.outcome {
+                crate::state::Outcome::Running
+                    if summary
+                        .lock
+                        .as_ref()
+                        .is_none_or(|holder| holder.apply_id != record.id) =>
+                {
+                    "interrupted (apply --resume or rollback --unfinished)"
+                }
+                outcome => outcome.as_str(),
+            };
+            format!(
+                "{} {} {}",
+                record.id,
+                outcome,
+                record.started_at.strftime("%Y-%m-%d %H:%M")
+            )
+        })
+        .unwrap_or_else(|| "-".to_string());
+    let lock = summary
+        .lock
+        .as_ref()
+        .map(|holder| format!("{} on {} pid {}", holder.apply_id, holder.host, holder.pid))
+        .unwrap_or_else(|| "-".to_string());
+    [
+        summary.environment.to_string(),
+        summary.managed.to_string(),
+        last,
+        lock,
+    ]
+}
+
+/// Columns padded to their widest cell (counted in characters), numbers right-aligned in the
+/// second column, no trailing spaces.
+fn table(header: [&str; 4], rows: &[[String; 4]]) -> String {
+    let mut widths = header.map(|title| title.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = header.map(str::to_string);
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
+            let pad = width - cell.chars().count();
+            if column == 1 {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                if column < 3 {
+                    line.push_str(&" ".repeat(pad));
+                }
+            }
+            if column < 3 {
+                line.push_str("  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn columns_line_up_whatever_the_widths() {
+        let rows = [
+            [
+                "default/a-very-long-environment-name".to_string(),
+                "12345".to_string(),
+                "x".to_string(),
+                "-".to_string(),
+            ],
+            [
+                "default/dev".to_string(),
+                "3".to_string(),
+                "ab".to_string(),
+                "lock".to_string(),
+            ],
+        ];
+        let text = table(["ENVIRONMENT", "MANAGED", "LAST APPLY", "LOCK"], &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        let column = |line: &str, word: &str| line.find(word).unwrap();
+        assert_eq!(column(lines[0], "LAST APPLY"), column(lines[1], "x"));
+        assert_eq!(column(lines[1], "x"), column(lines[2], "ab"));
+        // Numbers are right-aligned under MANAGED.
+        assert_eq!(column(lines[1], "12345") + 5, column(lines[2], "3") + 1);
+        assert!(text.lines().all(|line| line == line.trim_end()));
+    }
 }

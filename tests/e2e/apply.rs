@@ -714,3 +714,29 @@ fn a_symlinked_env_file_is_written_through_and_stays_a_link() {
     assert!(written.contains("LOG_LEVEL=info"), "{written}");
     converged(&site);
 }
+
+#[test]
+fn state_list_calls_a_killed_apply_interrupted_and_says_how_to_go_on() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let site = served_site(&fake);
+    crash_at(&site, 1, "before");
+    let (code, stdout, stderr) = run(&mut command(&site, &["state", "list"]));
+    assert_eq!(code, 0, "{stderr}");
+    let row = stdout
+        .lines()
+        .find(|line| line.starts_with("dev "))
+        .unwrap_or_else(|| panic!("no row for dev: {stdout}"));
+    assert!(
+        row.contains("interrupted (apply --resume or rollback --unfinished)"),
+        "{stdout}"
+    );
+    assert!(!row.contains(" running "), "{stdout}");
+    // The header's columns line up with the row's.
+    let header = stdout.lines().next().unwrap();
+    let apply_id = &history(&site)[0]["id"];
+    assert_eq!(
+        header.find("LAST APPLY"),
+        row.find(apply_id.as_str().unwrap()),
+        "{stdout}"
+    );
+}

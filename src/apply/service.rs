@@ -24,7 +24,7 @@ pub enum ServiceError {
 
 /// Runs `argv` and waits for it, up to `timeout`.
 pub async fn run_command(argv: &[String], timeout: Duration) -> Result<(), ServiceError> {
-    let command = argv.join(" ");
+    let command = crate::plan::service::shell_words(argv);
     let Some((program, arguments)) = argv.split_first() else {
         return Err(ServiceError::Failed {
             command,

@@ -409,7 +409,7 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
     if files_changed && let Some(restart) = input.restart {
         push(
             StepKind::Restart,
-            restart.join(" "),
+            super::service::shell_words(restart),
             vec![Operation::Run {
                 argv: restart.to_vec(),
             }],

@@ -461,3 +461,21 @@ fn the_markdown_comment_shows_the_steps_the_warnings_and_the_masked_diff() {
     // Whole lines only, under the cap, even when the diff is large.
     assert!(stdout.len() < 60_000);
 }
+
+#[test]
+fn the_restart_command_is_shown_quoted_as_a_shell_would_need_it() {
+    let site = site("");
+    site.write_yaml(
+        "tldw-ops.yaml",
+        &yaml("").replace(
+            "  root: site\n",
+            "  root: site\n  service:\n    restart: [sh, -c, \"date -u >> restarts.log\"]\n",
+        ),
+    );
+    let (code, stdout, stderr) = run(&mut command(&site, &["plan"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("restart sh -c 'date -u >> restarts.log'"),
+        "{stdout}"
+    );
+}

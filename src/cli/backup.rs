@@ -235,7 +235,7 @@ fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
                             manifest.include.iter().map(|item| item_name(*item)).collect::<Vec<_>>()
                         }),
                         "kept_by": decision.keep,
-                        "release": decision.release.as_ref().map(|release| release_reason(release, &policy.keep)),
+                        "release": decision.release.as_ref().map(|release| release_reason(release, &crate::plan::backups::effective_keep(policy))),
                     })
                 })
                 .collect();
@@ -244,7 +244,7 @@ fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
                 "location": location,
                 "policy": {
                     "every": every,
-                    "keep": keep_text(&policy.keep),
+                    "keep": keep_text(&crate::plan::backups::effective_keep(policy)),
                     "verify": policy.verify,
                     "before_apply": policy.before_apply,
                 },
@@ -259,7 +259,7 @@ fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
             let mut text = format!(
                 "Backup sets of environment {} in {location}\nPolicy: every {every}, keep {}, verify {}\n\n",
                 target.environment,
-                keep_text(&policy.keep),
+                keep_text(&crate::plan::backups::effective_keep(policy)),
                 if policy.verify { "on" } else { "off" },
             );
             if sets.is_empty() {

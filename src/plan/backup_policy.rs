@@ -148,6 +148,7 @@ pub fn due(
 
 /// Decides for every set (in input order) whether the keep policy keeps it.
 ///
+/// - The `last` newest countable sets are kept, whatever their day.
 /// - The newest set of each of the `daily` most recent UTC days that have a countable set is
 ///   kept, likewise for `weekly` ISO weeks and `monthly` months. Countable: complete and not
 ///   failed verification.
@@ -162,6 +163,13 @@ pub fn prune(sets: &[SetInfo], keep: &Keep, now: Timestamp) -> Vec<Decision> {
         .collect();
     countable.sort_by_key(|&index| Reverse((sets[index].created_at, sets[index].id.as_str())));
 
+    for (position, &index) in countable
+        .iter()
+        .take(keep.last.unwrap_or(0) as usize)
+        .enumerate()
+    {
+        reasons[index].push(format!("last {}", position + 1));
+    }
     let rules: [(&str, Option<u32>, Bucket); 3] = [
         ("daily", keep.daily, day_bucket),
         ("weekly", keep.weekly, week_bucket),
@@ -297,6 +305,7 @@ mod tests {
 
     fn keep(daily: u32, weekly: u32, monthly: u32) -> Keep {
         Keep {
+            last: None,
             daily: Some(daily),
             weekly: Some(weekly),
             monthly: Some(monthly),
@@ -479,6 +488,7 @@ mod tests {
             set("2026-11-24T03:00:00Z", true, Some(true)),
         ];
         let none = Keep {
+            last: None,
             daily: None,
             weekly: None,
             monthly: None,
@@ -561,6 +571,7 @@ mod tests {
             prop::option::of(0..14u32),
         )
             .prop_map(|(daily, weekly, monthly)| Keep {
+                last: None,
                 daily,
                 weekly,
                 monthly,

@@ -138,9 +138,24 @@ pub fn free_set_id(now: Timestamp, sets: &[SetInfo]) -> String {
     }
 }
 
-/// `daily 7 / weekly 4 / monthly 12`, the rules the policy sets.
+/// The sets taken before applies that `keep.last` keeps when the file does not say.
+pub const DEFAULT_KEEP_LAST_BEFORE_APPLY: u32 = 3;
+
+/// The keep rules in force: the file's, with `last` defaulted when sets are taken before every
+/// apply (otherwise a second apply on one day would release the first one's set, the data to go
+/// back to).
+pub fn effective_keep(policy: &Backup) -> Keep {
+    let mut keep = policy.keep;
+    if keep.last.is_none() && policy.before_apply {
+        keep.last = Some(DEFAULT_KEEP_LAST_BEFORE_APPLY);
+    }
+    keep
+}
+
+/// `last 3 / daily 7 / weekly 4 / monthly 12`, the rules the policy sets.
 pub fn keep_text(keep: &Keep) -> String {
     let rules: Vec<String> = [
+        ("last", keep.last),
         ("daily", keep.daily),
         ("weekly", keep.weekly),
         ("monthly", keep.monthly),
@@ -236,14 +251,15 @@ pub fn extend(
     }
     let mut prune_operations = Vec::new();
     let mut prune_addresses = Vec::new();
-    for (set, decision) in candidates
-        .iter()
-        .zip(policy::prune(&candidates, &policy.keep, now))
+    for (set, decision) in
+        candidates
+            .iter()
+            .zip(policy::prune(&candidates, &effective_keep(policy), now))
     {
         let Some(release) = decision.release else {
             continue;
         };
-        let reason = release_reason(&release, &policy.keep);
+        let reason = release_reason(&release, &effective_keep(policy));
         let address = Address::backup_set(&set.id);
         fingerprints.insert(
             address.to_string(),
@@ -302,7 +318,7 @@ pub fn next_decisions(
     if due.is_some() {
         candidates.push(planned_set(&free_set_id(now, sets), policy, now));
     }
-    let mut decisions = policy::prune(&candidates, &policy.keep, now);
+    let mut decisions = policy::prune(&candidates, &effective_keep(policy), now);
     decisions.truncate(sets.len());
     (due, decisions)
 }
@@ -489,6 +505,7 @@ mod tests {
                 BackupItem::Config,
             ],
             keep: Keep {
+                last: None,
                 daily: Some(7),
                 weekly: Some(4),
                 monthly: Some(12),
@@ -672,6 +689,7 @@ mod tests {
     fn prune_counts_the_set_this_plan_creates_so_one_apply_converges() {
         let mut policy = policy(false);
         policy.keep = Keep {
+            last: None,
             daily: Some(2),
             weekly: None,
             monthly: None,
@@ -867,6 +885,7 @@ mod tests {
     fn keep_text_names_only_the_rules_the_policy_sets() {
         assert_eq!(
             keep_text(&Keep {
+                last: None,
                 daily: Some(7),
                 weekly: None,
                 monthly: Some(12)

@@ -375,6 +375,7 @@ fn check_backup(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
     };
     let keep = backup.keep;
     let counts = [
+        ("last", keep.last),
         ("daily", keep.daily),
         ("weekly", keep.weekly),
         ("monthly", keep.monthly),
@@ -396,7 +397,7 @@ fn check_backup(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
         out.push(
             Diagnostic::error(
                 "value.keep",
-                "`backup.keep` must keep at least one set: give `daily`, `weekly` or `monthly`",
+                "`backup.keep` must keep at least one set: give `last`, `daily`, `weekly` or `monthly`",
             )
             .at(locate(root, "/backup/keep"))
             .path("/backup/keep"),

@@ -548,10 +548,16 @@ pub enum BackupItem {
     Config,
 }
 
-/// How many sets the prune keeps: the newest of each of the last N days, ISO weeks and months.
+/// How many sets the prune keeps: the newest of each of the last N days, ISO weeks and months,
+/// and the `last` N sets whatever their day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Keep {
+    /// The newest N sets, however close together (restic's `--keep-last`). With
+    /// `before_apply: true` it defaults to 3, so the sets taken before each of the last applies
+    /// survive even when several applies fall on one day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

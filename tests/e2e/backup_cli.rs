@@ -502,6 +502,7 @@ fn moving_the_clock_past_the_keep_windows_prunes_exactly_what_the_policy_release
         .map(|(set, _)| set)
         .collect::<Vec<_>>();
     let keep = tldw_ops::spec::types::Keep {
+        last: None,
         daily: Some(3),
         weekly: Some(2),
         monthly: Some(2),
@@ -1151,5 +1152,40 @@ fn a_postgres_authnz_database_is_dumped_and_restored_with_the_password_kept_out_
     for output in sample.outputs.borrow().iter() {
         assert!(!output.contains(URL_PASSWORD), "{output}");
     }
+    sample.assert_no_secret_anywhere();
+}
+
+#[test]
+fn same_day_applies_keep_the_sets_taken_before_each_of_the_last_three() {
+    let sample = Sample::new("", KEEP, true);
+    let (code, _, stderr) = sample.run(&["apply", "--auto-approve"], T0);
+    assert_eq!(code, 0, "{stderr}");
+    // Four more applies within the same UTC day, each with a change (and so a set before it).
+    for (hour, level) in [(1, "debug"), (2, "warning"), (3, "info"), (4, "debug")] {
+        sample.write_yaml(KEEP, true, level);
+        let (code, _, stderr) = sample.run(&["apply", "--auto-approve"], &at(hour));
+        assert_eq!(code, 0, "{hour}: {stderr}");
+    }
+    // daily 3 alone would keep one set of the day; `last` (3 by default with before_apply)
+    // keeps the sets taken before each of the three latest applies.
+    let sets = sample.sets();
+    assert_eq!(sets.len(), 3, "{sets:?}");
+    assert_eq!(
+        sets,
+        [
+            "2026-11-26T050000Z",
+            "2026-11-26T060000Z",
+            "2026-11-26T070000Z"
+        ],
+        "{sets:?}"
+    );
+    let (code, stdout, _) = sample.run(&["backup", "list"], &at(4));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("last 3"), "{stdout}");
+    // Saying so keeps fewer.
+    sample.write_yaml("{ last: 1, daily: 3 }", true, "warning");
+    let (code, _, stderr) = sample.run(&["apply", "--auto-approve"], &at(5));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(sample.sets().len(), 1, "{:?}", sample.sets());
     sample.assert_no_secret_anywhere();
 }

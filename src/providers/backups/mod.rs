@@ -253,6 +253,7 @@ mod tests {
         assert_eq!(sets[0].created_at, at("2026-11-25T03:00:00Z"));
         assert_eq!(sets[0].size, 7);
         let keep = Keep {
+            last: None,
             daily: Some(7),
             weekly: Some(4),
             monthly: Some(12),

@@ -278,6 +278,7 @@ mod tests {
             .map(|(set, _)| set)
             .collect();
         let keep = Keep {
+            last: None,
             daily: Some(7),
             weekly: Some(4),
             monthly: Some(12),

@@ -573,10 +573,10 @@ pub fn report_outcome(
                 ""
             };
             printer.note(&format!(
-                "{} {changes} change{} in {} ms{health} (apply {apply_id}).",
+                "{} {changes} change{} in {}{health} (apply {apply_id}).",
                 printer.paint(Style::Success, "Apply complete:"),
                 if *changes == 1 { "" } else { "s" },
-                elapsed.as_millis()
+                super::common::elapsed_text(elapsed)
             ));
             ExitStatus::Success
         }

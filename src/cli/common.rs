@@ -199,7 +199,7 @@ impl Reporter for LineReporter {
         let status = match report {
             StepReport::Done { elapsed } => self.printer.paint(
                 Style::Success,
-                &format!("done ({} ms)", elapsed.as_millis()),
+                &format!("done ({})", elapsed_text(*elapsed)),
             ),
             StepReport::Skipped => self.printer.paint(Style::Dim, "already in place"),
             StepReport::Failed { error } => self
@@ -293,4 +293,34 @@ pub enum Part {
     /// The `backup:` policy alone: create a set when one is due, delete what the keep policy
     /// releases. Nothing else is changed or recorded; `before_apply` does not apply.
     Backup,
+}
+
+/// A duration as people read it: `840 ms`, `10.5 s`, `2m 05s`, `1h 02m`.
+pub fn elapsed_text(elapsed: std::time::Duration) -> String {
+    let millis = elapsed.as_millis();
+    let seconds = elapsed.as_secs();
+    if millis < 1_000 {
+        format!("{millis} ms")
+    } else if seconds < 60 {
+        format!("{}.{} s", seconds, (millis % 1_000) / 100)
+    } else if seconds < 3_600 {
+        format!("{}m {:02}s", seconds / 60, seconds % 60)
+    } else {
+        format!("{}h {:02}m", seconds / 3_600, (seconds % 3_600) / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::elapsed_text;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(elapsed_text(Duration::from_millis(37)), "37 ms");
+        assert_eq!(elapsed_text(Duration::from_millis(10_515)), "10.5 s");
+        assert_eq!(elapsed_text(Duration::from_millis(59_999)), "59.9 s");
+        assert_eq!(elapsed_text(Duration::from_secs(125)), "2m 05s");
+        assert_eq!(elapsed_text(Duration::from_secs(3_720)), "1h 02m");
+    }
 }

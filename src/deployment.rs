@@ -143,6 +143,13 @@ pub fn file_values(files: &ObservedFiles, addresses: &BTreeSet<Address>) -> Obse
         };
         observed.values.insert(address.clone(), value);
     }
-    observed.warnings.extend(env.warnings());
+    let managed: BTreeSet<&str> = addresses
+        .iter()
+        .filter(|address| matches!(address.kind(), AddressKind::Env | AddressKind::Secret))
+        .map(Address::name)
+        .collect();
+    observed
+        .warnings
+        .extend(env.warnings(&|key| managed.contains(key)));
     observed
 }

@@ -479,3 +479,33 @@ fn the_restart_command_is_shown_quoted_as_a_shell_would_need_it() {
         "{stdout}"
     );
 }
+
+#[test]
+fn interpolation_in_keys_this_file_does_not_manage_is_not_a_warning() {
+    let site = site("");
+    // The stock template has `${...}` in four provider keys nobody here manages.
+    assert!(site.env_text().contains("CUSTOM_OPENAI_API_KEY=${"));
+    let (code, _, stderr) = run(&mut command(&site, &["plan"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("${...}"), "{stderr}");
+    // A managed key whose current value holds one is worth a line.
+    site.write_yaml(
+        "tldw-ops.yaml",
+        &yaml("").replace(
+            "  LOG_LEVEL: info\n",
+            "  LOG_LEVEL: info\n  CUSTOM_OPENAI_API_KEY: none\n",
+        ),
+    );
+    let (code, _, stderr) = run(&mut command(&site, &["plan"]));
+    assert_eq!(code, 0, "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("${...}"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "said once: {stderr}");
+    assert!(
+        warnings[0].contains("CUSTOM_OPENAI_API_KEY (line 100) holds a ${...} reference")
+            && !warnings[0].contains("BEDROCK_API_KEY"),
+        "{stderr}"
+    );
+}

@@ -99,8 +99,11 @@ impl EnvFile {
         Ok(document.render())
     }
 
-    /// Warnings about the file itself: its mode, and lines tldw's parsers read differently.
-    pub fn warnings(&self) -> Vec<String> {
+    /// Warnings about the file itself: its mode, and lines tldw's parsers read differently. A
+    /// `${...}` reference is mentioned only for keys `managed` says this file manages: the stock
+    /// template has several in keys tldw-ops never touches, and the production policy judges
+    /// those lines on the effective deployment anyway.
+    pub fn warnings(&self, managed: &dyn Fn(&str) -> bool) -> Vec<String> {
         let path = crate::spec::source::display_name(&self.snapshot.path);
         let mut warnings = Vec::new();
         if let Some(mode) = self.snapshot.mode
@@ -114,16 +117,20 @@ impl EnvFile {
         let mut interpolated = Vec::new();
         for warning in self.document.warnings() {
             match warning {
-                document::EnvWarning::Interpolation { key, line } => {
+                document::EnvWarning::Interpolation { key, line } if managed(key) => {
                     interpolated.push(format!("{key} (line {line})"));
+                }
+                document::EnvWarning::Interpolation { key, line } => {
+                    tracing::debug!(key, line, "unmanaged .env key holds a ${{...}} reference");
                 }
                 other => warnings.push(format!("{path}: {other}")),
             }
         }
         if !interpolated.is_empty() {
             warnings.push(format!(
-                "{path}: {} contain ${{...}} references, which python-dotenv substitutes but the production preflight and Docker read literally",
-                interpolated.join(", ")
+                "{path}: {} {} a ${{...}} reference, which python-dotenv substitutes but the production preflight and Docker read literally",
+                interpolated.join(", "),
+                if interpolated.len() == 1 { "holds" } else { "hold" }
             ));
         }
         warnings

@@ -521,10 +521,18 @@ const GITLAB_STAND_IN: &str = r#"gitlab_api() {
   shift
   echo "$path" >> "$FAKE_GITLAB/requests"
   case "$path" in
-    merge_requests/*/notes)
+    merge_requests/*/notes\?*) cat "$FAKE_GITLAB/notes.json" 2>/dev/null || echo '[]' ;;
+    merge_requests/*/notes/*)
+      echo "updated ${path##*/}" >> "$FAKE_GITLAB/note-writes"
       for argument in "$@"; do
         case "$argument" in body@*) cp "${argument#body@}" "$FAKE_GITLAB/note.md" ;; esac
       done ;;
+    merge_requests/*/notes)
+      echo "created" >> "$FAKE_GITLAB/note-writes"
+      for argument in "$@"; do
+        case "$argument" in body@*) cp "${argument#body@}" "$FAKE_GITLAB/note.md" ;; esac
+      done
+      jq -n --rawfile body "$FAKE_GITLAB/note.md" '[{id: 41, body: $body}]' > "$FAKE_GITLAB/notes.json" ;;
     repository/commits/*/merge_requests) cat "$FAKE_GITLAB/merge_requests.json" ;;
     jobs/artifacts/*/raw/plan.json*) cat "$FAKE_GITLAB/plan.json" ;;
     *) echo "the stand-in does not know $path" >&2; return 1 ;;
@@ -606,6 +614,17 @@ fn the_gitlab_pipeline_plans_a_merge_request_and_applies_the_reviewed_plan_on_me
     assert!(
         note.starts_with("<!-- tldw-ops plan: prod -->\n### tldw-ops plan: `prod`"),
         "the plan is posted: {note}"
+    );
+    // A second push updates the same note instead of adding one.
+    let job = ci.run_gitlab_job(
+        &pipeline,
+        "tldw-ops:plan",
+        &[("CI_MERGE_REQUEST_IID", "12")],
+    );
+    assert_eq!(job.failed, None, "{}", job.log);
+    assert_eq!(
+        std::fs::read_to_string(gitlab.join("note-writes")).unwrap(),
+        "created\nupdated 41\n"
     );
     // GitLab keeps the job's artifacts.
     std::fs::copy(ci.workspace().join("plan.json"), gitlab.join("plan.json")).unwrap();

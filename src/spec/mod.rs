@@ -14,6 +14,7 @@ pub mod preflight;
 pub mod schema;
 pub mod semantic;
 pub mod source;
+pub mod template;
 pub mod types;
 pub mod unmap;
 pub mod view;
@@ -118,8 +119,10 @@ pub fn check(
         Err(other) => return Err(CheckError::Unreadable(other)),
     };
     let json = loaded.root.to_json();
-    let mut diagnostics = schema::validate_json(&loaded.root, &json);
+    let mut diagnostics =
+        schema::validate_json_masking(&loaded.root, &json, &|pointer| loaded.is_sensitive(pointer));
     if !diagnostics.is_empty() {
+        loaded.redactions.scrub_all(&mut diagnostics);
         diagnostic::sort(&mut diagnostics);
         return Err(CheckError::Invalid {
             diagnostics,
@@ -133,7 +136,9 @@ pub fn check(
                 diagnostics: vec![
                     Diagnostic::error(
                         "schema.invalid",
-                        format!("the document passed the schema but could not be read: {error}"),
+                        loaded.redactions.scrub(&format!(
+                            "the document passed the schema but could not be read: {error}"
+                        )),
                     )
                     .at(Some(loaded.root.location.clone())),
                 ],
@@ -160,6 +165,7 @@ pub fn check(
         view: &view,
     }));
     let waived = policy::apply_waivers(&spec, &mut diagnostics);
+    loaded.redactions.scrub_all(&mut diagnostics);
     diagnostic::sort(&mut diagnostics);
     Ok(Checked {
         spec,

@@ -44,6 +44,8 @@ pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 /// Largest deployment `.env` or `config.txt` read, in bytes (tldw's shipped `config.txt` is
 /// about 60 KiB).
 pub const MAX_DEPLOYMENT_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest backup set manifest read, in bytes.
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest saved plan (`apply plan.json`), in bytes.
 pub const MAX_PLAN_FILE_BYTES: u64 = 32 * 1024 * 1024;
 

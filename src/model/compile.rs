@@ -72,7 +72,11 @@ pub fn compile(
             child_locations(config_sections.and_then(|sections| sections.get(section)));
         for (key, value) in keys {
             let text = value.render();
-            let pointer = format!("/config/{}/{}", escape_pointer(section), escape_pointer(key));
+            let pointer = format!(
+                "/config/{}/{}",
+                escape_pointer(section),
+                escape_pointer(key)
+            );
             add(Resource {
                 sensitive: is_sensitive(key, &text) || checked.loaded.is_sensitive(&pointer),
                 address: Address::config(section, key),

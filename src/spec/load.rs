@@ -62,7 +62,10 @@ impl std::fmt::Debug for Redactions {
 
 impl Redactions {
     fn new(values: BTreeSet<String>) -> Redactions {
-        let mut values: Vec<String> = values.into_iter().filter(|value| value.len() >= 4).collect();
+        let mut values: Vec<String> = values
+            .into_iter()
+            .filter(|value| value.len() >= 4)
+            .collect();
         values.sort_by_key(|value| std::cmp::Reverse(value.len()));
         Redactions(values)
     }
@@ -247,12 +250,13 @@ impl Loader {
                 source,
             }),
             refused => {
-                self.diagnostics.push(
-                    Diagnostic::error("load.limit", refused.to_string()).hint(format!(
-                        "a desired-state file is a regular file of at most {}",
-                        limits::show_bytes(MAX_DOCUMENT_BYTES)
-                    )),
-                );
+                self.diagnostics
+                    .push(
+                        Diagnostic::error("load.limit", refused.to_string()).hint(format!(
+                            "a desired-state file is a regular file of at most {}",
+                            limits::show_bytes(MAX_DOCUMENT_BYTES)
+                        )),
+                    );
                 Ok(None)
             }
         }
@@ -274,8 +278,7 @@ impl Loader {
                 path.display()
             );
             let diagnostic = Diagnostic::error("load.limit", message).path("/extends");
-            self.diagnostics
-                .push(diagnostic.at(included_from.cloned()));
+            self.diagnostics.push(diagnostic.at(included_from.cloned()));
             return Ok(None);
         }
         let bytes = match limits::read_regular_file(path, MAX_DOCUMENT_BYTES) {
@@ -748,9 +751,12 @@ mod tests {
         assert!(!loaded.is_sensitive("/env/DOMAIN"));
         assert!(loaded.is_sensitive("/cors/allowed_origins"));
         assert!(loaded.is_sensitive("/cors/allowed_origins/0"));
-        assert!(!loaded.is_sensitive("/cors"));
+        assert!(loaded.is_sensitive("/cors"), "a value under it is");
+        assert!(!loaded.is_sensitive("/cors/allow_credentials"));
         assert_eq!(
-            loaded.redactions.scrub("was postgres://u:db-password-s3cr3t@db/x"),
+            loaded
+                .redactions
+                .scrub("was postgres://u:db-password-s3cr3t@db/x"),
             "was (sensitive)"
         );
         assert!(!format!("{:?}", loaded.redactions).contains("s3cr3t"));
@@ -777,7 +783,11 @@ mod tests {
             ("/dev/zero", "a character device"),
             ("dir.yaml", "a directory"),
         ] {
-            let main = write(directory.path(), "dev.yaml", &format!("extends: {target}\n"));
+            let main = write(
+                directory.path(),
+                "dev.yaml",
+                &format!("extends: {target}\n"),
+            );
             let found = diagnostics(load(&main, &BTreeMap::new()));
             assert_eq!(found[0].code, "load.limit", "{target}");
             assert!(found[0].message.contains(target), "{}", found[0].message);
@@ -798,7 +808,11 @@ mod tests {
         assert!(found[0].message.contains("4 MiB"), "{}", found[0].message);
         let found = diagnostics(load(&big, &BTreeMap::new()));
         assert_eq!(found[0].code, "load.limit");
-        assert!(found[0].message.contains("big.yaml"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("big.yaml"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]
@@ -808,7 +822,11 @@ mod tests {
         std::fs::write(&main, b"environment: dev\nenv:\n  A: caf\xe9\n").unwrap();
         let found = diagnostics(load(&main, &BTreeMap::new()));
         assert_eq!(found[0].code, "load.not_utf8");
-        assert!(found[0].message.contains("dev.yaml"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("dev.yaml"),
+            "{}",
+            found[0].message
+        );
         let location = found[0].location.as_ref().unwrap();
         assert_eq!((location.line, location.column), (3, 9));
     }

@@ -549,19 +549,19 @@ impl Builder<'_> {
                 total.nodes += weight.nodes;
                 total.scalar_bytes += weight.scalar_bytes;
                 match pending_key.take() {
-                None => {
-                    let name = match &node.value {
-                        NodeValue::String(text) => Some(text.clone()),
-                        NodeValue::Int(value) => Some(value.to_string()),
-                        NodeValue::Bool(value) => Some(value.to_string()),
-                        NodeValue::Float(value) => Some(value.to_string()),
-                        NodeValue::Null => Some("null".to_string()),
-                        NodeValue::Sequence(_) | NodeValue::Mapping(_) => None,
-                    };
-                    match name {
-                        Some(name) => {
-                            if let Some(first) = seen.get(&name) {
-                                self.errors.push(YamlError {
+                    None => {
+                        let name = match &node.value {
+                            NodeValue::String(text) => Some(text.clone()),
+                            NodeValue::Int(value) => Some(value.to_string()),
+                            NodeValue::Bool(value) => Some(value.to_string()),
+                            NodeValue::Float(value) => Some(value.to_string()),
+                            NodeValue::Null => Some("null".to_string()),
+                            NodeValue::Sequence(_) | NodeValue::Mapping(_) => None,
+                        };
+                        match name {
+                            Some(name) => {
+                                if let Some(first) = seen.get(&name) {
+                                    self.errors.push(YamlError {
                                     kind: YamlErrorKind::DuplicateKey,
                                     message: format!(
                                         "duplicate key `{name}`: first defined at line {}, again here",
@@ -569,28 +569,29 @@ impl Builder<'_> {
                                     ),
                                     location: node.location.clone(),
                                 });
-                            } else {
-                                seen.insert(name.clone(), node.location.clone());
+                                } else {
+                                    seen.insert(name.clone(), node.location.clone());
+                                }
+                                *pending_key = Some(Key {
+                                    name,
+                                    location: node.location,
+                                });
                             }
-                            *pending_key = Some(Key {
-                                name,
-                                location: node.location,
-                            });
-                        }
-                        None => {
-                            self.errors.push(YamlError {
-                                kind: YamlErrorKind::UnsupportedKey,
-                                message: "mapping keys must be plain text, not a list or mapping"
-                                    .to_string(),
-                                location: node.location.clone(),
-                            });
-                            *pending_key = Some(Key {
-                                name: String::new(),
-                                location: node.location,
-                            });
+                            None => {
+                                self.errors.push(YamlError {
+                                    kind: YamlErrorKind::UnsupportedKey,
+                                    message:
+                                        "mapping keys must be plain text, not a list or mapping"
+                                            .to_string(),
+                                    location: node.location.clone(),
+                                });
+                                *pending_key = Some(Key {
+                                    name: String::new(),
+                                    location: node.location,
+                                });
+                            }
                         }
                     }
-                }
                     // A duplicate key was reported when its key arrived, and any error makes
                     // `parse_document` return no tree at all, so no lookup ever sees both values.
                     Some(key) => entries.push((key, node)),
@@ -820,11 +821,7 @@ mod tests {
         let errors = parse(&deep).unwrap_err();
         assert_eq!(errors[0].kind, YamlErrorKind::Limit);
         assert!(errors[0].message.contains("MAX_YAML_DEPTH"));
-        let fine = format!(
-            "a: {}1{}\n",
-            "[".repeat(depth - 2),
-            "]".repeat(depth - 2)
-        );
+        let fine = format!("a: {}1{}\n", "[".repeat(depth - 2), "]".repeat(depth - 2));
         assert!(parse(&fine).is_ok());
         // Far deeper input is refused as quickly, without recursion.
         let very_deep = format!("a: {}\n", "[".repeat(200_000));

@@ -92,9 +92,7 @@ pub struct TemplateSection {
 /// The name of a process environment variable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct TemplateVariable(
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))] pub String,
-);
+pub struct TemplateVariable(#[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))] pub String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ApiVersion {

@@ -807,7 +807,7 @@ mod tests {
     #[test]
     fn aliases_of_long_text_count_their_text() {
         let long = "x".repeat(1024 * 1024);
-        let aliases = vec!["*big"; 9].join(", ");
+        let aliases = ["*big"; 9].join(", ");
         let text = format!("big: &big {long}\ncopies: [{aliases}]\n");
         let errors = parse(&text).unwrap_err();
         assert_eq!(errors[0].kind, YamlErrorKind::Limit);

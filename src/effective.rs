@@ -35,6 +35,8 @@ pub fn findings(prepared: &Prepared, plan: &Plan) -> Vec<Diagnostic> {
                     && known.location == diagnostic.location
             })
     });
+    // A message may quote a value a template built from a secret variable.
+    checked.loaded.redactions.scrub_all(&mut diagnostics);
     crate::spec::diagnostic::sort(&mut diagnostics);
     diagnostics
 }

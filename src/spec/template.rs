@@ -814,6 +814,20 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_template_text_renders_or_is_refused_without_panicking(
+            text in "([{}%#*'\"\\~|() ]|env|\\.|raw|endraw|if|for|set|[a-zA-Z_]{1,8}|é|\\PC){0,40}"
+        ) {
+            let declared = scope(&["CI_COMMIT_SHA"], Some("TLDW_OPS_VAR_"), &["TLDW_OPS_VAR_DB_PASSWORD"]);
+            if let Err(refusal) = render(declared, &text) {
+                proptest::prop_assert!(!refusal.message.contains("s3cr3t"));
+            }
+        }
+    }
+
     #[test]
     fn raw_blocks_and_comments_are_not_mistaken_for_code() {
         let declared = scope(&[], None, &[]);

@@ -428,7 +428,7 @@ fn adopt_refuses_secrets_templates_unmappable_text_and_unknown_addresses() {
         ),
         (
             "env.PUBLIC_WEB_BASE_URL",
-            "is produced by a template at tldw-ops.yaml:12:24",
+            "is produced by a template at tldw-ops.yaml:13:24",
         ),
         (
             "env.ALLOWED_ORIGINS",

@@ -119,6 +119,7 @@ pub fn load(path: &Path, process_env: &BTreeMap<String, String>) -> Result<Loade
         diagnostics: Vec::new(),
         cache: HashMap::new(),
         budget: Budget::default(),
+        layers: 0,
     };
     let main_file = absolute(path);
     let layered = loader.load_layers(&main_file, &mut Vec::new(), None)?;
@@ -211,6 +212,8 @@ struct Loader {
     cache: HashMap<PathBuf, Node>,
     /// What all layers together may still hold, aliases expanded.
     budget: Budget,
+    /// Layers loaded so far, a file extended twice counting twice.
+    layers: usize,
 }
 
 impl Loader {
@@ -268,18 +271,21 @@ impl Loader {
         path: &Path,
         included_from: Option<&Location>,
     ) -> Result<Option<Node>, LoadError> {
-        if let Some(node) = self.cache.get(path) {
-            return Ok(Some(node.clone()));
-        }
-        if self.files.len() >= MAX_LAYER_FILES {
+        // Every layer counts, read or cached: a list repeating one large file is as costly to
+        // merge as that many files.
+        self.layers += 1;
+        if self.layers > MAX_LAYER_FILES {
             let message = format!(
-                "the desired state is layered from more than {MAX_LAYER_FILES} files \
-                 (limit MAX_LAYER_FILES); {} is one too many",
+                "the desired state is layered from more than {MAX_LAYER_FILES} files, a file \
+                 extended twice counting twice (limit MAX_LAYER_FILES); {} is one too many",
                 path.display()
             );
             let diagnostic = Diagnostic::error("load.limit", message).path("/extends");
             self.diagnostics.push(diagnostic.at(included_from.cloned()));
             return Ok(None);
+        }
+        if let Some(node) = self.cache.get(path) {
+            return Ok(Some(node.clone()));
         }
         let bytes = match limits::read_regular_file(path, MAX_DOCUMENT_BYTES) {
             Ok(bytes) => bytes,
@@ -847,6 +853,14 @@ mod tests {
         let found = diagnostics(load(&main, &BTreeMap::new()));
         assert_eq!(found[0].code, "load.limit");
         assert!(found[0].message.contains("MAX_LAYER_FILES"));
+        let repeated = vec!["l0.yaml"; count].join(", ");
+        let main = write(
+            directory.path(),
+            "main.yaml",
+            &format!("extends: [{repeated}]\n"),
+        );
+        let found = diagnostics(load(&main, &BTreeMap::new()));
+        assert_eq!(found[0].code, "load.limit");
     }
 
     #[test]

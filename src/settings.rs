@@ -28,13 +28,13 @@ pub struct Settings {
     pub color: bool,
     /// Whether stdin and stderr are terminals (prompts and progress bars).
     pub interactive: bool,
-    /// The fault-injection hook, when set.
+    /// The fault-injection hook, when set and this build has `test-hooks`.
     pub fault: Option<String>,
     /// Who runs this: user name and host, recorded with every apply.
     pub user: String,
     pub host: String,
     /// `TLDW_OPS_NOW` (an RFC 3339 time): a test hook that fixes the clock, for rotation,
-    /// promotion soak and backup schedules. Never set it in production.
+    /// promotion soak and backup schedules. Read only by a build with `test-hooks`.
     pub fixed_now: Option<jiff::Timestamp>,
 }
 

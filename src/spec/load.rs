@@ -769,6 +769,22 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_template_never_quotes_the_secret_it_read() {
+        let directory = tempfile::tempdir().unwrap();
+        let main = write(
+            directory.path(),
+            "dev.yaml",
+            "environment: dev\ntemplate: { secret: [DB_PASSWORD] }\nenv:\n  A: \"{{ env.DB_PASSWORD | int }}\"\n  B: \"{{ env.DB_PASSWORD + 1 }}\"\n  C: \"{{ env.DB_PASSWORD.nope }}\"\n",
+        );
+        let found = diagnostics(load(&main, &env(&[("DB_PASSWORD", "hunter2-s3cr3t")])));
+        assert!(!found.is_empty());
+        for diagnostic in &found {
+            let text = format!("{} {:?}", diagnostic.message, diagnostic.hint);
+            assert!(!text.contains("s3cr3t"), "{text}");
+        }
+    }
+
+    #[test]
     fn a_template_section_that_is_not_a_mapping_is_reported() {
         let directory = tempfile::tempdir().unwrap();
         let main = write(

@@ -389,6 +389,14 @@ impl<'a> Renderer<'a> {
                 whole: access.whole,
             })
             .unwrap_or_default();
+        if access.secret_used {
+            // Collected before any refusal: an error message may quote a value it read.
+            for (name, value) in self.values.iter() {
+                if self.scope.is_secret(name) && !value.is_empty() {
+                    self.secret_values.insert(value.clone());
+                }
+            }
+        }
         if access.whole {
             return Err(Refusal::new(
                 "template.env_whole",
@@ -464,15 +472,8 @@ impl<'a> Renderer<'a> {
                 DECLARE_HINT,
             )
         })?;
-        if access.secret_used {
-            for (name, value) in self.values.iter() {
-                if self.scope.is_secret(name) && !value.is_empty() {
-                    self.secret_values.insert(value.clone());
-                }
-            }
-            if !text.is_empty() {
-                self.secret_values.insert(text.clone());
-            }
+        if access.secret_used && !text.is_empty() {
+            self.secret_values.insert(text.clone());
         }
         Ok(Rendered {
             text,

@@ -155,6 +155,7 @@ pub fn load(path: &Path, process_env: &BTreeMap<String, String>) -> Result<Loade
         };
         render_templates(&mut root, "", &mut context);
     }
+    refuse_secrets_outside_resources(&root, &sensitive, &mut diagnostics);
     let redactions = Redactions::new(std::mem::take(&mut renderer.secret_values));
     if !diagnostics.is_empty() {
         redactions.scrub_all(&mut diagnostics);
@@ -526,6 +527,44 @@ fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%") || text.contains("{#")
 }
 
+/// Where a value built from a secret variable may go: the sections that compile to `.env` and
+/// `config.txt` entries, which plans, plan files and the state store mask. Elsewhere (a URL in
+/// `target`, a backup path) the value would reach error messages, logs and the HTTP client
+/// unmasked, so it is refused.
+const SENSITIVE_SECTIONS: &[&str] = &["/env/", "/config/", "/cors/"];
+
+fn refuse_secrets_outside_resources(
+    root: &Node,
+    sensitive: &BTreeSet<String>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for pointer in sensitive {
+        if SENSITIVE_SECTIONS
+            .iter()
+            .any(|section| pointer.starts_with(section))
+        {
+            continue;
+        }
+        let location = root.resolve_pointer(pointer).node.location.clone();
+        diagnostics.push(
+            Diagnostic::error(
+                "template.secret_outside_resource",
+                format!(
+                    "`{pointer}` is built from a secret variable; only values under `env`, \
+                     `config` and `cors` are masked, so a secret cannot be used here"
+                ),
+            )
+            .at(Some(location))
+            .path(pointer.clone())
+            .hint(
+                "read a credential with a source (`{ from_env: NAME }`, `{ from_file: PATH }`) \
+                 where the format offers one, or declare the variable under \
+                 `template.variables` if it is not secret",
+            ),
+        );
+    }
+}
+
 struct RenderContext<'r, 'a> {
     renderer: &'r mut Renderer<'a>,
     diagnostics: &'r mut Vec<Diagnostic>,
@@ -782,6 +821,23 @@ mod tests {
             let text = format!("{} {:?}", diagnostic.message, diagnostic.hint);
             assert!(!text.contains("s3cr3t"), "{text}");
         }
+    }
+
+    #[test]
+    fn a_secret_variable_outside_env_config_and_cors_is_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let main = write(
+            directory.path(),
+            "dev.yaml",
+            "environment: dev\ntemplate: { secret: [DB_PASSWORD] }\ntarget:\n  root: /opt/tldw\n  database: \"postgresql://tldw:{{ env.DB_PASSWORD }}@db/tldw\"\nenv:\n  OK: \"{{ env.DB_PASSWORD }}\"\n",
+        );
+        let found = diagnostics(load(&main, &env(&[("DB_PASSWORD", "hunter2-s3cr3t")])));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].code, "template.secret_outside_resource");
+        assert_eq!(found[0].path, "/target/database");
+        let location = found[0].location.as_ref().unwrap();
+        assert_eq!((location.line, location.column), (5, 13));
+        assert!(!format!("{found:?}").contains("s3cr3t"));
     }
 
     #[test]

@@ -215,33 +215,27 @@ mod template_tests {
     use super::*;
 
     #[test]
-    fn a_schema_error_never_quotes_a_value_built_from_a_secret_variable() {
+    fn a_finding_never_quotes_a_value_built_from_a_secret_variable() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("dev.yaml");
         std::fs::write(
             &path,
-            "apiVersion: tldw-ops/v1\nenvironment: dev\ndeployment: \"{{ env.DB_PASSWORD }}\"\ntemplate: { secret: [DB_PASSWORD] }\ntarget: { root: /opt/tldw }\n",
+            "apiVersion: tldw-ops/v1\nenvironment: dev\ntemplate: { secret: [DB_PASSWORD] }\ntarget: { root: /opt/tldw }\ncors:\n  allowed_origins: [\"https://x.example/{{ env.DB_PASSWORD }}\"]\n",
         )
         .unwrap();
         let process_env: BTreeMap<String, String> =
-            [("DB_PASSWORD".to_string(), "not a name s3cr3t!".to_string())].into();
+            [("DB_PASSWORD".to_string(), "hunter2-s3cr3t".to_string())].into();
         let unavailable = |_: &SecretSpec, _: &Path| ResolvedSecret::Unavailable {
             reason: "test".to_string(),
         };
-        let Err(CheckError::Invalid { diagnostics, .. }) = check(&path, &process_env, &unavailable)
-        else {
-            panic!("a deployment name with spaces is invalid");
-        };
-        let deployment = diagnostics
+        let checked = check(&path, &process_env, &unavailable).expect("a typed document");
+        let origin = checked
+            .diagnostics
             .iter()
-            .find(|diagnostic| diagnostic.path == "/deployment")
-            .expect("the deployment value is reported");
-        assert!(
-            deployment.message.contains("not shown"),
-            "{}",
-            deployment.message
-        );
-        for diagnostic in &diagnostics {
+            .find(|diagnostic| diagnostic.path.starts_with("/cors/allowed_origins"))
+            .expect("the origin with a path is reported");
+        assert!(origin.message.contains("(sensitive)"), "{}", origin.message);
+        for diagnostic in &checked.diagnostics {
             assert!(
                 !diagnostic.message.contains("s3cr3t"),
                 "{}",

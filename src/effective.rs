@@ -36,6 +36,8 @@ pub fn findings(prepared: &Prepared, plan: &Plan) -> Vec<Diagnostic> {
             })
     });
     diagnostics.extend(config_sections(prepared));
+    // A message may quote a value a template built from a secret variable.
+    checked.loaded.redactions.scrub_all(&mut diagnostics);
     crate::spec::diagnostic::sort(&mut diagnostics);
     diagnostics
 }

@@ -13,6 +13,7 @@ pub mod effective;
 pub mod envdiff;
 pub mod environments;
 pub mod import;
+pub mod limits;
 pub mod model;
 pub mod observe_api;
 pub mod pipeline;

@@ -339,14 +339,22 @@ pub enum SourceError {
     },
     #[error("secret file {path} is not UTF-8 text")]
     NotUtf8 { path: String },
+    /// Not a regular file (`/dev/zero`, a FIFO), or larger than the limit.
+    #[error("secret file refused: {0}")]
+    Refused(crate::limits::ReadError),
 }
 
-/// Reads a `from_file` source: the whole file, without one trailing newline.
+/// Reads a `from_file` source: the whole file, without one trailing newline. Only a regular
+/// file of at most [`crate::limits::MAX_SECRET_FILE_BYTES`] is read, and never more than that.
 pub fn read_secret_file(path: &Path) -> Result<String, SourceError> {
-    let bytes = std::fs::read(path).map_err(|source| SourceError::File {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = crate::limits::read_regular_file(path, crate::limits::MAX_SECRET_FILE_BYTES)
+        .map_err(|error| match error {
+            crate::limits::ReadError::Io { source, .. } => SourceError::File {
+                path: path.display().to_string(),
+                source,
+            },
+            refused => SourceError::Refused(refused),
+        })?;
     let mut text = String::from_utf8(bytes).map_err(|_| SourceError::NotUtf8 {
         path: path.display().to_string(),
     })?;

@@ -1,16 +1,22 @@
 //! The one place that reads the process environment. Everything else gets what it needs from
 //! [`Settings`], so behaviour is reproducible in tests and the layering rule (no `std::env::var`
 //! elsewhere) holds; `clippy.toml` enforces it.
+//!
+//! The test hooks (`TLDW_OPS_NOW`, `TLDW_OPS_FAULT`) are read only by a build with the
+//! `test-hooks` cargo feature, which the end-to-end tests need and a release build leaves off:
+//! a production binary ignores them whatever the environment says.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 /// Environment variable that overrides where state is kept (a path or a `postgres://` URL).
 pub const STATE_VARIABLE: &str = "TLDW_OPS_STATE";
-/// Test hook: fail at a given step (see docs/testing.md). Never set it in production.
+/// Test hook: fail at a given step (see docs/testing.md). Read only with `test-hooks`.
 pub const FAULT_VARIABLE: &str = "TLDW_OPS_FAULT";
-/// Test hook: fix the clock (see docs/testing.md).
+/// Test hook: fix the clock (see docs/testing.md). Read only with `test-hooks`.
 pub const NOW_VARIABLE: &str = "TLDW_OPS_NOW";
+/// Whether this build honours the test hooks: only with `--features test-hooks`.
+pub const HOOKS_ENABLED: bool = cfg!(feature = "test-hooks");
 
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -22,13 +28,13 @@ pub struct Settings {
     pub color: bool,
     /// Whether stdin and stderr are terminals (prompts and progress bars).
     pub interactive: bool,
-    /// The fault-injection hook, when set.
+    /// The fault-injection hook, when set and this build has `test-hooks`.
     pub fault: Option<String>,
     /// Who runs this: user name and host, recorded with every apply.
     pub user: String,
     pub host: String,
     /// `TLDW_OPS_NOW` (an RFC 3339 time): a test hook that fixes the clock, for rotation,
-    /// promotion soak and backup schedules. Never set it in production.
+    /// promotion soak and backup schedules. Read only by a build with `test-hooks`.
     pub fixed_now: Option<jiff::Timestamp>,
 }
 
@@ -52,16 +58,9 @@ impl Settings {
             ColorChoice::Auto => stderr_terminal && !process_env.contains_key("NO_COLOR"),
         };
         let interactive = std::io::stdin().is_terminal() && stderr_terminal;
-        let fault = process_env.get(FAULT_VARIABLE).cloned();
-        let user = process_env
-            .get("USER")
-            .or_else(|| process_env.get("LOGNAME"))
-            .cloned()
-            .unwrap_or_else(|| "unknown".to_string());
+        let TestHooks { fault, fixed_now } = TestHooks::read(&process_env, HOOKS_ENABLED);
+        let user = actor(&process_env, uid_user_name);
         let host = hostname();
-        let fixed_now = process_env
-            .get(NOW_VARIABLE)
-            .and_then(|text| text.parse().ok());
         Settings {
             process_env,
             state,
@@ -80,6 +79,85 @@ impl Settings {
     }
 }
 
+/// The test hooks as a build reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestHooks {
+    pub fault: Option<String>,
+    pub fixed_now: Option<jiff::Timestamp>,
+}
+
+impl TestHooks {
+    /// Reads the hooks from `process_env` when `hooks_enabled` (the binary passes
+    /// [`HOOKS_ENABLED`]), else none: a build without `test-hooks` ignores the variables.
+    pub fn read(process_env: &BTreeMap<String, String>, hooks_enabled: bool) -> TestHooks {
+        if !hooks_enabled {
+            return TestHooks::default();
+        }
+        TestHooks {
+            fault: process_env.get(FAULT_VARIABLE).cloned(),
+            fixed_now: process_env
+                .get(NOW_VARIABLE)
+                .and_then(|text| text.parse().ok()),
+        }
+    }
+}
+
+/// Who runs this, as applies record it: `$USER`, else `$LOGNAME`, else the name of the
+/// process's real uid (cron and systemd units often set neither variable), else `uid <n>`.
+pub fn actor(
+    process_env: &BTreeMap<String, String>,
+    uid_name: impl FnOnce() -> Option<String>,
+) -> String {
+    process_env
+        .get("USER")
+        .or_else(|| process_env.get("LOGNAME"))
+        .filter(|name| !name.is_empty())
+        .cloned()
+        .or_else(uid_name)
+        .unwrap_or_else(|| "uid ?".to_string())
+}
+
+/// The user name of this process's real uid, from `/proc/self/status` and `/etc/passwd`;
+/// `uid <n>` when the passwd file does not list it.
+pub fn uid_user_name() -> Option<String> {
+    let status = crate::limits::read_regular_file(
+        std::path::Path::new("/proc/self/status"),
+        crate::limits::MAX_SECRET_FILE_BYTES,
+    )
+    .ok()?;
+    let uid = real_uid(&String::from_utf8_lossy(&status))?;
+    let passwd = crate::limits::read_regular_file(
+        std::path::Path::new("/etc/passwd"),
+        crate::limits::MAX_DEPLOYMENT_FILE_BYTES,
+    )
+    .ok()
+    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    .unwrap_or_default();
+    Some(passwd_name(&passwd, uid).unwrap_or_else(|| format!("uid {uid}")))
+}
+
+/// The real uid from the `Uid:` line of `/proc/<pid>/status` (real, effective, saved, fs).
+fn real_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The name `/etc/passwd` gives `uid` (`name:password:uid:gid:...`).
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let _password = fields.next()?;
+        let listed: u32 = fields.next()?.parse().ok()?;
+        (listed == uid && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
     Auto,
@@ -95,4 +173,68 @@ pub fn hostname() -> String {
         .ok()
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_build_without_test_hooks_ignores_the_hook_variables() {
+        let process_env = env(&[
+            (NOW_VARIABLE, "2026-11-26T03:00:00Z"),
+            (FAULT_VARIABLE, "fail:0"),
+        ]);
+        assert_eq!(TestHooks::read(&process_env, false), TestHooks::default());
+        let enabled = TestHooks::read(&process_env, true);
+        assert_eq!(enabled.fault.as_deref(), Some("fail:0"));
+        assert_eq!(
+            enabled.fixed_now,
+            Some("2026-11-26T03:00:00Z".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn this_build_reads_the_hooks_exactly_when_the_feature_is_on() {
+        assert_eq!(HOOKS_ENABLED, cfg!(feature = "test-hooks"));
+        let process_env = env(&[(NOW_VARIABLE, "2026-11-26T03:00:00Z")]);
+        let hooks = TestHooks::read(&process_env, HOOKS_ENABLED);
+        assert_eq!(hooks.fixed_now.is_some(), cfg!(feature = "test-hooks"));
+    }
+
+    #[test]
+    fn the_actor_falls_back_from_user_to_logname_to_the_uid_name() {
+        let named = |name: &str| {
+            let name = name.to_string();
+            move || Some(name)
+        };
+        assert_eq!(
+            actor(&env(&[("USER", "alice"), ("LOGNAME", "bob")]), named("x")),
+            "alice"
+        );
+        assert_eq!(actor(&env(&[("LOGNAME", "bob")]), named("x")), "bob");
+        assert_eq!(actor(&env(&[("USER", "")]), named("carol")), "carol");
+        assert_eq!(actor(&env(&[]), || None), "uid ?");
+        assert_ne!(actor(&env(&[]), uid_user_name), "unknown");
+    }
+
+    #[test]
+    fn the_uid_name_comes_from_proc_status_and_passwd() {
+        let status = "Name:\tx\nUid:\t1001\t1001\t1001\t1001\nGid:\t0\n";
+        assert_eq!(real_uid(status), Some(1001));
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\ndeploy:x:1001:1001::/home/deploy:/bin/sh\n";
+        assert_eq!(passwd_name(passwd, 1001).as_deref(), Some("deploy"));
+        assert_eq!(passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, 7), None);
+        // This process: whoever runs the tests has a uid, and usually a passwd entry.
+        let name = uid_user_name().unwrap();
+        assert!(!name.is_empty());
+    }
 }

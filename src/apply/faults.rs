@@ -1,6 +1,8 @@
 //! The fault-injection test hook, `TLDW_OPS_FAULT` (documented in docs/testing.md). Tests use it
 //! to fail or pause the apply at an exact step so that rollback and crash recovery can be
-//! checked at every step index. It is inert unless the variable is set.
+//! checked at every step index. It is inert unless the variable is set, and compiled out of a
+//! build without the `test-hooks` cargo feature: such a build never reads the variable
+//! (settings) and never pauses here.
 //!
 //! Grammar: a comma-separated list of
 //! - `fail:N` — step N fails before touching anything;
@@ -69,9 +71,9 @@ impl Faults {
         Ok(faults)
     }
 
-    /// Sleeps at a pause point so a test can kill the process there.
+    /// Sleeps at a pause point so a test can kill the process there (only with `test-hooks`).
     pub async fn pause_at(&self, step: u32, point: Point) {
-        if self.pause.contains(&(step, point)) {
+        if cfg!(feature = "test-hooks") && self.pause.contains(&(step, point)) {
             eprintln!("TLDW_OPS_FAULT: paused at step {step} ({point:?})");
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         }

@@ -85,11 +85,15 @@ fn read_saved_plan(target: &Path) -> SavedPlan {
     if target.extension().and_then(|extension| extension.to_str()) != Some("json") {
         return SavedPlan::NotAPlan;
     }
-    let text = match std::fs::read_to_string(target) {
-        Ok(text) => text,
-        Err(error) => {
-            return SavedPlan::Invalid(format!("cannot read plan {}: {error}", target.display()));
+    let bytes = match crate::limits::read_regular_file(target, crate::limits::MAX_PLAN_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(crate::limits::ReadError::Io { source, .. }) => {
+            return SavedPlan::Invalid(format!("cannot read plan {}: {source}", target.display()));
         }
+        Err(refused) => return SavedPlan::Invalid(format!("plan refused: {refused}")),
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return SavedPlan::Invalid(format!("plan {} is not UTF-8 text", target.display()));
     };
     match serde_json::from_str::<Plan>(&text) {
         Ok(plan) if plan.format_version == FORMAT_VERSION => SavedPlan::Plan(Box::new(plan)),

@@ -54,7 +54,9 @@ pub fn compile(
         resources.insert(resource.address.clone(), resource);
     };
     for entry in env_entries(spec) {
-        let sensitive = is_sensitive(&entry.name, &entry.value);
+        // A value a template built from a secret variable is as sensitive as a secret.
+        let sensitive =
+            is_sensitive(&entry.name, &entry.value) || checked.loaded.is_sensitive(&entry.pointer);
         add(Resource {
             address: Address::env(&entry.name),
             desired: Desired::Text(entry.value),
@@ -70,8 +72,13 @@ pub fn compile(
             child_locations(config_sections.and_then(|sections| sections.get(section)));
         for (key, value) in keys {
             let text = value.render();
+            let pointer = format!(
+                "/config/{}/{}",
+                escape_pointer(section),
+                escape_pointer(key)
+            );
             add(Resource {
-                sensitive: is_sensitive(key, &text),
+                sensitive: is_sensitive(key, &text) || checked.loaded.is_sensitive(&pointer),
                 address: Address::config(section, key),
                 desired: Desired::Text(text),
                 source: key_locations.get(key.as_str()).cloned(),

@@ -53,6 +53,9 @@ pub enum FileError {
     Directory { path: PathBuf },
     #[error("{path} is not UTF-8 text")]
     NotUtf8 { path: PathBuf },
+    /// Not a regular file (a device, a FIFO), or larger than the limit.
+    #[error(transparent)]
+    Refused(crate::limits::ReadError),
     #[error("cannot write {path}: {source} (the original file is unchanged)")]
     Write {
         path: PathBuf,
@@ -87,10 +90,22 @@ pub fn read_snapshot(path: &Path) -> Result<FileSnapshot, FileError> {
             path: path.to_path_buf(),
         });
     }
-    let bytes = fs::read(path).map_err(|source| FileError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    // Bounded, and only from a regular file: a `.env` replaced by a FIFO or a huge file must
+    // not hang or exhaust the process.
+    let bytes = crate::limits::read_regular_file(path, crate::limits::MAX_DEPLOYMENT_FILE_BYTES)
+        .map_err(|error| match error {
+            crate::limits::ReadError::Io { source, .. } => FileError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
+            crate::limits::ReadError::NotRegular {
+                kind: crate::limits::FileKind::Directory,
+                ..
+            } => FileError::Directory {
+                path: path.to_path_buf(),
+            },
+            refused => FileError::Refused(refused),
+        })?;
     let content = String::from_utf8(bytes).map_err(|_| FileError::NotUtf8 {
         path: path.to_path_buf(),
     })?;

@@ -14,6 +14,7 @@ pub mod preflight;
 pub mod schema;
 pub mod semantic;
 pub mod source;
+pub mod template;
 pub mod types;
 pub mod unmap;
 pub mod view;
@@ -119,8 +120,10 @@ pub fn check(
         Err(other) => return Err(CheckError::Unreadable(other)),
     };
     let json = loaded.root.to_json();
-    let mut diagnostics = schema::validate_json(&loaded.root, &json);
+    let mut diagnostics =
+        schema::validate_json_masking(&loaded.root, &json, &|pointer| loaded.is_sensitive(pointer));
     if !diagnostics.is_empty() {
+        loaded.redactions.scrub_all(&mut diagnostics);
         diagnostic::sort(&mut diagnostics);
         return Err(CheckError::Invalid {
             diagnostics,
@@ -134,7 +137,9 @@ pub fn check(
                 diagnostics: vec![
                     Diagnostic::error(
                         "schema.invalid",
-                        format!("the document passed the schema but could not be read: {error}"),
+                        loaded.redactions.scrub(&format!(
+                            "the document passed the schema but could not be read: {error}"
+                        )),
                     )
                     .at(Some(loaded.root.location.clone())),
                 ],
@@ -162,6 +167,7 @@ pub fn check(
         view: &view,
     }));
     let waived = policy::apply_waivers(&spec, &mut diagnostics);
+    loaded.redactions.scrub_all(&mut diagnostics);
     diagnostic::sort(&mut diagnostics);
     Ok(Checked {
         spec,
@@ -202,6 +208,41 @@ mod tests {
         ) {
             let directory = tempfile::tempdir().unwrap();
             check_bytes(directory.path(), text.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    #[test]
+    fn a_finding_never_quotes_a_value_built_from_a_secret_variable() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("dev.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: tldw-ops/v1\nenvironment: dev\ntemplate: { secret: [DB_PASSWORD] }\ntarget: { root: /opt/tldw }\ncors:\n  allowed_origins: [\"https://x.example/{{ env.DB_PASSWORD }}\"]\n",
+        )
+        .unwrap();
+        let process_env: BTreeMap<String, String> =
+            [("DB_PASSWORD".to_string(), "hunter2-s3cr3t".to_string())].into();
+        let unavailable = |_: &SecretSpec, _: &Path| ResolvedSecret::Unavailable {
+            reason: "test".to_string(),
+        };
+        let checked = check(&path, &process_env, &unavailable).expect("a typed document");
+        let origin = checked
+            .diagnostics
+            .iter()
+            .find(|diagnostic| diagnostic.path.starts_with("/cors/allowed_origins"))
+            .expect("the origin with a path is reported");
+        assert!(origin.message.contains("(sensitive)"), "{}", origin.message);
+        for diagnostic in &checked.diagnostics {
+            assert!(
+                !diagnostic.message.contains("s3cr3t"),
+                "{}",
+                diagnostic.message
+            );
         }
     }
 }

@@ -52,6 +52,34 @@ pub enum YamlErrorKind {
     DuplicateKey,
     MultipleDocuments,
     UnsupportedKey,
+    /// A tag (`!secret`, `!!binary`): the format gives tags no meaning, so none is accepted.
+    Tag,
+    /// A bound of [`crate::limits`] was reached (nesting depth, expanded nodes or text).
+    Limit,
+}
+
+/// What the documents of one load may still hold, aliases expanded: shared by every layer so
+/// that many files cannot add up to more than one file may hold.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub nodes: usize,
+    pub scalar_bytes: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget {
+            nodes: crate::limits::MAX_YAML_NODES,
+            scalar_bytes: crate::limits::MAX_YAML_SCALAR_BYTES,
+        }
+    }
+}
+
+/// How much of a [`Budget`] a subtree uses: what an alias of it costs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Weight {
+    nodes: usize,
+    scalar_bytes: usize,
 }
 
 impl Node {
@@ -171,8 +199,17 @@ pub struct PointerTarget<'a> {
 }
 
 /// Parses one YAML document. An empty document is `null`. Errors are returned all at once where
-/// the parser could go on (duplicate keys); a syntax error stops the file.
+/// the parser could go on (duplicate keys); a syntax error or a reached limit stops the file.
 pub fn parse_document(text: &str, file: &Arc<str>) -> Result<Node, Vec<YamlError>> {
+    parse_document_within(text, file, &mut Budget::default())
+}
+
+/// [`parse_document`], drawing expanded nodes and text from `budget`.
+pub fn parse_document_within(
+    text: &str,
+    file: &Arc<str>,
+    budget: &mut Budget,
+) -> Result<Node, Vec<YamlError>> {
     let mut builder = Builder {
         file: Arc::clone(file),
         stack: Vec::new(),
@@ -180,10 +217,17 @@ pub fn parse_document(text: &str, file: &Arc<str>) -> Result<Node, Vec<YamlError
         documents: 0,
         root: None,
         errors: Vec::new(),
+        budget,
+        stopped: false,
     };
     for event in Parser::new_from_str(text) {
         match event {
-            Ok((event, span)) => builder.on_event(event, span),
+            Ok((event, span)) => {
+                builder.on_event(event, span);
+                if builder.stopped {
+                    return Err(builder.errors);
+                }
+            }
             Err(error) => {
                 let marker = error.marker();
                 let location = builder.location_at(marker.line(), marker.col());
@@ -210,6 +254,7 @@ enum Frame {
         anchor: usize,
         location: Location,
         items: Vec<Node>,
+        weight: Weight,
     },
     Mapping {
         anchor: usize,
@@ -217,19 +262,113 @@ enum Frame {
         entries: Vec<(Key, Node)>,
         pending_key: Option<Key>,
         seen: HashMap<String, Location>,
+        weight: Weight,
     },
 }
 
-struct Builder {
+struct Builder<'a> {
     file: Arc<str>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, Weight)>,
     documents: usize,
     root: Option<Node>,
     errors: Vec<YamlError>,
+    budget: &'a mut Budget,
+    /// Set when a tag or a limit stopped the file: no further event is looked at.
+    stopped: bool,
 }
 
-impl Builder {
+/// How a tag is written in the file: `!secret`, `!!binary`, `!<tag:example.com:x>`.
+fn show_tag(tag: &saphyr_parser::Tag) -> String {
+    if tag.is_yaml_core_schema() {
+        format!("!!{}", tag.suffix)
+    } else if tag.handle == "!" || tag.handle.is_empty() {
+        format!("!{}", tag.suffix)
+    } else {
+        format!("{}{}", tag.handle, tag.suffix)
+    }
+}
+
+impl Builder<'_> {
+    fn stop(&mut self, kind: YamlErrorKind, message: String, location: Location) {
+        self.errors.push(YamlError {
+            kind,
+            message,
+            location,
+        });
+        self.stopped = true;
+    }
+
+    /// Refuses any tag: the desired-state format gives tags no meaning, and accepting one
+    /// silently (`!secret`) would let a reader believe it did something.
+    fn refuse_tag(&mut self, tag: Option<&saphyr_parser::Tag>, span: &Span) -> bool {
+        let Some(tag) = tag else {
+            return false;
+        };
+        let location = self.location(span);
+        self.stop(
+            YamlErrorKind::Tag,
+            format!(
+                "YAML tags are not supported: `{}` has no meaning in a desired-state file \
+                 (quote the value to make it a string; secrets go under `secrets:` with a \
+                 source)",
+                show_tag(tag)
+            ),
+            location,
+        );
+        true
+    }
+
+    /// Takes `weight` from the budget, or stops the file naming the limit that was reached.
+    fn spend(&mut self, weight: Weight, span: &Span) -> bool {
+        if weight.nodes > self.budget.nodes {
+            let location = self.location(span);
+            self.stop(
+                YamlErrorKind::Limit,
+                format!(
+                    "the desired state holds more than {} values once aliases are expanded \
+                     (limit MAX_YAML_NODES); an alias copies everything under its anchor",
+                    crate::limits::MAX_YAML_NODES
+                ),
+                location,
+            );
+            return false;
+        }
+        if weight.scalar_bytes > self.budget.scalar_bytes {
+            let location = self.location(span);
+            self.stop(
+                YamlErrorKind::Limit,
+                format!(
+                    "the desired state holds more than {} of text once aliases are expanded \
+                     (limit MAX_YAML_SCALAR_BYTES); an alias copies everything under its anchor",
+                    crate::limits::show_bytes(crate::limits::MAX_YAML_SCALAR_BYTES as u64)
+                ),
+                location,
+            );
+            return false;
+        }
+        self.budget.nodes -= weight.nodes;
+        self.budget.scalar_bytes -= weight.scalar_bytes;
+        true
+    }
+
+    /// Refuses a collection nested deeper than the limit.
+    fn check_depth(&mut self, span: &Span) -> bool {
+        if self.stack.len() >= crate::limits::MAX_YAML_DEPTH {
+            let location = self.location(span);
+            self.stop(
+                YamlErrorKind::Limit,
+                format!(
+                    "mappings and lists are nested more than {} deep (limit MAX_YAML_DEPTH)",
+                    crate::limits::MAX_YAML_DEPTH
+                ),
+                location,
+            );
+            return false;
+        }
+        true
+    }
+
     fn location_at(&self, line: usize, column_zero_based: usize) -> Location {
         Location::new(&self.file, line.max(1), column_zero_based + 1)
     }
@@ -256,9 +395,14 @@ impl Builder {
             Event::Alias(anchor) => {
                 let location = self.location(&span);
                 match self.anchors.get(&anchor) {
-                    Some(node) => {
-                        let node = node.clone();
-                        self.push_value(node);
+                    Some((_, weight)) => {
+                        let weight = *weight;
+                        // Counted before the copy is made: a billion laughs stops here.
+                        if !self.spend(weight, &span) {
+                            return;
+                        }
+                        let node = self.anchors[&anchor].0.clone();
+                        self.push_value(node, weight);
                     }
                     None => self.errors.push(YamlError {
                         kind: YamlErrorKind::Syntax,
@@ -268,24 +412,61 @@ impl Builder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
+                if self.refuse_tag(tag.as_deref(), &span) {
+                    return;
+                }
+                let weight = Weight {
+                    nodes: 1,
+                    scalar_bytes: text.len(),
+                };
+                if !self.spend(weight, &span) {
+                    return;
+                }
                 let location = self.location(&span);
-                let tag_suffix = tag.as_ref().map(|tag| tag.suffix.as_str());
-                let value = resolve_scalar(&text, style, tag_suffix);
+                let value = resolve_scalar(&text, style, None);
                 let node = Node { value, location };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, (node.clone(), weight));
                 }
-                self.push_value(node);
+                self.push_value(node, weight);
             }
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                if self.refuse_tag(tag.as_deref(), &span)
+                    || !self.check_depth(&span)
+                    || !self.spend(
+                        Weight {
+                            nodes: 1,
+                            scalar_bytes: 0,
+                        },
+                        &span,
+                    )
+                {
+                    return;
+                }
                 let location = self.location(&span);
                 self.stack.push(Frame::Sequence {
                     anchor,
                     location,
                     items: Vec::new(),
+                    weight: Weight {
+                        nodes: 1,
+                        scalar_bytes: 0,
+                    },
                 });
             }
-            Event::MappingStart(anchor, _) => {
+            Event::MappingStart(anchor, tag) => {
+                if self.refuse_tag(tag.as_deref(), &span)
+                    || !self.check_depth(&span)
+                    || !self.spend(
+                        Weight {
+                            nodes: 1,
+                            scalar_bytes: 0,
+                        },
+                        &span,
+                    )
+                {
+                    return;
+                }
                 let location = self.location(&span);
                 self.stack.push(Frame::Mapping {
                     anchor,
@@ -293,6 +474,10 @@ impl Builder {
                     entries: Vec::new(),
                     pending_key: None,
                     seen: HashMap::new(),
+                    weight: Weight {
+                        nodes: 1,
+                        scalar_bytes: 0,
+                    },
                 });
             }
             Event::SequenceEnd => {
@@ -300,6 +485,7 @@ impl Builder {
                     anchor,
                     location,
                     items,
+                    weight,
                 }) = self.stack.pop()
                 {
                     let node = Node {
@@ -307,9 +493,9 @@ impl Builder {
                         location,
                     };
                     if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
+                        self.anchors.insert(anchor, (node.clone(), weight));
                     }
-                    self.push_value(node);
+                    self.push_value(node, weight);
                 }
             }
             Event::MappingEnd => {
@@ -317,6 +503,7 @@ impl Builder {
                     anchor,
                     location,
                     entries,
+                    weight,
                     ..
                 }) = self.stack.pop()
                 {
@@ -325,15 +512,17 @@ impl Builder {
                         location,
                     };
                     if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
+                        self.anchors.insert(anchor, (node.clone(), weight));
                     }
-                    self.push_value(node);
+                    self.push_value(node, weight);
                 }
             }
         }
     }
 
-    fn push_value(&mut self, node: Node) {
+    /// Adds a finished value to the collection being built; `weight` is what it cost, added
+    /// to the collection's own so an alias of the collection costs all of it.
+    fn push_value(&mut self, node: Node, weight: Weight) {
         let Some(frame) = self.stack.last_mut() else {
             if self.root.is_none() {
                 self.root = Some(node);
@@ -341,26 +530,38 @@ impl Builder {
             return;
         };
         match frame {
-            Frame::Sequence { items, .. } => items.push(node),
+            Frame::Sequence {
+                weight: total,
+                items,
+                ..
+            } => {
+                total.nodes += weight.nodes;
+                total.scalar_bytes += weight.scalar_bytes;
+                items.push(node);
+            }
             Frame::Mapping {
                 entries,
                 pending_key,
                 seen,
+                weight: total,
                 ..
-            } => match pending_key.take() {
-                None => {
-                    let name = match &node.value {
-                        NodeValue::String(text) => Some(text.clone()),
-                        NodeValue::Int(value) => Some(value.to_string()),
-                        NodeValue::Bool(value) => Some(value.to_string()),
-                        NodeValue::Float(value) => Some(value.to_string()),
-                        NodeValue::Null => Some("null".to_string()),
-                        NodeValue::Sequence(_) | NodeValue::Mapping(_) => None,
-                    };
-                    match name {
-                        Some(name) => {
-                            if let Some(first) = seen.get(&name) {
-                                self.errors.push(YamlError {
+            } => {
+                total.nodes += weight.nodes;
+                total.scalar_bytes += weight.scalar_bytes;
+                match pending_key.take() {
+                    None => {
+                        let name = match &node.value {
+                            NodeValue::String(text) => Some(text.clone()),
+                            NodeValue::Int(value) => Some(value.to_string()),
+                            NodeValue::Bool(value) => Some(value.to_string()),
+                            NodeValue::Float(value) => Some(value.to_string()),
+                            NodeValue::Null => Some("null".to_string()),
+                            NodeValue::Sequence(_) | NodeValue::Mapping(_) => None,
+                        };
+                        match name {
+                            Some(name) => {
+                                if let Some(first) = seen.get(&name) {
+                                    self.errors.push(YamlError {
                                     kind: YamlErrorKind::DuplicateKey,
                                     message: format!(
                                         "duplicate key `{name}`: first defined at line {}, again here",
@@ -368,32 +569,34 @@ impl Builder {
                                     ),
                                     location: node.location.clone(),
                                 });
-                            } else {
-                                seen.insert(name.clone(), node.location.clone());
+                                } else {
+                                    seen.insert(name.clone(), node.location.clone());
+                                }
+                                *pending_key = Some(Key {
+                                    name,
+                                    location: node.location,
+                                });
                             }
-                            *pending_key = Some(Key {
-                                name,
-                                location: node.location,
-                            });
-                        }
-                        None => {
-                            self.errors.push(YamlError {
-                                kind: YamlErrorKind::UnsupportedKey,
-                                message: "mapping keys must be plain text, not a list or mapping"
-                                    .to_string(),
-                                location: node.location.clone(),
-                            });
-                            *pending_key = Some(Key {
-                                name: String::new(),
-                                location: node.location,
-                            });
+                            None => {
+                                self.errors.push(YamlError {
+                                    kind: YamlErrorKind::UnsupportedKey,
+                                    message:
+                                        "mapping keys must be plain text, not a list or mapping"
+                                            .to_string(),
+                                    location: node.location.clone(),
+                                });
+                                *pending_key = Some(Key {
+                                    name: String::new(),
+                                    location: node.location,
+                                });
+                            }
                         }
                     }
+                    // A duplicate key was reported when its key arrived, and any error makes
+                    // `parse_document` return no tree at all, so no lookup ever sees both values.
+                    Some(key) => entries.push((key, node)),
                 }
-                // A duplicate key was reported when its key arrived, and any error makes
-                // `parse_document` return no tree at all, so no lookup ever sees both values.
-                Some(key) => entries.push((key, node)),
-            },
+            }
         }
     }
 }
@@ -552,6 +755,90 @@ mod tests {
     fn an_empty_document_is_null() {
         assert_eq!(parse("").unwrap().value, NodeValue::Null);
         assert_eq!(parse("# only a comment\n").unwrap().value, NodeValue::Null);
+    }
+
+    #[test]
+    fn any_tag_is_refused_at_its_location() {
+        for (text, shown, line) in [
+            ("a: !secret hunter2\n", "!secret", 1),
+            ("a: 1\nb: !!binary aGVsbG8=\n", "!!binary", 2),
+            ("a: !!str 012\n", "!!str", 1),
+            ("a: !!map {b: 1}\n", "!!map", 1),
+            ("a: !<tag:example.com:x> [1]\n", "tag:example.com:x", 1),
+            ("? !k key\n: v\n", "!k", 1),
+        ] {
+            let errors = parse(text).unwrap_err();
+            assert_eq!(errors.len(), 1, "{text}");
+            assert_eq!(errors[0].kind, YamlErrorKind::Tag, "{text}");
+            assert!(errors[0].message.contains(shown), "{}", errors[0].message);
+            assert!(!errors[0].message.contains("hunter2"));
+            assert_eq!(errors[0].location.line, line, "{text}");
+        }
+    }
+
+    fn billion_laughs(levels: usize) -> String {
+        let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for level in 1..=levels {
+            let previous = format!("*a{}", level - 1);
+            let items = vec![previous; 9].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn a_billion_laughs_is_refused_before_it_is_expanded() {
+        let started = std::time::Instant::now();
+        let errors = parse(&billion_laughs(9)).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].kind, YamlErrorKind::Limit);
+        assert!(
+            errors[0].message.contains("MAX_YAML_NODES"),
+            "{}",
+            errors[0].message
+        );
+        // The alias that crosses the limit, on the line of the level that does.
+        assert!(errors[0].location.line >= 5, "{:?}", errors[0].location);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // A few levels of aliases are ordinary YAML and still fine.
+        assert!(parse(&billion_laughs(3)).is_ok());
+    }
+
+    #[test]
+    fn aliases_of_long_text_count_their_text() {
+        let long = "x".repeat(1024 * 1024);
+        let aliases = ["*big"; 9].join(", ");
+        let text = format!("big: &big {long}\ncopies: [{aliases}]\n");
+        let errors = parse(&text).unwrap_err();
+        assert_eq!(errors[0].kind, YamlErrorKind::Limit);
+        assert!(errors[0].message.contains("MAX_YAML_SCALAR_BYTES"));
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused() {
+        let depth = crate::limits::MAX_YAML_DEPTH;
+        let deep = format!("a: {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+        let errors = parse(&deep).unwrap_err();
+        assert_eq!(errors[0].kind, YamlErrorKind::Limit);
+        assert!(errors[0].message.contains("MAX_YAML_DEPTH"));
+        let fine = format!("a: {}1{}\n", "[".repeat(depth - 2), "]".repeat(depth - 2));
+        assert!(parse(&fine).is_ok());
+        // Far deeper input is refused as quickly, without recursion.
+        let very_deep = format!("a: {}\n", "[".repeat(200_000));
+        assert!(parse(&very_deep).is_err());
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_every_document_parsed_with_it() {
+        let mut budget = Budget {
+            nodes: 10,
+            scalar_bytes: 1000,
+        };
+        let file: Arc<str> = Arc::from("t.yaml");
+        assert!(parse_document_within("a: [1, 2, 3]\n", &file, &mut budget).is_ok());
+        assert_eq!(budget.nodes, 4);
+        let errors = parse_document_within("b: [1, 2, 3, 4]\n", &file, &mut budget).unwrap_err();
+        assert_eq!(errors[0].kind, YamlErrorKind::Limit);
     }
 
     #[test]

@@ -96,11 +96,29 @@ pub fn validate(root: &Node) -> Vec<Diagnostic> {
 
 /// As [`validate`], for a caller that already holds the document as JSON.
 pub fn validate_json(root: &Node, instance: &JsonValue) -> Vec<Diagnostic> {
+    validate_json_masking(root, instance, &|_| false)
+}
+
+/// As [`validate_json`], never quoting a value at a pointer `sensitive` names (a value a
+/// template built from a secret variable).
+pub fn validate_json_masking(
+    root: &Node,
+    instance: &JsonValue,
+    sensitive: &dyn Fn(&str) -> bool,
+) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
     for error in validator().iter_errors(instance) {
         let pointer = error.instance_path().as_str().to_string();
         let schema_path = error.schema_path().as_str().to_string();
-        translate(root, &pointer, &schema_path, error.kind(), &mut diagnostics);
+        let masked = sensitive(&pointer);
+        translate(
+            root,
+            &pointer,
+            &schema_path,
+            error.kind(),
+            masked,
+            &mut diagnostics,
+        );
     }
     diagnostics
 }
@@ -110,6 +128,7 @@ fn translate(
     pointer: &str,
     schema_path: &str,
     kind: &ValidationErrorKind,
+    masked: bool,
     out: &mut Vec<Diagnostic>,
 ) {
     let target = root.resolve_pointer(pointer);
@@ -155,7 +174,7 @@ fn translate(
                 format!(
                     "`{}` is not a duration: expected a whole number followed by s, m, h or d (30s, 15m, 24h, 90d), found {}",
                     last_token(pointer),
-                    describe_found(node, pointer)
+                    describe_found(node, pointer, masked)
                 ),
             )
             .at(value_location)
@@ -167,7 +186,7 @@ fn translate(
                 format!(
                     "`{}` must be a whole number of MB (0 blocks writes) or null for unlimited, found {}",
                     last_token(pointer),
-                    describe_found(node, pointer)
+                    describe_found(node, pointer, masked)
                 ),
             )
             .at(value_location)
@@ -189,7 +208,7 @@ fn translate(
                         "`{}` must be {}, found {}",
                         last_token(pointer),
                         with_article(&expected),
-                        describe_found(node, pointer)
+                        describe_found(node, pointer, masked)
                     ),
                 )
                 .at(value_location)
@@ -211,7 +230,7 @@ fn translate(
                         .map(|option| format!("`{option}`"))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    describe_found(node, pointer)
+                    describe_found(node, pointer, masked)
                 ),
             )
             .at(value_location)
@@ -230,7 +249,7 @@ fn translate(
                     "`{}` must be `{}`, found {}",
                     last_token(pointer),
                     plain(expected_value),
-                    describe_found(node, pointer)
+                    describe_found(node, pointer, masked)
                 ),
             )
             .at(value_location)
@@ -243,7 +262,7 @@ fn translate(
                     format!(
                         "`{}` is not a duration: expected a whole number followed by s, m, h or d (30s, 15m, 24h, 90d), found {}",
                         last_token(pointer),
-                        describe_found(node, pointer)
+                        describe_found(node, pointer, masked)
                     ),
                 )
             } else {
@@ -252,7 +271,7 @@ fn translate(
                     format!(
                         "`{}` does not have the expected form `{pattern}`: found {}",
                         last_token(pointer),
-                        describe_found(node, pointer)
+                        describe_found(node, pointer, masked)
                     ),
                 )
             };
@@ -287,7 +306,7 @@ fn translate(
                     format!(
                         "`{}` must be at least {limit}, found {}",
                         last_token(pointer),
-                        describe_found(node, pointer)
+                        describe_found(node, pointer, masked)
                     ),
                 )
                 .at(value_location)
@@ -301,7 +320,7 @@ fn translate(
                     format!(
                         "`{}` must be at most {limit}, found {}",
                         last_token(pointer),
-                        describe_found(node, pointer)
+                        describe_found(node, pointer, masked)
                     ),
                 )
                 .at(value_location)
@@ -344,7 +363,7 @@ fn translate(
                     format!(
                         "`{}` must be {expected}, found {}",
                         last_token(pointer),
-                        describe_found(node, pointer)
+                        describe_found(node, pointer, masked)
                     ),
                 )
                 .at(value_location)
@@ -442,10 +461,11 @@ fn with_article(expected: &str) -> String {
 }
 
 /// What was found, quoted, except where the value may be a secret pasted in the wrong place.
-fn describe_found(node: &Node, pointer: &str) -> String {
+fn describe_found(node: &Node, pointer: &str, masked: bool) -> String {
     let depth = pointer.matches('/').count();
-    let sensitive =
-        (pointer.starts_with("/secrets/values/") && depth == 3) || pointer == "/target/api/token";
+    let sensitive = masked
+        || (pointer.starts_with("/secrets/values/") && depth == 3)
+        || pointer == "/target/api/token";
     if sensitive && matches!(node.value, NodeValue::String(_)) {
         return "a string (not shown: it may be a secret)".to_string();
     }

@@ -32,6 +32,11 @@ pub struct Spec {
     /// file wins; lists and scalars replace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extends: Option<Extends>,
+    /// What templates (`{{ env.NAME }}`) may read from the process environment. Templates see
+    /// only the variables declared here, and a value built from a `secret` variable (or one
+    /// whose name looks like a secret's) is masked everywhere, like a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateSection>,
     /// The deployment to manage.
     pub target: Target,
     /// Plain environment variables for the `.env` file.
@@ -66,6 +71,28 @@ pub struct Spec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waivers: Vec<Waiver>,
 }
+
+/// The variables templates may read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSection {
+    /// Variables templates may read, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<TemplateVariable>,
+    /// Templates may also read every variable whose name starts with this (`TLDW_OPS_VAR_`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub prefix: Option<String>,
+    /// Variables templates may read whose values are secret: a value built from one is masked
+    /// in plans, plan files, PR comments and the state store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret: Vec<TemplateVariable>,
+}
+
+/// The name of a process environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct TemplateVariable(#[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))] pub String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ApiVersion {

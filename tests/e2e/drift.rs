@@ -395,10 +395,15 @@ fn adopt_edits_the_base_file_that_declares_the_value() {
 #[test]
 fn adopt_refuses_secrets_templates_unmappable_text_and_unknown_addresses() {
     let site = Site::new();
-    let text = COMMENTED.replace(
-        "  UVICORN_WORKERS: 2\n",
-        "  UVICORN_WORKERS: 2\n  PUBLIC_WEB_BASE_URL: \"https://{{ env.TEST_DOMAIN }}\"\n  REDIS_URL: redis://cache:6379/0\n",
-    );
+    let text = COMMENTED
+        .replace(
+            "environment: dev\n",
+            "environment: dev\ntemplate: { variables: [TEST_DOMAIN] }\n",
+        )
+        .replace(
+            "  UVICORN_WORKERS: 2\n",
+            "  UVICORN_WORKERS: 2\n  PUBLIC_WEB_BASE_URL: \"https://{{ env.TEST_DOMAIN }}\"\n  REDIS_URL: redis://cache:6379/0\n",
+        );
     site.write_yaml("tldw-ops.yaml", &text);
     let tool = |args: &[&str]| {
         let mut command = command(&site, args);
@@ -423,7 +428,7 @@ fn adopt_refuses_secrets_templates_unmappable_text_and_unknown_addresses() {
         ),
         (
             "env.PUBLIC_WEB_BASE_URL",
-            "is produced by a template at tldw-ops.yaml:12:24",
+            "is produced by a template at tldw-ops.yaml:13:24",
         ),
         (
             "env.ALLOWED_ORIGINS",

@@ -1,5 +1,15 @@
 //! End-to-end tests: the real binary against real files in temporary directories, real SQLite
 //! and PostgreSQL state, and the fake tldw admin API over loopback HTTP.
+//!
+//! They drive the clock and inject faults through the test hooks, which only a build with the
+//! `test-hooks` feature honours: run them with `cargo test --locked --features test-hooks`.
+//! (Clippy lints this target without the feature too, hence `not(clippy)`.)
+
+#[cfg(all(not(feature = "test-hooks"), not(clippy)))]
+compile_error!(
+    "the end-to-end tests need the test hooks: run `cargo test --locked --features test-hooks` \
+     (see docs/testing.md)"
+);
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -14,6 +24,7 @@ mod common;
 mod drift;
 mod envdiff;
 mod environments;
+mod hostile;
 mod import;
 mod paths;
 mod plan;

@@ -135,7 +135,15 @@ fn an_extends_cycle_prints_the_chain_at_the_entry_that_closes_it() {
 fn a_missing_template_variable_is_named_where_it_is_used() {
     check(
         "missing-template-variable",
-        &[("template.undefined", 6, 24)],
+        &[("template.undefined", 7, 24)],
+    );
+}
+
+#[test]
+fn a_template_reading_an_undeclared_variable_is_refused_at_its_value() {
+    check(
+        "undeclared-template-variable",
+        &[("template.undeclared", 6, 24)],
     );
 }
 

@@ -145,18 +145,25 @@ pub fn set_path(destination: &Path, environment: &str, set_id: &str) -> PathBuf 
 /// Reads and checks a set's manifest. A missing manifest is [`BackupError::Incomplete`].
 pub fn read_manifest(set_dir: &Path) -> Result<Manifest, BackupError> {
     let path = set_dir.join(MANIFEST_FILE);
-    let text = match fs::read(&path) {
+    // A backup destination may be shared: the manifest is read bounded, from a regular file.
+    let text = match crate::limits::read_regular_file(&path, crate::limits::MAX_MANIFEST_BYTES) {
         Ok(text) => text,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+        Err(error) if error.is_not_found() => {
             return Err(BackupError::Incomplete {
                 path: set_dir.to_path_buf(),
                 source: None,
             });
         }
-        Err(error) => {
+        Err(crate::limits::ReadError::Io { source, .. }) => {
             return Err(BackupError::Incomplete {
                 path: set_dir.to_path_buf(),
-                source: Some(error),
+                source: Some(source),
+            });
+        }
+        Err(refused) => {
+            return Err(BackupError::Incomplete {
+                path: set_dir.to_path_buf(),
+                source: Some(io::Error::other(refused.to_string())),
             });
         }
     };

@@ -20,6 +20,8 @@ pub struct Settings {
     pub state: Option<String>,
     /// Colour on stderr.
     pub color: bool,
+    /// Colour on stdout: decided apart from stderr, so `plan > plan.txt` writes no escapes.
+    pub stdout_color: bool,
     /// Whether stdin and stderr are terminals (prompts and progress bars).
     pub interactive: bool,
     /// The fault-injection hook, when set.
@@ -46,11 +48,14 @@ impl Settings {
                 .cloned()
         });
         let stderr_terminal = std::io::stderr().is_terminal();
-        let color = match color {
+        let no_color = process_env.contains_key("NO_COLOR");
+        let decide = |terminal: bool| match color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => stderr_terminal && !process_env.contains_key("NO_COLOR"),
+            ColorChoice::Auto => terminal && !no_color,
         };
+        let stdout_color = decide(std::io::stdout().is_terminal());
+        let color = decide(stderr_terminal);
         let interactive = std::io::stdin().is_terminal() && stderr_terminal;
         let fault = process_env.get(FAULT_VARIABLE).cloned();
         let user = process_env
@@ -66,6 +71,7 @@ impl Settings {
             process_env,
             state,
             color,
+            stdout_color,
             interactive,
             fault,
             user,

@@ -61,9 +61,9 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
             printer.error("--only applies to a desired-state file; a saved plan is applied whole");
             ExitStatus::Error
         }
-        SavedPlan::Plan(plan) => {
-            runtime.block_on(apply_saved(*plan, &args, settings, printer, &faults))
-        }
+        SavedPlan::Plan(plan) => runtime.block_on(apply_saved(
+            *plan, &target, &args, settings, printer, &faults,
+        )),
         SavedPlan::Invalid(message) => {
             printer.error(&message);
             ExitStatus::Error
@@ -74,14 +74,14 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     }
 }
 
-enum SavedPlan {
+pub(super) enum SavedPlan {
     Plan(Box<Plan>),
     Invalid(String),
     NotAPlan,
 }
 
 /// A `.json` target is a saved plan; anything else is a desired-state file.
-fn read_saved_plan(target: &Path) -> SavedPlan {
+pub(super) fn read_saved_plan(target: &Path) -> SavedPlan {
     if target.extension().and_then(|extension| extension.to_str()) != Some("json") {
         return SavedPlan::NotAPlan;
     }
@@ -285,8 +285,34 @@ fn needs_record(prepared: &Prepared) -> bool {
             .any(|address| !loaded.state.secrets.contains_key(address.name()))
 }
 
+/// The desired-state file of a saved plan. The plan records it as given to `plan`, relative
+/// to the directory `plan` ran in, which is most often the plan file's own; so it is looked
+/// for beside the plan file first, then in the current directory, and an absolute path is
+/// taken as it is. `--file` overrides all of this.
+fn saved_plan_file(plan_path: &Path, recorded: &str) -> Result<PathBuf, String> {
+    let recorded = Path::new(recorded);
+    if recorded.is_absolute() {
+        return Ok(recorded.to_path_buf());
+    }
+    let beside = plan_path
+        .parent()
+        .map(|directory| directory.join(recorded))
+        .unwrap_or_else(|| recorded.to_path_buf());
+    let candidates = [beside, recorded.to_path_buf()];
+    if let Some(found) = candidates.iter().find(|candidate| candidate.is_file()) {
+        return Ok(found.clone());
+    }
+    Err(format!(
+        "the plan was made from {}, which is neither at {} nor at {}; pass it with --file",
+        recorded.display(),
+        candidates[0].display(),
+        candidates[1].display()
+    ))
+}
+
 async fn apply_saved(
     plan: Plan,
+    plan_path: &Path,
     args: &Args,
     settings: &Settings,
     printer: &Printer,
@@ -307,10 +333,16 @@ async fn apply_saved(
             return ExitStatus::StalePlan;
         }
     }
-    let file = args
-        .file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&plan.file));
+    let file = match &args.file {
+        Some(file) => file.clone(),
+        None => match saved_plan_file(plan_path, &plan.file) {
+            Ok(file) => file,
+            Err(message) => {
+                printer.error(&message);
+                return ExitStatus::Error;
+            }
+        },
+    };
     let prepared = match prepare(&file, settings).await {
         Ok(prepared) => prepared,
         Err(error) => return report_pipeline_error(error, printer),
@@ -398,8 +430,20 @@ fn differs_from_replan(plan: &Plan, prepared: &Prepared) -> Option<&'static str>
     fn json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
         serde_json::to_value(value).ok()
     }
+    // A change's `source` (file:line) names the YAML relative to the directory the command
+    // runs in, so a plan applied from another directory names it differently. It is only
+    // shown, never acted on, and the desired hash already covers what the YAML says.
+    fn changes_json(changes: &[crate::plan::Change]) -> Option<serde_json::Value> {
+        let mut value = json(&changes)?;
+        for change in value.as_array_mut()? {
+            if let Some(change) = change.as_object_mut() {
+                change.remove("source");
+            }
+        }
+        Some(value)
+    }
     let differs = |fresh: &Plan| {
-        if json(&plan.changes) != json(&fresh.changes) {
+        if changes_json(&plan.changes) != changes_json(&fresh.changes) {
             Some("changes")
         } else if json(&plan.steps) != json(&fresh.steps) {
             Some("steps")

@@ -48,6 +48,7 @@ pub enum Command {
 pub struct ListArgs {
     /// Desired-state file. Default: tldw-ops.yaml
     file: Option<PathBuf>,
+    /// Output format on stdout: a table for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -271,7 +272,7 @@ fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
                 ));
                 for ((set, _), decision) in sets.iter().zip(&decisions) {
                     let why = match &decision.release {
-                        Some(release) => printer.paint(
+                        Some(release) => printer.paint_stdout(
                             Style::Remove,
                             &format!(
                                 "deleted by the next apply: {}",
@@ -351,7 +352,7 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
             Ok(verification) if verification.ok => printer.stdout(&format!(
                 "{}  {} ({} items)\n",
                 set.id,
-                printer.paint(Style::Success, "verified"),
+                printer.paint_stdout(Style::Success, "verified"),
                 verification.items_checked
             )),
             Ok(verification) => {
@@ -359,7 +360,7 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
                 let mut text = format!(
                     "{}  {}: {} problem(s)\n",
                     set.id,
-                    printer.paint(Style::Error, "FAILED"),
+                    printer.paint_stdout(Style::Error, "FAILED"),
                     verification.problems.len()
                 );
                 for problem in &verification.problems {

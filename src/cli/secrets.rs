@@ -21,6 +21,7 @@ pub enum Command {
 pub struct StatusArgs {
     /// Desired-state file. Default: tldw-ops.yaml
     file: Option<PathBuf>,
+    /// Output format on stdout: a table for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = super::history::Format::Text)]
     format: super::history::Format,
 }

@@ -22,8 +22,10 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
+    /// The desired-state file whose state to read (default tldw-ops.yaml); or use --state.
     #[arg(long, short = 'f', value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Output format on stdout: a table for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = super::history::Format::Text)]
     format: super::history::Format,
 }

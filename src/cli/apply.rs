@@ -430,22 +430,51 @@ fn differs_from_replan(plan: &Plan, prepared: &Prepared) -> Option<&'static str>
     fn json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
         serde_json::to_value(value).ok()
     }
-    // A change's `source` (file:line) names the YAML relative to the directory the command
-    // runs in, so a plan applied from another directory names it differently. It is only
-    // shown, never acted on, and the desired hash already covers what the YAML says.
+    // Paths for people (a change's source file, a step's target) are shown relative to the
+    // directory the command runs in, so a plan applied from another directory names them
+    // differently: `site/.env` then, `/srv/x/site/.env` now. They are compared as the same
+    // path seen from two places; everything else must be equal.
+    fn same_place(then: &str, now: &str) -> bool {
+        then == now || Path::new(now).ends_with(then) || Path::new(then).ends_with(now)
+    }
     fn changes_json(changes: &[crate::plan::Change]) -> Option<serde_json::Value> {
-        let mut value = json(&changes)?;
-        for change in value.as_array_mut()? {
-            if let Some(change) = change.as_object_mut() {
-                change.remove("source");
+        let mut changes = changes.to_vec();
+        for change in &mut changes {
+            if let Some(source) = &mut change.source {
+                source.file.clear();
             }
         }
-        Some(value)
+        json(&changes)
     }
+    fn steps_json(steps: &[crate::plan::Step]) -> Option<serde_json::Value> {
+        let mut steps = steps.to_vec();
+        for step in &mut steps {
+            step.target.clear();
+        }
+        json(&steps)
+    }
+    let same_changes = |fresh: &Plan| {
+        changes_json(&plan.changes) == changes_json(&fresh.changes)
+            && plan.changes.iter().zip(&fresh.changes).all(|(then, now)| {
+                match (&then.source, &now.source) {
+                    (Some(then), Some(now)) => same_place(&then.file, &now.file),
+                    (None, None) => true,
+                    _ => false,
+                }
+            })
+    };
+    let same_steps = |fresh: &Plan| {
+        steps_json(&plan.steps) == steps_json(&fresh.steps)
+            && plan
+                .steps
+                .iter()
+                .zip(&fresh.steps)
+                .all(|(then, now)| same_place(&then.target, &now.target))
+    };
     let differs = |fresh: &Plan| {
-        if changes_json(&plan.changes) != changes_json(&fresh.changes) {
+        if !same_changes(fresh) {
             Some("changes")
-        } else if json(&plan.steps) != json(&fresh.steps) {
+        } else if !same_steps(fresh) {
             Some("steps")
         } else if json(&plan.fingerprints) != json(&fresh.fingerprints) {
             Some("fingerprints")

@@ -32,15 +32,19 @@ use crate::spec::{CheckError, Checked};
 pub enum Command {
     /// List the backup sets: age, size, verified or not, and the rule that keeps each one (or
     /// why the next apply deletes it).
+    #[command(after_help = super::help::BACKUP_LIST_HELP)]
     List(ListArgs),
     /// Verify a set (or every set) against its manifest, with SQLite's integrity_check and a
     /// full read of a PostgreSQL dump; the result is recorded in the set. Exit 1 when one fails.
+    #[command(after_help = super::help::BACKUP_VERIFY_HELP)]
     Verify(VerifyArgs),
     /// Restore a set, all of it or one part, after taking a safety backup, with tldw_server
     /// stopped. Journaled as an apply of kind `restore`.
+    #[command(after_help = super::help::BACKUP_RESTORE_HELP)]
     Restore(RestoreArgs),
     /// Print a systemd service and timer, or a cron line, that runs
     /// `tldw-ops apply --only backup --auto-approve FILE` on the policy's schedule.
+    #[command(after_help = super::help::BACKUP_SCHEDULE_HELP)]
     Schedule(ScheduleArgs),
 }
 

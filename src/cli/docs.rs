@@ -48,6 +48,7 @@ pub fn man_page(path: &[String]) -> Result<String, String> {
     // Propagates the global options and the version into every subcommand.
     command.build();
     let mut name = String::from("tldw-ops");
+    let mut invoked = String::from("tldw-ops");
     for part in path {
         let Some(found) = command.find_subcommand(part).cloned() else {
             return Err(format!(
@@ -56,13 +57,14 @@ pub fn man_page(path: &[String]) -> Result<String, String> {
             ));
         };
         name = format!("{name}-{part}");
+        invoked = format!("{invoked} {part}");
         command = found;
     }
-    let command = command
-        .display_name(name.clone())
-        .bin_name(name.replace('-', " "));
+    let command = command.display_name(name).bin_name(invoked);
     let mut out = Vec::new();
     clap_mangen::Man::new(command)
+        .source(format!("tldw-ops {}", env!("CARGO_PKG_VERSION")))
+        .manual("tldw-ops manual")
         .render(&mut out)
         .map_err(|error| format!("cannot render the manual page: {error}"))?;
     Ok(String::from_utf8_lossy(&out).into_owned())

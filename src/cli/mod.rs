@@ -8,6 +8,7 @@ mod docs;
 mod drift;
 mod envdiff;
 mod gate;
+mod help;
 mod history;
 mod import;
 mod output;
@@ -69,7 +70,7 @@ impl From<ExitStatus> for ExitCode {
     long_about = "tldw-ops keeps a tldw_server deployment in the state a YAML file describes: \
                   `plan` shows what would change (secrets masked), `apply` changes it step by \
                   step with checkpoints, automatic rollback and resume.",
-    after_help = TOP_HELP
+    after_help = help::TOP_HELP
 )]
 pub struct Cli {
     /// Where state is kept: a SQLite path or a postgres:// URL. Default: .tldw-ops/state.db
@@ -101,253 +102,56 @@ pub enum LogFormat {
     Json,
 }
 
-const TOP_HELP: &str = "\
-Examples:
-  tldw-ops validate prod.yaml
-  tldw-ops plan prod.yaml --out plan.json && tldw-ops apply plan.json
-
-Exit codes:
-  0   success: nothing to do, or done
-  1   an error (unreadable file, unreachable server, no terminal to confirm on, ...)
-  2   changes pending (--detailed-exitcode) or drift found
-  3   invalid desired state, or a policy violation
-  4   stale plan: the deployment or the YAML moved since the plan was made
-  5   locked: another apply holds this environment
-  6   the apply failed and was rolled back
-  7   needs attention: a rollback failed, or an unfinished apply exists
-  64  usage error: an unknown command or flag, a missing or malformed argument
-
-`tldw-ops help COMMAND` shows each command's examples and exit codes.";
-
-const VALIDATE_HELP: &str = "\
-Examples:
-  tldw-ops validate prod.yaml
-  tldw-ops validate prod.yaml --format json | jq '.diagnostics[].code'
-
-Exit codes:
-  0   valid (warnings allowed)
-  1   the file cannot be read
-  3   invalid, or a production policy error
-  64  usage error";
-
-const SCHEMA_HELP: &str = "\
-Examples:
-  tldw-ops schema > tldw-ops.schema.json
-  tldw-ops schema plan > plan.schema.json
-
-Exit codes:
-  0   printed
-  64  usage error";
-
-const PLAN_HELP: &str = "\
-Examples:
-  tldw-ops plan prod.yaml --diff
-  tldw-ops plan prod.yaml --format markdown --diff --out plan.json > plan.md
-
-Exit codes:
-  0   no changes (or changes, without --detailed-exitcode)
-  1   an error: unreadable file, unreachable server, state store
-  2   changes pending (with --detailed-exitcode)
-  3   invalid desired state, or a policy violation in what apply would leave
-  7   an unfinished apply exists: `apply --resume` or `rollback --unfinished`
-  64  usage error";
-
-const APPLY_HELP: &str = "\
-Examples:
-  tldw-ops apply prod.yaml                    # plan, confirm with `yes`, apply
-  tldw-ops apply plan.json --auto-approve     # exactly the reviewed plan, or exit 4
-
-Exit codes:
-  0   applied, or nothing to do
-  1   an error (no terminal to confirm on, unreadable file, ...)
-  3   invalid desired state, or a policy violation
-  4   the saved plan is stale; nothing was applied
-  5   another apply holds the lock for this environment
-  6   a step failed and everything was rolled back
-  7   needs attention: a rollback failed, or an unfinished apply exists
-  64  usage error";
-
-const ROLLBACK_HELP: &str = "\
-Examples:
-  tldw-ops rollback --last
-  tldw-ops rollback --unfinished --auto-approve
-
-Exit codes:
-  0   restored, or nothing to do
-  1   an error (unknown apply id, no checkpoint, no terminal to confirm on, ...)
-  3   invalid desired state, or a policy violation
-  5   another apply holds the lock for this environment
-  6   the rollback failed and was itself undone
-  7   needs attention: an undo failed
-  64  usage error";
-
-const DRIFT_HELP: &str = "\
-Examples:
-  tldw-ops drift prod.yaml                    # in cron: exit 2 means drift
-  tldw-ops drift prod.yaml --adopt env.LOG_LEVEL
-
-Exit codes:
-  0   no drift
-  1   an error: unreadable file, unreachable server, state store
-  2   something changed outside tldw-ops
-  3   invalid desired state
-  7   an unfinished apply exists
-  64  usage error";
-
-const HISTORY_HELP: &str = "\
-Examples:
-  tldw-ops history --environment prod
-  tldw-ops history --format json --limit 5
-
-Exit codes:
-  0   listed
-  1   the state store cannot be read
-  64  usage error";
-
-const SHOW_HELP: &str = "\
-Examples:
-  tldw-ops show 20261126T031634Z-04fd3b
-  tldw-ops show plan.json                     # a plan saved with `plan --out`
-
-Exit codes:
-  0   shown
-  1   no such apply, an unreadable plan file, or the state store cannot be read
-  64  usage error";
-
-const IMPORT_HELP: &str = "\
-Examples:
-  tldw-ops import --root /srv/tldw_server --out prod.yaml --environment prod
-  tldw-ops import --root /srv/tldw_server --api http://127.0.0.1:8000 --token-env TLDW_ADMIN_TOKEN
-
-Exit codes:
-  0   written
-  1   an error: unreadable deployment, unreachable API, refused token, existing --out file
-  64  usage error";
-
-const STATE_HELP: &str = "\
-Examples:
-  tldw-ops state list
-  tldw-ops state unlock --force prod.yaml
-
-Exit codes:
-  0   done
-  1   an error: the state store cannot be read or written
-  64  usage error";
-
-const SECRETS_HELP: &str = "\
-Examples:
-  tldw-ops secrets status prod.yaml
-
-Exit codes:
-  0   listed
-  1   an error: unreadable file, state store
-  3   invalid desired state
-  64  usage error";
-
-const ENVDIFF_HELP: &str = "\
-Examples:
-  tldw-ops envdiff staging.yaml prod.yaml
-  tldw-ops envdiff staging.yaml prod.yaml --detailed-exitcode
-
-Exit codes:
-  0   listed (or no difference, with --detailed-exitcode)
-  1   an error: an unreadable file
-  2   the environments differ (with --detailed-exitcode)
-  3   a desired state is invalid
-  64  usage error";
-
-const PROMOTE_HELP: &str = "\
-Examples:
-  tldw-ops promote --from staging --to prod
-  tldw-ops promote --from staging --to prod --dir environments --format json
-
-Exit codes:
-  0   explained; the gate passes
-  1   an error, or the gate refuses the promotion now
-  3   a desired state is invalid
-  64  usage error";
-
-const BACKUP_HELP: &str = "\
-Examples:
-  tldw-ops backup list prod.yaml
-  tldw-ops backup verify --file prod.yaml
-  tldw-ops backup schedule --print systemd prod.yaml
-
-Exit codes:
-  0   done
-  1   an error, or a set failed verification or restore
-  3   invalid desired state
-  64  usage error";
-
-const COMPLETIONS_HELP: &str = "\
-Examples:
-  tldw-ops completions bash > /etc/bash_completion.d/tldw-ops
-  tldw-ops completions zsh > \"${fpath[1]}/_tldw-ops\"
-  tldw-ops completions fish > ~/.config/fish/completions/tldw-ops.fish
-
-Exit codes:
-  0   printed
-  64  usage error (an unknown shell)";
-
-const MAN_HELP: &str = "\
-Examples:
-  tldw-ops man | man -l -
-  tldw-ops man plan > tldw-ops-plan.1
-
-Exit codes:
-  0   printed
-  64  usage error (an unknown command)";
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a desired-state file: schema, values and production policy.
-    #[command(after_help = VALIDATE_HELP)]
+    #[command(after_help = help::VALIDATE_HELP)]
     Validate(validate::Args),
     /// Print the JSON Schema of the desired-state format (or of plan files).
-    #[command(after_help = SCHEMA_HELP)]
+    #[command(after_help = help::SCHEMA_HELP)]
     Schema(schema::Args),
     /// Show what apply would change (secrets masked).
-    #[command(after_help = PLAN_HELP)]
+    #[command(after_help = help::PLAN_HELP)]
     Plan(plan::Args),
     /// Apply the desired state, or a saved plan, with checkpoints and automatic rollback.
-    #[command(after_help = APPLY_HELP)]
+    #[command(after_help = help::APPLY_HELP)]
     Apply(apply::Args),
     /// Restore the files of an earlier apply, or undo an interrupted one.
-    #[command(after_help = ROLLBACK_HELP)]
+    #[command(after_help = help::ROLLBACK_HELP)]
     Rollback(rollback::Args),
     /// Report what changed outside tldw-ops since the last apply (exit 2 when something did).
-    #[command(after_help = DRIFT_HELP)]
+    #[command(after_help = help::DRIFT_HELP)]
     Drift(drift::Args),
     /// List applies.
-    #[command(after_help = HISTORY_HELP)]
+    #[command(after_help = help::HISTORY_HELP)]
     History(history::HistoryArgs),
     /// Show one apply (its steps, timings and changes), or a saved plan file.
-    #[command(after_help = SHOW_HELP)]
+    #[command(after_help = help::SHOW_HELP)]
     Show(history::ShowArgs),
     /// Write a desired-state file from a running deployment, so the first plan is empty.
-    #[command(after_help = IMPORT_HELP)]
+    #[command(after_help = help::IMPORT_HELP)]
     Import(import::Args),
     /// Look after the state store.
-    #[command(subcommand, after_help = STATE_HELP)]
+    #[command(subcommand, after_help = help::STATE_HELP)]
     State(state::Command),
     /// Secrets: sources, ages and rotation, never values.
-    #[command(subcommand, after_help = SECRETS_HELP)]
+    #[command(subcommand, after_help = help::SECRETS_HELP)]
     Secrets(secrets::Command),
     /// Show how two environments' desired states differ (secrets as fingerprints).
-    #[command(after_help = ENVDIFF_HELP)]
+    #[command(after_help = help::ENVDIFF_HELP)]
     Envdiff(envdiff::Args),
     /// Explain what promoting one environment's shared layers to another would do, and
     /// whether the promotion gate passes now. Changes nothing.
-    #[command(after_help = PROMOTE_HELP)]
+    #[command(after_help = help::PROMOTE_HELP)]
     Promote(promote::Args),
     /// List, verify and restore backup sets, and print a schedule for them.
-    #[command(subcommand, after_help = BACKUP_HELP)]
+    #[command(subcommand, after_help = help::BACKUP_HELP)]
     Backup(backup::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) on stdout.
-    #[command(after_help = COMPLETIONS_HELP)]
+    #[command(after_help = help::COMPLETIONS_HELP)]
     Completions(docs::CompletionsArgs),
     /// Print the manual page (roff) of tldw-ops, or of one command, on stdout.
-    #[command(after_help = MAN_HELP)]
+    #[command(after_help = help::MAN_HELP)]
     Man(docs::ManArgs),
 }
 

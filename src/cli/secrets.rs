@@ -14,6 +14,7 @@ use crate::spec::types::SecretFormat;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// List each secret: source, fingerprint, age, next rotation and findings.
+    #[command(after_help = super::help::SECRETS_STATUS_HELP)]
     Status(StatusArgs),
 }
 

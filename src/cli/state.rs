@@ -12,11 +12,14 @@ use crate::state::{StateStore, open};
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// List environments, their last apply and lock holder.
+    #[command(after_help = super::help::STATE_LIST_HELP)]
     List(ListArgs),
     /// Clear an environment's lock left by an apply that is gone.
+    #[command(after_help = super::help::STATE_UNLOCK_HELP)]
     Unlock(UnlockArgs),
     /// Copy history, what each environment manages and secret metadata from one store into
     /// another (typically a SQLite file into PostgreSQL). Safe to run again.
+    #[command(after_help = super::help::STATE_MIGRATE_HELP)]
     Migrate(super::state_migrate::MigrateArgs),
 }
 

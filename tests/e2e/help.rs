@@ -91,11 +91,23 @@ fn global_options_have_their_own_heading_and_every_command_lists_its_exit_codes(
         let heading = stdout
             .find("Global options:")
             .unwrap_or_else(|| panic!("{args:?} has a Global options heading:\n{stdout}"));
+        let option_line = |line: &str, global: &str| {
+            let line = line.trim_start();
+            line.starts_with(global) || line.starts_with(&format!("-v, {global}"))
+        };
         for global in ["--state", "--color", "--verbose", "--log-format"] {
-            let at = stdout
-                .find(&format!("  {global}"))
-                .unwrap_or_else(|| panic!("{args:?} lists {global}"));
-            assert!(at > heading, "{args:?}: {global} is under Global options");
+            assert!(
+                stdout[heading..]
+                    .lines()
+                    .any(|line| option_line(line, global)),
+                "{args:?} lists {global} under Global options:\n{stdout}"
+            );
+            assert!(
+                !stdout[..heading]
+                    .lines()
+                    .any(|line| option_line(line, global)),
+                "{args:?} lists {global} only under Global options:\n{stdout}"
+            );
         }
         let is_group = tldw_ops::cli::Cli::command()
             .find_subcommand(path.first().map(String::as_str).unwrap_or(""))

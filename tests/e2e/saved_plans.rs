@@ -19,7 +19,11 @@ fn a_saved_plan_applied_from_another_directory_finds_its_desired_state_file() {
         !elsewhere.path().join(".tldw-ops").exists(),
         "no state store made in the working directory"
     );
-    assert!(site.env_text().contains("LOG_LEVEL=\"info\""), "applied");
+    assert_eq!(
+        crate::common::env_value(&site.env_text(), "LOG_LEVEL").as_deref(),
+        Some("info"),
+        "applied"
+    );
     let (code, _, stderr) = run(&mut command(&site, &["plan", "--detailed-exitcode"]));
     assert_eq!(code, 0, "converged: {stderr}");
 }
@@ -27,6 +31,7 @@ fn a_saved_plan_applied_from_another_directory_finds_its_desired_state_file() {
 #[test]
 fn a_saved_plan_whose_file_is_nowhere_names_where_it_looked() {
     let site = site("");
+    std::fs::create_dir(site.path().join("plans")).unwrap();
     let (code, _, stderr) = run(&mut command(&site, &["plan", "--out", "plans/plan.json"]));
     assert_eq!(code, 0, "{stderr}");
     let elsewhere = tempfile::tempdir().unwrap();

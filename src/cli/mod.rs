@@ -163,7 +163,8 @@ pub fn desired_file(file: Option<PathBuf>) -> PathBuf {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&arguments) {
         Ok(cli) => cli,
         Err(error) => {
             // `--help` and `--version` arrive here too, as "errors" bound for stdout.
@@ -172,7 +173,13 @@ pub fn main() -> ExitCode {
             } else {
                 ExitStatus::Success
             };
-            let _ = error.print();
+            if error.use_stderr() && asks_for_json_logs(&arguments) {
+                // Even a usage error is one JSON line when the logs are JSON.
+                Printer::new(false, false, LogFormat::Json)
+                    .error(error.render().to_string().trim_start_matches("error: "));
+            } else {
+                let _ = error.print();
+            }
             return status.into();
         }
     };
@@ -210,6 +217,15 @@ pub fn main() -> ExitCode {
         Command::Man(args) => docs::man(args, &printer),
     };
     status.into()
+}
+
+/// `--log-format json` (or `=json`) among arguments clap refused.
+fn asks_for_json_logs(arguments: &[std::ffi::OsString]) -> bool {
+    arguments.iter().enumerate().any(|(index, argument)| {
+        argument == "--log-format=json"
+            || (argument == "--log-format"
+                && arguments.get(index + 1).is_some_and(|next| next == "json"))
+    })
 }
 
 /// Log lines take stderr's colour decision, so `--color never`, `NO_COLOR` and a piped stderr

@@ -110,6 +110,8 @@ fn log_format_json_makes_every_stderr_line_json() {
         &["apply", "--log-format", "json", "--auto-approve"],
         &["history", "--log-format", "json", "--environment", "nosuch"],
         &["show", "nosuch", "--log-format", "json"],
+        &["plan", "--log-format", "json", "--no-such-flag"],
+        &["--log-format=json", "plna"],
     ] {
         let (_, _, stderr) = run(&mut command(&site, args));
         assert!(!stderr.trim().is_empty(), "{args:?} says something");

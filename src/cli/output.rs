@@ -158,9 +158,12 @@ impl Printer {
     /// Rendered diagnostics (`error[code]: ...` blocks) on stderr, the severity heads and carets
     /// coloured when stderr is.
     pub fn diagnostics(&self, rendered: &str) {
+        self.stderr(&self.paint_diagnostics(rendered));
+    }
+
+    fn paint_diagnostics(&self, rendered: &str) -> String {
         if !self.stderr_color {
-            self.stderr(rendered);
-            return;
+            return rendered.to_string();
         }
         let mut out = String::with_capacity(rendered.len() + 64);
         let mut style = Style::Error;
@@ -191,7 +194,7 @@ impl Printer {
             }
             out.push_str(ending);
         }
-        self.stderr(&out);
+        out
     }
 }
 
@@ -217,5 +220,39 @@ impl crate::plan::render::Paint for PrinterPaint<'_> {
     }
     fn bold(&self, text: &str) -> String {
         self.0.paint_stdout(Style::Bold, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RENDERED: &str = "warning[secret.file_mode]: readable by others\n  --> a.yaml:3:5\n  |\n3 | key: <value>\n  |     ^\n\n";
+
+    #[test]
+    fn diagnostics_are_painted_only_when_stderr_is_coloured() {
+        let plain = Printer::new(true, false, LogFormat::Text);
+        assert_eq!(plain.paint_diagnostics(RENDERED), RENDERED);
+        let coloured = Printer::new(false, true, LogFormat::Text);
+        let painted = coloured.paint_diagnostics(RENDERED);
+        assert!(painted.starts_with("\x1b[1;33mwarning[secret.file_mode]:\x1b[0m "));
+        assert!(
+            painted.contains("  |     \x1b[1;33m^\x1b[0m\n"),
+            "{painted:?}"
+        );
+        assert!(
+            painted.contains("\x1b[2m  --> a.yaml:3:5\x1b[0m"),
+            "{painted:?}"
+        );
+    }
+
+    #[test]
+    fn each_stream_has_its_own_colour_and_json_logs_have_none() {
+        let printer = Printer::new(false, true, LogFormat::Text);
+        assert_eq!(printer.paint_stdout(Style::Add, "+"), "+");
+        assert_eq!(printer.paint(Style::Add, "+"), "\x1b[32m+\x1b[0m");
+        let json = Printer::new(true, true, LogFormat::Json);
+        assert_eq!(json.paint(Style::Error, "error:"), "error:");
+        assert_eq!(json.paint_stdout(Style::Add, "+"), "\x1b[32m+\x1b[0m");
     }
 }

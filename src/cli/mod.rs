@@ -25,7 +25,7 @@ mod validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use output::Printer;
 
@@ -164,7 +164,13 @@ pub fn desired_file(file: Option<PathBuf>) -> PathBuf {
 
 pub fn main() -> ExitCode {
     let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let cli = match Cli::try_parse_from(&arguments) {
+    // clap colours its own help and usage errors; `--color` decides there too (NO_COLOR and
+    // a piped stream it sees for itself).
+    let parsed = Cli::command()
+        .color(clap_color(&arguments))
+        .try_get_matches_from(&arguments)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             // `--help` and `--version` arrive here too, as "errors" bound for stdout.
@@ -219,13 +225,31 @@ pub fn main() -> ExitCode {
     status.into()
 }
 
+/// The value of a flag among arguments clap has not parsed yet: `--flag value` or `--flag=value`.
+fn raw_flag<'a>(arguments: &'a [std::ffi::OsString], flag: &str) -> Option<&'a str> {
+    let prefix = format!("{flag}=");
+    arguments.iter().enumerate().find_map(|(index, argument)| {
+        let argument = argument.to_str()?;
+        if argument == flag {
+            arguments.get(index + 1)?.to_str()
+        } else {
+            argument.strip_prefix(&prefix)
+        }
+    })
+}
+
+fn clap_color(arguments: &[std::ffi::OsString]) -> clap::ColorChoice {
+    match raw_flag(arguments, "--color") {
+        Some("always") => clap::ColorChoice::Always,
+        Some("never") => clap::ColorChoice::Never,
+        _ if asks_for_json_logs(arguments) => clap::ColorChoice::Never,
+        _ => clap::ColorChoice::Auto,
+    }
+}
+
 /// `--log-format json` (or `=json`) among arguments clap refused.
 fn asks_for_json_logs(arguments: &[std::ffi::OsString]) -> bool {
-    arguments.iter().enumerate().any(|(index, argument)| {
-        argument == "--log-format=json"
-            || (argument == "--log-format"
-                && arguments.get(index + 1).is_some_and(|next| next == "json"))
-    })
+    raw_flag(arguments, "--log-format") == Some("json")
 }
 
 /// Log lines take stderr's colour decision, so `--color never`, `NO_COLOR` and a piped stderr

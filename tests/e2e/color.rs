@@ -141,3 +141,40 @@ fn strip(text: &str) -> String {
     }
     out
 }
+
+#[test]
+fn clap_help_and_usage_errors_obey_color_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(tool(dir.path()).args(["--color", "always", "plna"]));
+    assert_eq!(code, 64);
+    assert!(stderr.contains(ESCAPE), "{stderr:?}");
+    let (code, _, stderr) = run(tool(dir.path())
+        .args(["--color=never", "plna"])
+        .env_remove("NO_COLOR"));
+    assert_eq!(code, 64);
+    assert!(!stderr.contains(ESCAPE), "{stderr:?}");
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped the terminal half: util-linux `script` is not installed");
+        return;
+    }
+    let help = |flags: &str| {
+        let shell = format!("{} plan --help {flags}", crate::common::BIN);
+        let mut script = std::process::Command::new("script");
+        script
+            .args(["-qec", &shell, "/dev/null"])
+            .current_dir(dir.path())
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm")
+            .stdin(std::process::Stdio::null());
+        run(&mut script).1
+    };
+    assert!(help("").contains(ESCAPE), "help on a terminal is coloured");
+    assert!(
+        !help("--color never").contains(ESCAPE),
+        "--color never wins on a terminal"
+    );
+}

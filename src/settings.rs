@@ -26,6 +26,8 @@ pub struct Settings {
     pub state: Option<String>,
     /// Colour on stderr.
     pub color: bool,
+    /// Colour on stdout: decided apart from stderr, so `plan > plan.txt` writes no escapes.
+    pub stdout_color: bool,
     /// Whether stdin and stderr are terminals (prompts and progress bars).
     pub interactive: bool,
     /// The fault-injection hook, when set and this build has `test-hooks`.
@@ -52,11 +54,14 @@ impl Settings {
                 .cloned()
         });
         let stderr_terminal = std::io::stderr().is_terminal();
-        let color = match color {
+        let no_color = process_env.contains_key("NO_COLOR");
+        let decide = |terminal: bool| match color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => stderr_terminal && !process_env.contains_key("NO_COLOR"),
+            ColorChoice::Auto => terminal && !no_color,
         };
+        let stdout_color = decide(std::io::stdout().is_terminal());
+        let color = decide(stderr_terminal);
         let interactive = std::io::stdin().is_terminal() && stderr_terminal;
         let TestHooks { fault, fixed_now } = TestHooks::read(&process_env, HOOKS_ENABLED);
         let user = actor(&process_env, uid_user_name);
@@ -65,6 +70,7 @@ impl Settings {
             process_env,
             state,
             color,
+            stdout_color,
             interactive,
             fault,
             user,

@@ -61,9 +61,9 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
             printer.error("--only applies to a desired-state file; a saved plan is applied whole");
             ExitStatus::Error
         }
-        SavedPlan::Plan(plan) => {
-            runtime.block_on(apply_saved(*plan, &args, settings, printer, &faults))
-        }
+        SavedPlan::Plan(plan) => runtime.block_on(apply_saved(
+            *plan, &target, &args, settings, printer, &faults,
+        )),
         SavedPlan::Invalid(message) => {
             printer.error(&message);
             ExitStatus::Error
@@ -74,14 +74,14 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     }
 }
 
-enum SavedPlan {
+pub(super) enum SavedPlan {
     Plan(Box<Plan>),
     Invalid(String),
     NotAPlan,
 }
 
 /// A `.json` target is a saved plan; anything else is a desired-state file.
-fn read_saved_plan(target: &Path) -> SavedPlan {
+pub(super) fn read_saved_plan(target: &Path) -> SavedPlan {
     if target.extension().and_then(|extension| extension.to_str()) != Some("json") {
         return SavedPlan::NotAPlan;
     }
@@ -289,8 +289,34 @@ fn needs_record(prepared: &Prepared) -> bool {
             .any(|address| !loaded.state.secrets.contains_key(address.name()))
 }
 
+/// The desired-state file of a saved plan. The plan records it as given to `plan`, relative
+/// to the directory `plan` ran in, which is most often the plan file's own; so it is looked
+/// for beside the plan file first, then in the current directory, and an absolute path is
+/// taken as it is. `--file` overrides all of this.
+fn saved_plan_file(plan_path: &Path, recorded: &str) -> Result<PathBuf, String> {
+    let recorded = Path::new(recorded);
+    if recorded.is_absolute() {
+        return Ok(recorded.to_path_buf());
+    }
+    let beside = plan_path
+        .parent()
+        .map(|directory| directory.join(recorded))
+        .unwrap_or_else(|| recorded.to_path_buf());
+    let candidates = [beside, recorded.to_path_buf()];
+    if let Some(found) = candidates.iter().find(|candidate| candidate.is_file()) {
+        return Ok(found.clone());
+    }
+    Err(format!(
+        "the plan was made from {}, which is neither at {} nor at {}; pass it with --file",
+        recorded.display(),
+        candidates[0].display(),
+        candidates[1].display()
+    ))
+}
+
 async fn apply_saved(
     plan: Plan,
+    plan_path: &Path,
     args: &Args,
     settings: &Settings,
     printer: &Printer,
@@ -311,10 +337,16 @@ async fn apply_saved(
             return ExitStatus::StalePlan;
         }
     }
-    let file = args
-        .file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&plan.file));
+    let file = match &args.file {
+        Some(file) => file.clone(),
+        None => match saved_plan_file(plan_path, &plan.file) {
+            Ok(file) => file,
+            Err(message) => {
+                printer.error(&message);
+                return ExitStatus::Error;
+            }
+        },
+    };
     let prepared = match prepare(&file, settings).await {
         Ok(prepared) => prepared,
         Err(error) => return report_pipeline_error(error, printer),
@@ -402,10 +434,51 @@ fn differs_from_replan(plan: &Plan, prepared: &Prepared) -> Option<&'static str>
     fn json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
         serde_json::to_value(value).ok()
     }
+    // Paths for people (a change's source file, a step's target) are shown relative to the
+    // directory the command runs in, so a plan applied from another directory names them
+    // differently: `site/.env` then, `/srv/x/site/.env` now. They are compared as the same
+    // path seen from two places; everything else must be equal.
+    fn same_place(then: &str, now: &str) -> bool {
+        then == now || Path::new(now).ends_with(then) || Path::new(then).ends_with(now)
+    }
+    fn changes_json(changes: &[crate::plan::Change]) -> Option<serde_json::Value> {
+        let mut changes = changes.to_vec();
+        for change in &mut changes {
+            if let Some(source) = &mut change.source {
+                source.file.clear();
+            }
+        }
+        json(&changes)
+    }
+    fn steps_json(steps: &[crate::plan::Step]) -> Option<serde_json::Value> {
+        let mut steps = steps.to_vec();
+        for step in &mut steps {
+            step.target.clear();
+        }
+        json(&steps)
+    }
+    let same_changes = |fresh: &Plan| {
+        changes_json(&plan.changes) == changes_json(&fresh.changes)
+            && plan.changes.iter().zip(&fresh.changes).all(|(then, now)| {
+                match (&then.source, &now.source) {
+                    (Some(then), Some(now)) => same_place(&then.file, &now.file),
+                    (None, None) => true,
+                    _ => false,
+                }
+            })
+    };
+    let same_steps = |fresh: &Plan| {
+        steps_json(&plan.steps) == steps_json(&fresh.steps)
+            && plan
+                .steps
+                .iter()
+                .zip(&fresh.steps)
+                .all(|(then, now)| same_place(&then.target, &now.target))
+    };
     let differs = |fresh: &Plan| {
-        if json(&plan.changes) != json(&fresh.changes) {
+        if !same_changes(fresh) {
             Some("changes")
-        } else if json(&plan.steps) != json(&fresh.steps) {
+        } else if !same_steps(fresh) {
             Some("steps")
         } else if json(&plan.fingerprints) != json(&fresh.fingerprints) {
             Some("fingerprints")

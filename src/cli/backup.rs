@@ -32,15 +32,19 @@ use crate::spec::{CheckError, Checked};
 pub enum Command {
     /// List the backup sets: age, size, verified or not, and the rule that keeps each one (or
     /// why the next apply deletes it).
+    #[command(after_help = super::help::BACKUP_LIST_HELP)]
     List(ListArgs),
     /// Verify a set (or every set) against its manifest, with SQLite's integrity_check and a
     /// full read of a PostgreSQL dump; the result is recorded in the set. Exit 1 when one fails.
+    #[command(after_help = super::help::BACKUP_VERIFY_HELP)]
     Verify(VerifyArgs),
     /// Restore a set, all of it or one part, after taking a safety backup, with tldw_server
     /// stopped. Journaled as an apply of kind `restore`.
+    #[command(after_help = super::help::BACKUP_RESTORE_HELP)]
     Restore(RestoreArgs),
     /// Print a systemd service and timer, or a cron line, that runs
     /// `tldw-ops apply --only backup --auto-approve FILE` on the policy's schedule.
+    #[command(after_help = super::help::BACKUP_SCHEDULE_HELP)]
     Schedule(ScheduleArgs),
 }
 
@@ -48,6 +52,7 @@ pub enum Command {
 pub struct ListArgs {
     /// Desired-state file. Default: tldw-ops.yaml
     file: Option<PathBuf>,
+    /// Output format on stdout: a table for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -271,7 +276,7 @@ fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
                 ));
                 for ((set, _), decision) in sets.iter().zip(&decisions) {
                     let why = match &decision.release {
-                        Some(release) => printer.paint(
+                        Some(release) => printer.paint_stdout(
                             Style::Remove,
                             &format!(
                                 "deleted by the next apply: {}",
@@ -351,7 +356,7 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
             Ok(verification) if verification.ok => printer.stdout(&format!(
                 "{}  {} ({} items)\n",
                 set.id,
-                printer.paint(Style::Success, "verified"),
+                printer.paint_stdout(Style::Success, "verified"),
                 verification.items_checked
             )),
             Ok(verification) => {
@@ -359,7 +364,7 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
                 let mut text = format!(
                     "{}  {}: {} problem(s)\n",
                     set.id,
-                    printer.paint(Style::Error, "FAILED"),
+                    printer.paint_stdout(Style::Error, "FAILED"),
                     verification.problems.len()
                 );
                 for problem in &verification.problems {

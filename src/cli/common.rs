@@ -48,7 +48,7 @@ pub fn check_effective_policy(
         }
         return Ok(());
     }
-    printer.stderr(&render_text(&findings, prepared.loaded.checked.sources()));
+    printer.diagnostics(&render_text(&findings, prepared.loaded.checked.sources()));
     printer.error(&format!(
         "the deployment would break {errors} polic{} once this plan is applied; nothing was \
          changed (values in the deployment's files that this file does not manage count too)",
@@ -63,7 +63,7 @@ pub fn report_pipeline_error(error: PipelineError, printer: &Printer) -> ExitSta
             diagnostics,
             sources,
         } => {
-            printer.stderr(&render_text(&diagnostics, &sources));
+            printer.diagnostics(&render_text(&diagnostics, &sources));
             let errors = diagnostics
                 .iter()
                 .filter(|diagnostic| diagnostic.is_error())
@@ -162,7 +162,8 @@ pub struct LineReporter {
 
 impl LineReporter {
     pub fn new(printer: Printer, total: usize, interactive: bool) -> LineReporter {
-        let bar = interactive.then(|| {
+        // A spinner redraws its line with escape codes: not in JSON logs.
+        let bar = (interactive && !printer.json_logs()).then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(Duration::from_millis(120));
             bar

@@ -19,6 +19,7 @@ pub struct Args {
     a: PathBuf,
     /// The second environment's desired-state file.
     b: PathBuf,
+    /// Output format on stdout: a table for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = super::history::Format::Text)]
     format: super::history::Format,
     /// Exit 2 when the environments differ (0 when they resolve the same).

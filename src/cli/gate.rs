@@ -105,7 +105,7 @@ pub async fn enforce(
                  --override-promotion \"<reason>\" (recorded with the apply)",
                 gate.from.environment
             ));
-            printer.stderr(&render_text(&[diagnostic], loaded.checked.sources()));
+            printer.diagnostics(&render_text(&[diagnostic], loaded.checked.sources()));
             printer.error(&format!(
                 "the promotion gate refused this apply; nothing was applied to {}",
                 loaded.key

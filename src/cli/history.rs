@@ -21,18 +21,22 @@ pub struct HistoryArgs {
     /// How many applies to list, newest first.
     #[arg(long, default_value_t = 50)]
     limit: u32,
+    /// Output format on stdout: a table for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
-    /// The apply id (see `tldw-ops history`).
-    apply_id: String,
+    /// An apply id (see `tldw-ops history`), or a plan file saved with `plan --out`.
+    #[arg(value_name = "APPLY_ID|PLAN")]
+    pub(super) apply_id: String,
+    /// The desired-state file whose state to read (default tldw-ops.yaml); or use --state.
     #[arg(long, short = 'f', value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Output format on stdout: text for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    pub(super) format: Format,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -203,7 +207,7 @@ pub fn show(args: ShowArgs, settings: &Settings, printer: &Printer) -> ExitStatu
                     record.pid,
                     record.finished_at.map(|time| time.to_string()).unwrap_or_else(|| "(not finished)".to_string()),
                     duration(&record),
-                    printer.paint(
+                    printer.paint_stdout(
                         if record.outcome == crate::state::Outcome::Succeeded { Style::Success } else { Style::Warning },
                         record.outcome.as_str()
                     ),
@@ -241,8 +245,10 @@ pub fn show(args: ShowArgs, settings: &Settings, printer: &Printer) -> ExitStatu
                     }
                 }
                 if let Some(plan) = &plan {
-                    text.push_str("\nChanges:\n");
-                    text.push_str(&crate::plan::render::text(plan, &crate::plan::render::Plain));
+                    text.push_str(&super::show::changes_section(
+                        plan,
+                        &super::output::paint_adapter(printer),
+                    ));
                 }
                 printer.stdout(&text);
             }

@@ -4,9 +4,11 @@
 mod apply;
 mod backup;
 mod common;
+mod docs;
 mod drift;
 mod envdiff;
 mod gate;
+mod help;
 mod history;
 mod import;
 mod output;
@@ -15,6 +17,7 @@ mod promote;
 mod rollback;
 mod schema;
 mod secrets;
+mod show;
 mod state;
 mod state_migrate;
 mod validate;
@@ -22,7 +25,7 @@ mod validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use output::Printer;
 
@@ -66,66 +69,90 @@ impl From<ExitStatus> for ExitCode {
     about = "Plan and apply the configuration of tldw_server deployments",
     long_about = "tldw-ops keeps a tldw_server deployment in the state a YAML file describes: \
                   `plan` shows what would change (secrets masked), `apply` changes it step by \
-                  step with checkpoints, automatic rollback and resume."
+                  step with checkpoints, automatic rollback and resume.",
+    after_help = help::TOP_HELP
 )]
 pub struct Cli {
     /// Where state is kept: a SQLite path or a postgres:// URL. Default: .tldw-ops/state.db
     /// beside the YAML file. Also TLDW_OPS_STATE.
-    #[arg(long, global = true, value_name = "PATH|URL")]
+    #[arg(long, global = true, value_name = "PATH|URL", help_heading = GLOBAL)]
     pub state: Option<String>,
-    /// Colour on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    /// When to colour: `auto` colours stdout and stderr each only when it is a terminal and
+    /// NO_COLOR is unset.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, help_heading = GLOBAL)]
     pub color: ColorChoice,
     /// More logging on stderr (-v info, -vv debug, -vvv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
-    /// Log format for -v output.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    /// Format of every line on stderr: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = GLOBAL)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The help heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// Lines for people.
     Text,
+    /// One JSON object per line, for log collectors.
     Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a desired-state file: schema, values and production policy.
+    #[command(after_help = help::VALIDATE_HELP)]
     Validate(validate::Args),
     /// Print the JSON Schema of the desired-state format (or of plan files).
+    #[command(after_help = help::SCHEMA_HELP)]
     Schema(schema::Args),
     /// Show what apply would change (secrets masked).
+    #[command(after_help = help::PLAN_HELP)]
     Plan(plan::Args),
     /// Apply the desired state, or a saved plan, with checkpoints and automatic rollback.
+    #[command(after_help = help::APPLY_HELP)]
     Apply(apply::Args),
     /// Restore the files of an earlier apply, or undo an interrupted one.
+    #[command(after_help = help::ROLLBACK_HELP)]
     Rollback(rollback::Args),
     /// Report what changed outside tldw-ops since the last apply (exit 2 when something did).
+    #[command(after_help = help::DRIFT_HELP)]
     Drift(drift::Args),
     /// List applies.
+    #[command(after_help = help::HISTORY_HELP)]
     History(history::HistoryArgs),
-    /// Show one apply: its steps, timings and changes.
+    /// Show one apply (its steps, timings and changes), or a saved plan file.
+    #[command(after_help = help::SHOW_HELP)]
     Show(history::ShowArgs),
     /// Write a desired-state file from a running deployment, so the first plan is empty.
+    #[command(after_help = help::IMPORT_HELP)]
     Import(import::Args),
     /// Look after the state store.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = help::STATE_HELP)]
     State(state::Command),
     /// Secrets: sources, ages and rotation, never values.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = help::SECRETS_HELP)]
     Secrets(secrets::Command),
     /// Show how two environments' desired states differ (secrets as fingerprints).
+    #[command(after_help = help::ENVDIFF_HELP)]
     Envdiff(envdiff::Args),
     /// Explain what promoting one environment's shared layers to another would do, and
     /// whether the promotion gate passes now. Changes nothing.
+    #[command(after_help = help::PROMOTE_HELP)]
     Promote(promote::Args),
     /// List, verify and restore backup sets, and print a schedule for them.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = help::BACKUP_HELP)]
     Backup(backup::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) on stdout.
+    #[command(after_help = help::COMPLETIONS_HELP)]
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff) of tldw-ops, or of one command, on stdout.
+    #[command(after_help = help::MAN_HELP)]
+    Man(docs::ManArgs),
 }
 
 /// The default desired-state file.
@@ -136,7 +163,14 @@ pub fn desired_file(file: Option<PathBuf>) -> PathBuf {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // clap colours its own help and usage errors; `--color` decides there too (NO_COLOR and
+    // a piped stream it sees for itself).
+    let parsed = Cli::command()
+        .color(clap_color(&arguments))
+        .try_get_matches_from(&arguments)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             // `--help` and `--version` arrive here too, as "errors" bound for stdout.
@@ -145,7 +179,13 @@ pub fn main() -> ExitCode {
             } else {
                 ExitStatus::Success
             };
-            let _ = error.print();
+            if error.use_stderr() && asks_for_json_logs(&arguments) {
+                // Even a usage error is one JSON line when the logs are JSON.
+                Printer::new(false, false, LogFormat::Json)
+                    .error(error.render().to_string().trim_start_matches("error: "));
+            } else {
+                let _ = error.print();
+            }
             return status.into();
         }
     };
@@ -162,8 +202,8 @@ pub fn main() -> ExitCode {
         std::thread::spawn(crate::spec::schema::warm);
     }
     let settings = Settings::from_process(cli.state.clone(), cli.color);
-    init_tracing(cli.verbose, cli.log_format);
-    let printer = Printer::new(settings.color);
+    init_tracing(cli.verbose, cli.log_format, settings.color);
+    let printer = Printer::new(settings.stdout_color, settings.color, cli.log_format);
     let status = match cli.command {
         Command::Validate(args) => validate::run(args, &settings, &printer),
         Command::Schema(args) => schema::run(args, &printer),
@@ -172,18 +212,49 @@ pub fn main() -> ExitCode {
         Command::Rollback(args) => rollback::run(args, &settings, &printer),
         Command::Drift(args) => drift::run(args, &settings, &printer),
         Command::History(args) => history::history(args, &settings, &printer),
-        Command::Show(args) => history::show(args, &settings, &printer),
+        Command::Show(args) => show::run(args, &settings, &printer),
         Command::Import(args) => import::run(args, &settings, &printer),
         Command::State(command) => state::run(command, &settings, &printer),
         Command::Secrets(command) => secrets::run(command, &settings, &printer),
         Command::Envdiff(args) => envdiff::run(args, &settings, &printer),
         Command::Promote(args) => promote::run(args, &settings, &printer),
         Command::Backup(command) => backup::run(command, &settings, &printer),
+        Command::Completions(args) => docs::completions(args, &printer),
+        Command::Man(args) => docs::man(args, &printer),
     };
     status.into()
 }
 
-fn init_tracing(verbose: u8, format: LogFormat) {
+/// The value of a flag among arguments clap has not parsed yet: `--flag value` or `--flag=value`.
+fn raw_flag<'a>(arguments: &'a [std::ffi::OsString], flag: &str) -> Option<&'a str> {
+    let prefix = format!("{flag}=");
+    arguments.iter().enumerate().find_map(|(index, argument)| {
+        let argument = argument.to_str()?;
+        if argument == flag {
+            arguments.get(index + 1)?.to_str()
+        } else {
+            argument.strip_prefix(&prefix)
+        }
+    })
+}
+
+fn clap_color(arguments: &[std::ffi::OsString]) -> clap::ColorChoice {
+    match raw_flag(arguments, "--color") {
+        Some("always") => clap::ColorChoice::Always,
+        Some("never") => clap::ColorChoice::Never,
+        _ if asks_for_json_logs(arguments) => clap::ColorChoice::Never,
+        _ => clap::ColorChoice::Auto,
+    }
+}
+
+/// `--log-format json` (or `=json`) among arguments clap refused.
+fn asks_for_json_logs(arguments: &[std::ffi::OsString]) -> bool {
+    raw_flag(arguments, "--log-format") == Some("json")
+}
+
+/// Log lines take stderr's colour decision, so `--color never`, `NO_COLOR` and a piped stderr
+/// give no escape codes in them either.
+fn init_tracing(verbose: u8, format: LogFormat, color: bool) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -193,7 +264,8 @@ fn init_tracing(verbose: u8, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::new(format!("tldw_ops={level}"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(color && format == LogFormat::Text);
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -41,6 +41,7 @@ pub struct Args {
     /// The `--to` environment's file, instead of searching DIR.
     #[arg(long, value_name = "FILE")]
     to_file: Option<PathBuf>,
+    /// Output format on stdout: a table for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = super::history::Format::Text)]
     format: super::history::Format,
 }
@@ -423,12 +424,12 @@ impl Report<'_> {
         match self.verdict {
             Verdict::Passes(evidence) => out.push_str(&format!(
                 "  {} {}\n",
-                printer.paint(Style::Success, "passes:"),
+                printer.paint_stdout(Style::Success, "passes:"),
                 evidence.explain(self.gate)
             )),
             Verdict::Refused(refusal) => out.push_str(&format!(
                 "  {} {}\n",
-                printer.paint(Style::Error, "refuses:"),
+                printer.paint_stdout(Style::Error, "refuses:"),
                 refusal.explain(to, self.gate, self.to.shared_hash.as_deref())
             )),
         }

@@ -14,6 +14,7 @@ use crate::spec::types::SecretFormat;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// List each secret: source, fingerprint, age, next rotation and findings.
+    #[command(after_help = super::help::SECRETS_STATUS_HELP)]
     Status(StatusArgs),
 }
 
@@ -21,6 +22,7 @@ pub enum Command {
 pub struct StatusArgs {
     /// Desired-state file. Default: tldw-ops.yaml
     file: Option<PathBuf>,
+    /// Output format on stdout: a table for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = super::history::Format::Text)]
     format: super::history::Format,
 }

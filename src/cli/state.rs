@@ -12,18 +12,23 @@ use crate::state::{StateStore, open};
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// List environments, their last apply and lock holder.
+    #[command(after_help = super::help::STATE_LIST_HELP)]
     List(ListArgs),
     /// Clear an environment's lock left by an apply that is gone.
+    #[command(after_help = super::help::STATE_UNLOCK_HELP)]
     Unlock(UnlockArgs),
     /// Copy history, what each environment manages and secret metadata from one store into
     /// another (typically a SQLite file into PostgreSQL). Safe to run again.
+    #[command(after_help = super::help::STATE_MIGRATE_HELP)]
     Migrate(super::state_migrate::MigrateArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
+    /// The desired-state file whose state to read (default tldw-ops.yaml); or use --state.
     #[arg(long, short = 'f', value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Output format on stdout: a table for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = super::history::Format::Text)]
     format: super::history::Format,
 }

@@ -17,6 +17,7 @@ pub struct MigrateArgs {
     /// The store to copy into, usually `postgres://…`. Default: `--state` / TLDW_OPS_STATE.
     #[arg(long, value_name = "PATH|URL")]
     to: Option<String>,
+    /// Output format on stdout: a summary for people, or JSON for tools.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

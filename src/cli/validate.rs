@@ -71,7 +71,7 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
 
 fn report(format: Format, diagnostics: &[Diagnostic], sources: &SourceMap, printer: &Printer) {
     match format {
-        Format::Text => printer.stderr(&render_text(diagnostics, sources)),
+        Format::Text => printer.diagnostics(&render_text(diagnostics, sources)),
         Format::Json => {
             let mut text = serde_json::to_string_pretty(&render_json(diagnostics))
                 .expect("diagnostics serialise");

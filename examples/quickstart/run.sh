@@ -4,7 +4,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../.."
-cargo build --quiet --bin tldw-ops
+echo "building tldw-ops (the first build takes a few minutes)..."
+cargo build --locked --bin tldw-ops
 tool="$PWD/target/debug/tldw-ops"
 cd "$here"
 if [ ! -d .live ]; then
@@ -12,7 +13,9 @@ if [ ! -d .live ]; then
   chmod 600 .live/tldw_Server_API/Config_Files/.env
   echo "copied the sample deployment to examples/quickstart/.live"
 fi
-step() { printf '\n\033[1m$ tldw-ops %s\033[0m\n' "$*"; }
+# Bold command lines only on a terminal, and never with NO_COLOR set.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+step() { printf '\n%s$ tldw-ops %s%s\n' "$bold" "$*" "$plain"; }
 step validate
 "$tool" validate
 step plan

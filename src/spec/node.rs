@@ -320,6 +320,20 @@ impl Builder<'_> {
     }
 
     /// Takes `weight` from the budget, or stops the file naming the limit that was reached.
+    /// Whether a sequence or mapping may start here: no tag, within the depth limit, and one
+    /// node of budget left.
+    fn open_collection(&mut self, tag: Option<&saphyr_parser::Tag>, span: &Span) -> bool {
+        !self.refuse_tag(tag, span)
+            && self.check_depth(span)
+            && self.spend(
+                Weight {
+                    nodes: 1,
+                    scalar_bytes: 0,
+                },
+                span,
+            )
+    }
+
     fn spend(&mut self, weight: Weight, span: &Span) -> bool {
         if weight.nodes > self.budget.nodes {
             let location = self.location(span);
@@ -431,16 +445,7 @@ impl Builder<'_> {
                 self.push_value(node, weight);
             }
             Event::SequenceStart(anchor, tag) => {
-                if self.refuse_tag(tag.as_deref(), &span)
-                    || !self.check_depth(&span)
-                    || !self.spend(
-                        Weight {
-                            nodes: 1,
-                            scalar_bytes: 0,
-                        },
-                        &span,
-                    )
-                {
+                if !self.open_collection(tag.as_deref(), &span) {
                     return;
                 }
                 let location = self.location(&span);
@@ -455,16 +460,7 @@ impl Builder<'_> {
                 });
             }
             Event::MappingStart(anchor, tag) => {
-                if self.refuse_tag(tag.as_deref(), &span)
-                    || !self.check_depth(&span)
-                    || !self.spend(
-                        Weight {
-                            nodes: 1,
-                            scalar_bytes: 0,
-                        },
-                        &span,
-                    )
-                {
+                if !self.open_collection(tag.as_deref(), &span) {
                     return;
                 }
                 let location = self.location(&span);

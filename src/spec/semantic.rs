@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::ResolvedSecret;
 use super::diagnostic::{Diagnostic, closest};
-use super::mapping::{env_entries, retention_values};
+use super::mapping::{EnvEntry, env_entries, retention_values};
 use super::node::Node;
 use super::source::Location;
 use super::types::{SecretSpec, Spec};
@@ -31,12 +31,13 @@ pub fn check(spec: &Spec, root: &Node, rule_ids: &[&str]) -> Vec<Diagnostic> {
     check_retention(spec, root, &mut out);
     check_origins(spec, root, &mut out);
     check_secrets(spec, root, &mut out);
-    check_conflicts(spec, root, &mut out);
+    let entries = env_entries(spec);
+    check_conflicts(spec, &entries, root, &mut out);
     check_target(spec, root, &mut out);
     check_backup(spec, root, &mut out);
     check_config_names(spec, root, &mut out);
     check_config_merges(spec, root, &mut out);
-    check_writable(spec, root, &mut out);
+    check_writable(spec, &entries, root, &mut out);
     check_waivers(spec, root, rule_ids, &mut out);
     out
 }
@@ -205,11 +206,11 @@ fn check_secrets(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
 }
 
 /// A `.env` name declared by two sections.
-fn check_conflicts(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+fn check_conflicts(spec: &Spec, entries: &[EnvEntry], root: &Node, out: &mut Vec<Diagnostic>) {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    let mut names: Vec<(String, String)> = env_entries(spec)
-        .into_iter()
-        .map(|entry| (entry.name, entry.pointer))
+    let mut names: Vec<(String, String)> = entries
+        .iter()
+        .map(|entry| (entry.name.clone(), entry.pointer.clone()))
         .collect();
     if let Some(secrets) = &spec.secrets {
         names.extend(secrets.values.keys().map(|name| {
@@ -602,8 +603,8 @@ fn check_config_merges(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
 /// What the writers would refuse, refused here first: a value no `.env` quoting or config.txt
 /// option can carry back unchanged. Values produced by templates are checked too, since the
 /// document has been rendered by now. Messages never show the value.
-fn check_writable(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
-    for entry in env_entries(spec) {
+fn check_writable(spec: &Spec, entries: &[EnvEntry], root: &Node, out: &mut Vec<Diagnostic>) {
+    for entry in entries {
         if let Err(reason) = writable::env_value(&entry.value) {
             out.push(unwritable_env(
                 &entry.name,

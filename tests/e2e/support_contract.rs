@@ -553,7 +553,7 @@ async fn quota_reads_report_usage_limits_and_unknown_or_malformed_ids() {
     );
     assert_eq!(
         admin(&c, &fake, "GET", "/storage-quotas/users/999", None).await,
-        (404, json!({"detail": "user_not_found"}))
+        (404, json!({"detail": "User not found"}))
     );
     let (status, body) = admin(&c, &fake, "GET", "/storage-quotas/users/abc", None).await;
     assert_eq!(status, 422);
@@ -628,7 +628,7 @@ async fn quota_writes_set_remove_and_block_and_show_up_everywhere() {
             Some(json!({"quota_mb": 1}))
         )
         .await,
-        (404, json!({"detail": "user_not_found"}))
+        (404, json!({"detail": "User not found"}))
     );
 }
 

@@ -1909,7 +1909,7 @@ async fn get_quota(
             let u = &data.users[i];
             json_response(StatusCode::OK, &quota_json(u.quota_mb, u.used_mb))
         }
-        None => detail(StatusCode::NOT_FOUND, "user_not_found"),
+        None => detail(StatusCode::NOT_FOUND, "User not found"),
     }
 }
 
@@ -1936,7 +1936,7 @@ async fn put_quota(
             u.quota_mb = quota;
             json_response(StatusCode::OK, &quota_json(u.quota_mb, u.used_mb))
         }
-        None => detail(StatusCode::NOT_FOUND, "user_not_found"),
+        None => detail(StatusCode::NOT_FOUND, "User not found"),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod paths;
 pub mod policy;
 pub mod preflight;
 pub mod schema;
+pub mod secret_rules;
 pub mod semantic;
 pub mod source;
 pub mod template;

@@ -21,7 +21,7 @@ use super::semantic::{locate, locate_key};
 use super::source::Location;
 use super::types::{Spec, parse_truthy};
 use super::view::{Known, Origin, View};
-use crate::secrets::{is_placeholder, is_tldw_api_key, looks_like_secret_name};
+use crate::spec::secret_rules::{is_placeholder, is_tldw_api_key, looks_like_secret_name};
 
 /// A rule's id and what it guards, for README and `did you mean`.
 pub struct Rule {
@@ -328,7 +328,7 @@ impl Findings<'_> {
 
     /// A finding about a setting nobody sets: at the section of the YAML that would declare it.
     fn missing(&mut self, id: &str, name: &str, message: String, fix: &str) {
-        let secret = crate::secrets::looks_like_secret_name(name);
+        let secret = crate::spec::secret_rules::looks_like_secret_name(name);
         let section = if secret { "/secrets/values" } else { "/env" };
         let location = self.at(section).or_else(|| self.at(""));
         self.push_hint(id, message, location, &declare_pointer(name, secret), fix);
@@ -824,7 +824,7 @@ fn check_config(findings: &mut Findings<'_>) {
             // The shipped file is full of `*_max_tokens = 4096` and sample keys: in a file
             // this tool does not manage, only a real value under a credential's name counts.
             config_secret_key(key)
-                && crate::secrets::is_sensitive(key, text)
+                && crate::spec::secret_rules::is_sensitive(key, text)
                 && !is_placeholder(text)
         } else {
             looks_like_secret_name(key) && !text.trim().is_empty() && parse_truthy(text).is_none()
@@ -938,7 +938,7 @@ fn check_preflight(findings: &mut Findings<'_>) {
                     format!("`{name}` is not set; tldw's production preflight requires it"),
                     &format!(
                         "declare `{name}` under `{}`",
-                        if crate::secrets::looks_like_secret_name(name) {
+                        if crate::spec::secret_rules::looks_like_secret_name(name) {
                             "secrets.values"
                         } else {
                             "env"

@@ -53,7 +53,7 @@ impl Scope {
     /// Whether a value built from `name` is sensitive: declared secret, or named like a secret
     /// (`TLDW_ADMIN_TOKEN`), so a file cannot print a token by forgetting to say it is one.
     pub fn is_secret(&self, name: &str) -> bool {
-        self.secret.contains(name) || crate::secrets::looks_like_secret_name(name)
+        self.secret.contains(name) || crate::spec::secret_rules::looks_like_secret_name(name)
     }
 
     /// Reads the `template:` section of `root`, reporting what is malformed.

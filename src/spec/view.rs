@@ -154,7 +154,7 @@ impl View {
                     }
                     Some(ResolvedSecret::Unavailable { .. }) | None => match &secret.generate {
                         Some(generate) => Known::Generated {
-                            length: crate::secrets::generated_length(generate),
+                            length: crate::spec::secret_rules::generated_length(generate),
                         },
                         None => Known::Unknown,
                     },

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::spec::writable::LINE_BREAKS;
 use proptest::prelude::*;

@@ -1,5 +1,5 @@
-//! `tldw-ops backup {list,verify,restore,schedule}`: look at the backup sets of an environment,
-//! verify them, restore one (journaled as an apply of kind `restore`), and print a systemd timer
+//! `tldw-ops backup {list,verify,drill,restore,schedule}`: look at the backup sets of an
+//! environment, verify them, drill a restore into a scratch copy, restore one (journaled as an apply of kind `restore`), and print a systemd timer
 //! or cron line that runs the backup part of the reconcile on schedule. Creating and pruning
 //! sets is not here: it is part of `plan`/`apply` (and `apply --only backup`).
 
@@ -22,7 +22,8 @@ use crate::plan::backups::{
     RestoreInput, item_name, keep_text, next_decisions, release_reason, restore_plan, state_word,
 };
 use crate::providers::backups::{
-    Manifest, SetInfo, VerifyOptions, list_sets, read_manifest, verify_set_with,
+    AuthnzSource, DrillOptions, DrillReport, ItemKind, Manifest, SetInfo, VerifyOptions, drill_set,
+    list_sets, read_manifest, verify_set_with,
 };
 use crate::settings::Settings;
 use crate::spec::types::BackupItem;
@@ -38,6 +39,12 @@ pub enum Command {
     /// full read of a PostgreSQL dump; the result is recorded in the set. Exit 1 when one fails.
     #[command(after_help = super::help::BACKUP_VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Restore drill: verify a set (the newest by default), restore it into a scratch copy
+    /// beside the sets, and check every database's integrity and rows per table against the
+    /// manifest and that .env and config.txt parse. The live deployment is not touched; the
+    /// result is recorded in the set. Exit 1 when it fails.
+    #[command(after_help = super::help::BACKUP_DRILL_HELP)]
+    Drill(DrillArgs),
     /// Restore a set, all of it or one part, after taking a safety backup, with tldw_server
     /// stopped. Journaled as an apply of kind `restore`.
     #[command(after_help = super::help::BACKUP_RESTORE_HELP)]
@@ -64,6 +71,26 @@ pub struct VerifyArgs {
     /// Desired-state file. Default: tldw-ops.yaml
     #[arg(long, short = 'f', value_name = "FILE")]
     file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DrillArgs {
+    /// The set to drill (its id, as `backup list` shows it). Default: the newest complete set.
+    set: Option<String>,
+    /// Desired-state file. Default: tldw-ops.yaml
+    #[arg(long, short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Keep the scratch copy (a hidden directory beside the sets) instead of removing it.
+    #[arg(long)]
+    keep: bool,
+    /// A scratch PostgreSQL database to restore an AuthNZ dump into (its tables are replaced);
+    /// never the live one. Without it the dump is read in full but not restored. The password
+    /// comes from PGPASSWORD or ~/.pgpass, never from the URL.
+    #[arg(long, value_name = "URL")]
+    postgres_url: Option<String>,
+    /// Output format on stdout: a report for people, or JSON for tools.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +152,7 @@ pub fn run(command: Command, settings: &Settings, printer: &Printer) -> ExitStat
     match command {
         Command::List(args) => list(args, settings, printer),
         Command::Verify(args) => verify(args, settings, printer),
+        Command::Drill(args) => drill(args, settings, printer),
         Command::Restore(args) => restore(args, settings, printer),
         Command::Schedule(args) => schedule(args, settings, printer),
     }
@@ -386,6 +414,208 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
     }
 }
 
+fn drill(args: DrillArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
+    let file = desired_file(args.file);
+    let (_, target) = match target_of(&file, settings, printer) {
+        Ok(found) => found,
+        Err(status) => return status,
+    };
+    let postgres = match args
+        .postgres_url
+        .as_deref()
+        .map(|url| scratch_database(url, &target))
+    {
+        Some(Ok(source)) => Some(source),
+        Some(Err(message)) => {
+            printer.error(&message);
+            return ExitStatus::Error;
+        }
+        None => None,
+    };
+    let sets = match listed(&target, printer) {
+        Ok(sets) => sets,
+        Err(status) => return status,
+    };
+    let set = match &args.set {
+        Some(id) => sets.iter().map(|(set, _)| set).find(|set| set.id == *id),
+        None => sets
+            .iter()
+            .rev()
+            .map(|(set, _)| set)
+            .find(|set| set.complete),
+    };
+    let Some(set) = set else {
+        printer.error(&match &args.set {
+            Some(id) => format!(
+                "no backup set {id} in {} (see `tldw-ops backup list`)",
+                shown(&target.location())
+            ),
+            None => format!("no complete backup set in {}", shown(&target.location())),
+        });
+        return ExitStatus::Error;
+    };
+    if !set.complete {
+        printer.error(&format!(
+            "backup set {} is incomplete: it has no manifest (an interrupted backup, or one still running)",
+            set.id
+        ));
+        return ExitStatus::Error;
+    }
+    let options = DrillOptions {
+        scratch_parent: target.destination.join(&target.environment),
+        keep: args.keep,
+        postgres,
+        pg_bin_dir: None,
+    };
+    let result = runtime().block_on(drill_set(
+        &target.set_dir(&set.id),
+        settings.now(),
+        &options,
+    ));
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            printer.error(&format!("could not drill backup set {}: {error}", set.id));
+            return ExitStatus::Error;
+        }
+    };
+    match args.format {
+        Format::Json => {
+            let value = json!({
+                "set": report.set_id,
+                "ok": report.drill.ok,
+                "drilled_at": report.drill.drilled_at.to_string(),
+                "items_restored": report.drill.items_restored,
+                "checked": report.checked.iter().map(|item| json!({
+                    "item": item.name,
+                    "kind": item.kind,
+                    "tables": item.tables,
+                    "rows": item.rows,
+                })).collect::<Vec<_>>(),
+                "not_restored": report.not_restored,
+                "problems": report.drill.problems,
+                "scratch": report.kept.then(|| report.scratch.display().to_string()),
+            });
+            printer.stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            ));
+        }
+        Format::Text => printer.stdout(&drill_text(&report, printer)),
+    }
+    if report.drill.ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Error
+    }
+}
+
+fn drill_text(report: &DrillReport, printer: &Printer) -> String {
+    let mut text = format!("Restore drill of backup set {}:\n", report.set_id);
+    for item in &report.checked {
+        let what = match item.kind {
+            ItemKind::AuthnzSqlite | ItemKind::UserDatabase => format!(
+                "integrity ok, {} table(s), {} row(s) as in the manifest",
+                item.tables, item.rows
+            ),
+            ItemKind::Config => "restored byte for byte, parses".to_string(),
+            ItemKind::AuthnzPgDump => "restored into the scratch database".to_string(),
+            ItemKind::UserFile => "restored byte for byte".to_string(),
+        };
+        if !report
+            .drill
+            .problems
+            .iter()
+            .any(|problem| problem.item == item.name)
+        {
+            text.push_str(&format!("  {:<24} {what}\n", item.name));
+        }
+    }
+    for note in &report.not_restored {
+        text.push_str(&format!("  {note}\n"));
+    }
+    for problem in &report.drill.problems {
+        text.push_str(&format!("  {:<24} {}\n", problem.item, problem.problem));
+    }
+    if report.drill.ok {
+        text.push_str(&format!(
+            "{}: {} item(s) restored and checked",
+            printer.paint_stdout(Style::Success, "drill passed"),
+            report.drill.items_restored
+        ));
+    } else {
+        text.push_str(&format!(
+            "{}: {} problem(s)",
+            printer.paint_stdout(Style::Error, "DRILL FAILED"),
+            report.drill.problems.len()
+        ));
+    }
+    if report.kept {
+        text.push_str(&format!(
+            "; the scratch copy is kept in {}",
+            shown(&report.scratch)
+        ));
+    }
+    text.push_str(". The result is recorded in the set's manifest.\n");
+    text
+}
+
+/// The scratch database of `--postgres-url`: refused when it is the deployment's own AuthNZ
+/// database, since a drill replaces every table in it, and when the URL holds a password.
+fn scratch_database(url: &str, target: &BackupTarget) -> Result<AuthnzSource, String> {
+    if crate::secrets::url_has_password(url) {
+        return Err(
+            "--postgres-url must not hold a password (it would show in the process list): \
+                    give it in PGPASSWORD or ~/.pgpass"
+                .to_string(),
+        );
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!("--postgres-url `{url}` is not a postgres:// URL"));
+    }
+    if let crate::backups::AuthnzLocation::Postgres(live) = &target.authnz
+        && same_database(url, live)
+    {
+        return Err(
+            "--postgres-url names the deployment's own AuthNZ database; a drill replaces every \
+             table of the database it is given, so give a scratch one"
+                .to_string(),
+        );
+    }
+    Ok(AuthnzSource::Postgres {
+        url: url.to_string(),
+        password: None,
+    })
+}
+
+/// Whether two PostgreSQL URLs name one database: host, port (5432 by default) and database
+/// name, ignoring the user, the password and the parameters.
+fn same_database(left: &str, right: &str) -> bool {
+    fn parts(url: &str) -> Option<(String, String, String)> {
+        let rest = url.split_once("://")?.1;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host_port = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host_port.ends_with(']') => {
+                (host.to_string(), port.to_string())
+            }
+            _ => (host_port.to_string(), "5432".to_string()),
+        };
+        let database = path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Some((host.to_ascii_lowercase(), port, database))
+    }
+    match (parts(left), parts(right)) {
+        (Some(left), Some(right)) => left == right,
+        _ => left == right,
+    }
+}
+
 fn restore(args: RestoreArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
     let faults = match settings.fault.as_deref().map(Faults::parse).transpose() {
         Ok(faults) => faults.unwrap_or_default(),
@@ -598,6 +828,24 @@ fn schedule(args: ScheduleArgs, settings: &Settings, printer: &Printer) -> ExitS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_postgres_urls_name_one_database_by_host_port_and_name_alone() {
+        let live = "postgres://tldw:secret@DB.example.org:5432/tldw_users?sslmode=require";
+        for same in [
+            "postgres://other@db.example.org/tldw_users",
+            "postgresql://db.example.org:5432/tldw_users",
+        ] {
+            assert!(same_database(same, live), "{same}");
+        }
+        for other in [
+            "postgres://tldw@db.example.org:5433/tldw_users",
+            "postgres://tldw@db.example.org/tldw_drill",
+            "postgres://tldw@scratch.example.org/tldw_users",
+        ] {
+            assert!(!same_database(other, live), "{other}");
+        }
+    }
 
     #[test]
     fn sizes_read_the_way_people_expect() {

@@ -199,7 +199,7 @@ Exit codes:
   0   printed
   64  usage error (an unknown command)";
 
-pub const STATE_LIST_HELP: &str = "\\
+pub const STATE_LIST_HELP: &str = "\
 Examples:
   tldw-ops state list
   tldw-ops state list --format json --state postgres://tldw-ops@db/tldw_ops
@@ -209,7 +209,7 @@ Exit codes:
   1   the state store cannot be read
   64  usage error";
 
-pub const STATE_UNLOCK_HELP: &str = "\\
+pub const STATE_UNLOCK_HELP: &str = "\
 Examples:
   tldw-ops state unlock --force prod.yaml
   tldw-ops state unlock --force --environment research/prod
@@ -219,7 +219,7 @@ Exit codes:
   1   an error: no --force, the state store cannot be written
   64  usage error";
 
-pub const STATE_MIGRATE_HELP: &str = "\\
+pub const STATE_MIGRATE_HELP: &str = "\
 Examples:
   tldw-ops state migrate --from .tldw-ops/state.db --to postgres://tldw-ops@db/tldw_ops
 
@@ -228,7 +228,7 @@ Exit codes:
   1   an error: a store cannot be read or written, or the two disagree
   64  usage error";
 
-pub const SECRETS_STATUS_HELP: &str = "\\
+pub const SECRETS_STATUS_HELP: &str = "\
 Examples:
   tldw-ops secrets status prod.yaml
   tldw-ops secrets status prod.yaml --format json
@@ -239,7 +239,7 @@ Exit codes:
   3   invalid desired state
   64  usage error";
 
-pub const BACKUP_LIST_HELP: &str = "\\
+pub const BACKUP_LIST_HELP: &str = "\
 Examples:
   tldw-ops backup list prod.yaml
   tldw-ops backup list prod.yaml --format json
@@ -250,7 +250,7 @@ Exit codes:
   3   invalid desired state
   64  usage error";
 
-pub const BACKUP_VERIFY_HELP: &str = "\\
+pub const BACKUP_VERIFY_HELP: &str = "\
 Examples:
   tldw-ops backup verify --file prod.yaml
   tldw-ops backup verify 2026-11-25T030000Z --file prod.yaml
@@ -261,7 +261,19 @@ Exit codes:
   3   invalid desired state
   64  usage error";
 
-pub const BACKUP_RESTORE_HELP: &str = "\\
+pub const BACKUP_DRILL_HELP: &str = "\
+Examples:
+  tldw-ops backup drill --file prod.yaml
+  tldw-ops backup drill 2026-11-25T030000Z --keep --file prod.yaml
+  PGPASSWORD=... tldw-ops backup drill --postgres-url postgres://tldw@db/tldw_drill
+
+Exit codes:
+  0   the set restored into the scratch copy and every check passed
+  1   the drill failed (the problems are listed), or an error
+  3   invalid desired state
+  64  usage error";
+
+pub const BACKUP_RESTORE_HELP: &str = "\
 Examples:
   tldw-ops backup restore 2026-11-25T030000Z --file prod.yaml
   tldw-ops backup restore 2026-11-25T030000Z --only config --server-stopped
@@ -273,7 +285,7 @@ Exit codes:
   7   needs attention: an unfinished apply exists
   64  usage error";
 
-pub const BACKUP_SCHEDULE_HELP: &str = "\\
+pub const BACKUP_SCHEDULE_HELP: &str = "\
 Examples:
   tldw-ops backup schedule --print systemd prod.yaml
   tldw-ops backup schedule --print cron prod.yaml >> /etc/cron.d/tldw-ops

@@ -1189,3 +1189,250 @@ fn same_day_applies_keep_the_sets_taken_before_each_of_the_last_three() {
     assert_eq!(sample.sets().len(), 1, "{:?}", sample.sets());
     sample.assert_no_secret_anywhere();
 }
+
+/// The hidden scratch directories drills leave in the location (none unless `--keep`).
+fn scratch_dirs(sample: &Sample) -> Vec<PathBuf> {
+    std::fs::read_dir(sample.location())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(".drill-"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_drill_restores_the_newest_set_into_a_scratch_copy_checks_every_table_and_leaves_the_deployment_alone()
+ {
+    let sample = Sample::new("", KEEP, false);
+    let (code, _, stderr) = sample.run(&["apply", "--auto-approve"], T0);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = sample.run(&["apply", "--only", "backup", "--auto-approve"], &at(24));
+    assert_eq!(code, 0, "{stderr}");
+    let newest = "2026-11-27T030000Z";
+    assert_eq!(sample.sets(), [FIRST_SET, newest]);
+    // The server goes on writing after the backup: the drill checks the set, not the live data.
+    sample.add_rows(7);
+    let live_rows = sample.rows();
+    let env_before = sample.site.env_text();
+    let config_before = std::fs::read(sample.path().join(crate::common::CONFIG_PATH)).ok();
+
+    let (code, stdout, stderr) = sample.run(&["backup", "drill"], &at(25));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!("Restore drill of backup set {newest}:\n")),
+        "{stdout}"
+    );
+    for (name, rows) in [
+        ("authnz", 50),
+        ("1/Media_DB_v2.db", 200),
+        ("1/ChaChaNotes.db", 20),
+        ("2/Media_DB_v2.db", 30),
+        ("3/prompts_user_dbs/user_prompts_v2.sqlite", 10),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no line for {name}: {stdout}"));
+        assert!(
+            line.ends_with(&format!(
+                "integrity ok, 1 table(s), {rows} row(s) as in the manifest"
+            )),
+            "{line}"
+        );
+    }
+    assert!(
+        stdout.contains("env_file")
+            && stdout.contains("config_file")
+            && stdout.contains("restored byte for byte, parses"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("drill passed: 8 item(s) restored and checked."),
+        "{stdout}"
+    );
+    let manifest = sample.manifest(newest).unwrap();
+    assert_eq!(manifest["drill"]["ok"], true, "{manifest}");
+    assert_eq!(manifest["drill"]["items_restored"], 8);
+    assert_eq!(manifest["drill"]["drilled_at"], at(25));
+    let media = manifest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["name"] == "1/Media_DB_v2.db")
+        .unwrap();
+    assert_eq!(media["rows"], serde_json::json!({"items": 200}));
+    // The older set was not drilled; nothing is left behind; the deployment is as it was.
+    assert!(sample.manifest(FIRST_SET).unwrap().get("drill").is_none());
+    assert!(scratch_dirs(&sample).is_empty());
+    assert_eq!(sample.rows(), live_rows);
+    assert_eq!(sample.site.env_text(), env_before);
+    assert_eq!(
+        std::fs::read(sample.path().join(crate::common::CONFIG_PATH)).ok(),
+        config_before
+    );
+
+    // A named set, kept for a look, and the JSON form.
+    let (code, stdout, stderr) = sample.run(
+        &["backup", "drill", FIRST_SET, "--keep", "--format", "json"],
+        &at(26),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["set"], FIRST_SET);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["checked"].as_array().unwrap().len(), 8);
+    assert_eq!(report["problems"], serde_json::json!([]));
+    let kept = scratch_dirs(&sample);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(report["scratch"], kept[0].display().to_string());
+    let restored = sample
+        .runtime
+        .block_on(rows(&kept[0].join("user_databases/1/Media_DB_v2.db")));
+    assert_eq!(restored, sample.set_rows(FIRST_SET)[1]);
+    assert_eq!(restored.len(), 200);
+    sample.assert_no_secret_anywhere();
+}
+
+#[test]
+fn a_drill_of_a_damaged_set_fails_names_the_damage_and_records_it() {
+    let sample = Sample::new("", KEEP, false);
+    let (code, _, stderr) = sample.run(&["apply", "--auto-approve"], T0);
+    assert_eq!(code, 0, "{stderr}");
+    let damaged = sample
+        .location()
+        .join(FIRST_SET)
+        .join("user_databases/2/Media_DB_v2.db");
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 16] {
+        *byte ^= 0xff;
+    }
+    std::fs::write(&damaged, bytes).unwrap();
+
+    let (code, stdout, stderr) = sample.run(&["backup", "drill", FIRST_SET], &at(1));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("2/Media_DB_v2.db") && stdout.contains("sha256 is"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("DRILL FAILED: "), "{stdout}");
+    let manifest = sample.manifest(FIRST_SET).unwrap();
+    assert_eq!(manifest["drill"]["ok"], false);
+    assert_eq!(manifest["drill"]["items_restored"], 0);
+    assert!(scratch_dirs(&sample).is_empty());
+
+    // No such set, and an unknown one, are errors that say where to look.
+    let (code, _, stderr) = sample.run(&["backup", "drill", "2026-01-01T000000Z"], &at(1));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no backup set 2026-01-01T000000Z in") && stderr.contains("backup list"),
+        "{stderr}"
+    );
+    sample.assert_no_secret_anywhere();
+}
+
+#[test]
+fn a_drill_never_restores_into_the_live_postgres_database_nor_takes_a_password_in_a_url() {
+    const URL_PASSWORD: &str = "drill-url-password-never-shown-42";
+    let sample = Sample::new("", KEEP, false);
+    sample.site.write_yaml(
+        "tldw-ops.yaml",
+        &yaml("", KEEP, false, "info").replace(
+            "sqlite:///./Databases/users.db",
+            "postgres://tldw:live-password@DB.example.org:5432/tldw_users",
+        ),
+    );
+    for (url, expected) in [
+        (
+            "postgres://someone@db.example.org/tldw_users".to_string(),
+            "names the deployment's own AuthNZ database",
+        ),
+        (
+            format!("postgres://tldw:{URL_PASSWORD}@scratch.example.org/drill"),
+            "must not hold a password",
+        ),
+        (
+            "mysql://scratch.example.org/drill".to_string(),
+            "is not a postgres:// URL",
+        ),
+    ] {
+        let (code, stdout, stderr) =
+            sample.run(&["backup", "drill", "--postgres-url", &url], &at(1));
+        assert_eq!(code, 1, "{url}: {stdout}{stderr}");
+        assert!(stderr.contains(expected), "{url}: {stderr}");
+        assert!(!stderr.contains(URL_PASSWORD) && !stdout.contains(URL_PASSWORD));
+        assert!(!stderr.contains("live-password"), "{stderr}");
+    }
+    sample.assert_no_secret_anywhere();
+}
+
+#[test]
+fn a_drill_restores_a_postgres_dump_into_the_scratch_database_it_is_given() {
+    let Some(cluster) = crate::support::pg::shared() else {
+        return;
+    };
+    let live = cluster.fresh_database("drill_live");
+    let live_name = live.rsplit('/').next().unwrap().to_string();
+    cluster.psql(
+        &live_name,
+        "CREATE TABLE users (id BIGSERIAL PRIMARY KEY, username TEXT UNIQUE NOT NULL); \
+         INSERT INTO users (username) SELECT 'user' || n FROM generate_series(1, 120) n;",
+    );
+    let scratch = cluster.fresh_database("drill_scratch");
+    let scratch_name = scratch.rsplit('/').next().unwrap().to_string();
+    let sample = Sample::new("", KEEP, false);
+    sample.site.write_yaml(
+        "tldw-ops.yaml",
+        &yaml("", KEEP, false, "info").replace("sqlite:///./Databases/users.db", &live),
+    );
+    #[allow(clippy::disallowed_methods)]
+    let path = format!(
+        "{}:{}",
+        cluster.bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (code, stdout, stderr) = sample.run_command(
+        sample
+            .command(&["apply", "--auto-approve"], T0)
+            .env("PATH", &path),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // Without a scratch database the dump is read but not restored, and the report says so.
+    let (code, stdout, stderr) = sample.run_command(
+        sample
+            .command(&["backup", "drill"], &at(1))
+            .env("PATH", &path),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("authnz: the PostgreSQL dump was read in full but not restored"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = sample.run_command(
+        sample
+            .command(&["backup", "drill", "--postgres-url", &scratch], &at(2))
+            .env("PATH", &path),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("restored into the scratch database"),
+        "{stdout}"
+    );
+    assert_eq!(
+        cluster
+            .psql(&scratch_name, "SELECT count(*) FROM users")
+            .trim(),
+        "120"
+    );
+    assert_eq!(
+        cluster
+            .psql(&live_name, "SELECT count(*) FROM users")
+            .trim(),
+        "120"
+    );
+    sample.assert_no_secret_anywhere();
+}

@@ -43,6 +43,11 @@ fn the_help_of_every_command_is_a_reviewed_snapshot() {
         } else {
             format!("help_tldw-ops_{}", path.join("_"))
         };
+        // A string constant's line continuation written twice shows as a lone backslash.
+        assert!(
+            !stdout.lines().any(|line| line.trim() == "\\"),
+            "{name}: a stray backslash line"
+        );
         insta::assert_snapshot!(name, stdout);
     }
 }

@@ -162,6 +162,7 @@ pub async fn create_set_with(
         include: include.into_iter().collect(),
         items,
         verification: None,
+        drill: None,
     };
     if let Err(error) = write_manifest(&set_dir, &manifest) {
         let _ = fs::remove_dir_all(&set_dir);
@@ -515,6 +516,7 @@ async fn run_job(set_dir: &Path, job: Job) -> Result<Option<ManifestItem>, Backu
                 size: hashed.size,
                 sha256: hashed.sha256,
                 mode: None,
+                rows: None,
             }))
         }
     }
@@ -566,6 +568,7 @@ fn item(
         size: hashed.size,
         sha256: hashed.sha256,
         mode,
+        rows: None,
     }
 }
 
@@ -769,7 +772,7 @@ mod tests {
                 overlapped += 1;
             }
             assert_eq!(
-                sqlite::integrity_problems(&copy).await,
+                sqlite::check_copy(&copy, false).await.0,
                 Vec::<String>::new()
             );
             let ids: Vec<i64> = rows(&copy).await.into_iter().map(|row| row.0).collect();

@@ -6,6 +6,7 @@
 //! is still running or was interrupted, and never counts as a backup. The manifest holds no
 //! secret: PostgreSQL sources are recorded without their password.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -38,6 +39,9 @@ pub struct Manifest {
     /// The last verification; `None` until the set is verified.
     #[serde(default)]
     pub verification: Option<Verification>,
+    /// The last restore drill (`tldw-ops backup drill`); `None` until the set is drilled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<Drill>,
 }
 
 /// One file in a set.
@@ -56,6 +60,10 @@ pub struct ManifestItem {
     /// Permission bits of the source file (octal text, e.g. `0600`), restored with it.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "octal_mode")]
     pub mode: Option<u32>,
+    /// Rows per table of a SQLite copy, counted by the last verification that found it sound:
+    /// what a restore drill expects to find again after restoring it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -96,6 +104,18 @@ pub struct Verification {
     pub ok: bool,
     pub verified_at: Timestamp,
     pub items_checked: usize,
+    /// Empty when `ok`.
+    pub problems: Vec<VerificationProblem>,
+}
+
+/// The outcome of a restore drill, recorded in the set's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[must_use]
+pub struct Drill {
+    pub ok: bool,
+    pub drilled_at: Timestamp,
+    /// Items restored into the scratch directory (or scratch database) and checked there.
+    pub items_restored: usize,
     /// Empty when `ok`.
     pub problems: Vec<VerificationProblem>,
 }
@@ -309,9 +329,11 @@ mod tests {
                 path: "config/.env".to_string(),
                 size: 4,
                 sha256: "ab".repeat(32),
+                rows: None,
                 mode: Some(0o600),
             }],
             verification: None,
+            drill: None,
         }
     }
 

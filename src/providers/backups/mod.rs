@@ -9,6 +9,7 @@
 //! lets a PostgreSQL password reach argv, a log line, an error message or a `Debug` string.
 
 pub mod create;
+pub mod drill;
 pub mod manifest;
 pub mod restore;
 pub mod verify;
@@ -30,9 +31,10 @@ pub use create::{
     AuthnzSource, BackupSource, CreateOptions, DEFAULT_CONCURRENCY, copy_sqlite_online, create_set,
     create_set_with, destination_warnings,
 };
+pub use drill::{CheckedItem, DrillOptions, DrillReport, drill_set};
 pub use manifest::{
-    ItemKind, MANIFEST_FILE, Manifest, ManifestItem, Verification, VerificationProblem, list_sets,
-    read_manifest, set_path, write_manifest,
+    Drill, ItemKind, MANIFEST_FILE, Manifest, ManifestItem, Verification, VerificationProblem,
+    list_sets, read_manifest, set_path, write_manifest,
 };
 pub use restore::{RestoreReport, RestoreTargets, RestoredItem, restore_set};
 pub use verify::{VerifyOptions, verify_set, verify_set_with};

@@ -12,6 +12,7 @@
 //! Either way the result is a single file in rollback-journal mode with no sidecars. A plain file
 //! copy of a WAL database is not consistent and is never used for one.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -100,10 +101,23 @@ pub(super) async fn image(source: &Path) -> Result<SqliteOwnedBuf, BackupError> 
     Ok(image)
 }
 
-/// Runs `PRAGMA integrity_check` on a copy in a set, read-only and without touching it. Returns
-/// the problems SQLite reports (empty when the database is sound); a file SQLite cannot read at
-/// all is reported as a problem, not an error.
-pub(super) async fn integrity_problems(path: &Path) -> Vec<String> {
+/// The rows of every ordinary table of a sound copy (virtual tables are left out: their rows
+/// live in shadow tables, which are counted, and their modules may be missing here).
+pub(super) async fn table_rows(path: &Path) -> Result<BTreeMap<String, u64>, Vec<String>> {
+    match check_copy(path, true).await {
+        (problems, _) if !problems.is_empty() => Err(problems),
+        (_, rows) => Ok(rows.unwrap_or_default()),
+    }
+}
+
+/// Runs `PRAGMA integrity_check` on a copy in a set, read-only and without touching it, and
+/// with `count` counts the rows per table when the copy is sound. The problems are those SQLite
+/// reports (none when the database is sound); a file SQLite cannot read at all is reported as a
+/// problem, not an error.
+pub(super) async fn check_copy(
+    path: &Path,
+    count: bool,
+) -> (Vec<String>, Option<BTreeMap<String, u64>>) {
     let check = async {
         // Immutable: the copy never changes, so no locks, no -shm, no -journal beside it.
         let mut connection = SqliteConnectOptions::new()
@@ -118,28 +132,55 @@ pub(super) async fn integrity_problems(path: &Path) -> Vec<String> {
         let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_all(&mut connection)
             .await?;
-        connection.close().await?;
-        Ok::<_, sqlx::Error>(rows)
-    };
-    match check.await {
-        Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Vec::new(),
-        Ok(rows) => {
-            let mut messages: Vec<String> = rows
-                .iter()
-                .take(MAX_MESSAGES)
-                .map(|row| format!("integrity_check: {row}"))
-                .collect();
-            if rows.len() > MAX_MESSAGES {
-                messages.push(format!(
-                    "integrity_check: and {} more",
-                    rows.len() - MAX_MESSAGES
-                ));
+        let mut counts = None;
+        if count && rows.len() == 1 && rows[0] == "ok" {
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                 AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name",
+            )
+            .fetch_all(&mut connection)
+            .await?;
+            let mut found = BTreeMap::new();
+            for table in tables {
+                let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+                // The name is quoted as an SQL identifier, its own quotes doubled.
+                let count = sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {quoted}"));
+                let n: i64 = sqlx::query_scalar(count).fetch_one(&mut connection).await?;
+                found.insert(table, n.max(0) as u64);
             }
-            if messages.is_empty() {
-                messages.push("integrity_check returned nothing".to_string());
-            }
-            messages
+            counts = Some(found);
         }
-        Err(error) => vec![format!("not a readable SQLite database: {error}")],
+        connection.close().await?;
+        Ok::<_, sqlx::Error>((rows, counts))
+    };
+    let (problems, counts) = match check.await {
+        Ok((rows, counts)) => (rows_to_problems(rows), counts),
+        Err(error) => (
+            vec![format!("not a readable SQLite database: {error}")],
+            None,
+        ),
+    };
+    (problems, counts)
+}
+
+fn rows_to_problems(rows: Vec<String>) -> Vec<String> {
+    if rows.len() == 1 && rows[0] == "ok" {
+        return Vec::new();
     }
+    let mut messages: Vec<String> = rows
+        .iter()
+        .take(MAX_MESSAGES)
+        .map(|row| format!("integrity_check: {row}"))
+        .collect();
+    if rows.len() > MAX_MESSAGES {
+        messages.push(format!(
+            "integrity_check: and {} more",
+            rows.len() - MAX_MESSAGES
+        ));
+    }
+    if messages.is_empty() {
+        messages.push("integrity_check returned nothing".to_string());
+    }
+    messages
 }

@@ -8,6 +8,7 @@
 //! unable to verify at all (no `pg_restore`, a permission error) is an error and records nothing:
 //! a missing tool must never make good sets look broken, since broken sets get pruned.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,7 +60,11 @@ pub async fn verify_set_with(
         async move { check_item(&set_dir, item, bin_dir.as_deref()).await }
     })
     .await?;
-    let problems: Vec<VerificationProblem> = per_item.into_iter().flatten().collect();
+    let mut problems = Vec::new();
+    for (item, (found, rows)) in manifest.items.iter_mut().zip(per_item) {
+        problems.extend(found);
+        item.rows = rows;
+    }
     let verification = Verification {
         ok: problems.is_empty(),
         verified_at: now,
@@ -78,11 +83,14 @@ pub async fn verify_set_with(
     Ok(verification)
 }
 
+/// The problems of one item, and the rows per table of a sound SQLite copy.
+type Checked = (Vec<VerificationProblem>, Option<BTreeMap<String, u64>>);
+
 async fn check_item(
     set_dir: &Path,
     item: ManifestItem,
     bin_dir: Option<&Path>,
-) -> Result<Vec<VerificationProblem>, BackupError> {
+) -> Result<Checked, BackupError> {
     let file = set_dir.join(&item.path);
     let problem = |text: String| VerificationProblem {
         item: item.name.clone(),
@@ -95,7 +103,7 @@ async fn check_item(
     let hashed = match hashed {
         Ok(hashed) => hashed,
         Err(BackupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            return Ok(vec![problem(format!("{} is missing", item.path))]);
+            return Ok((vec![problem(format!("{} is missing", item.path))], None));
         }
         Err(error) => return Err(error),
     };
@@ -112,13 +120,11 @@ async fn check_item(
             hashed.sha256, item.sha256
         )));
     }
+    let mut rows = None;
     if item.kind.is_sqlite() {
-        problems.extend(
-            sqlite::integrity_problems(&file)
-                .await
-                .into_iter()
-                .map(problem),
-        );
+        let (found, counted) = sqlite::check_copy(&file, problems.is_empty()).await;
+        problems.extend(found.into_iter().map(problem));
+        rows = counted;
     }
     if item.kind == ItemKind::AuthnzPgDump {
         match postgres::check_dump(bin_dir, &file).await {
@@ -127,7 +133,7 @@ async fn check_item(
             Err(error) => return Err(error),
         }
     }
-    Ok(problems)
+    Ok((problems, rows))
 }
 
 #[cfg(test)]

@@ -190,6 +190,23 @@ pub fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> 
     Ok(bytes)
 }
 
+/// Why [`read_regular_file`] would refuse `path` as it is now, judged by its metadata alone:
+/// not a regular file, or larger than `limit`. `None` when it would be read, and when it cannot
+/// be looked at (absent, or no permission): the caller that reads it reports those.
+pub fn refusal(path: &Path, limit: u64) -> Option<ReadError> {
+    let metadata = std::fs::metadata(path).ok()?;
+    if let Some(kind) = kind_of(metadata.file_type()) {
+        return Some(ReadError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    (metadata.len() > limit).then(|| ReadError::TooLarge {
+        path: path.to_path_buf(),
+        limit,
+    })
+}
+
 /// Like [`read_regular_file`], for a file that may be absent: `Ok(None)` when it does not exist.
 pub fn read_regular_file_if_exists(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, ReadError> {
     match read_regular_file(path, limit) {

@@ -95,14 +95,15 @@ pub fn load_checked(
         crate::secrets::resolve_for_policy(secret, &settings.process_env, directory)
     };
     let mut checked = crate::spec::check(file, &settings.process_env, &resolve)?;
-    let warnings = secret_file_modes(&checked);
+    let warnings = secret_file_checks(&checked);
     checked.diagnostics.extend(warnings);
     Ok(checked)
 }
 
 /// A `from_file` secret or API token that group or others can read: the value is as good as
-/// published on that machine. A warning, at the `from_file` line, naming the mode.
-fn secret_file_modes(checked: &crate::spec::Checked) -> Vec<crate::spec::Diagnostic> {
+/// published on that machine. A warning, at the `from_file` line, naming the mode. A source that
+/// exists but is no regular file, or is too large, is an error there.
+fn secret_file_checks(checked: &crate::spec::Checked) -> Vec<crate::spec::Diagnostic> {
     use std::os::unix::fs::PermissionsExt;
     let mut sources: Vec<(String, &str)> = checked
         .spec
@@ -123,27 +124,43 @@ fn secret_file_modes(checked: &crate::spec::Checked) -> Vec<crate::spec::Diagnos
     {
         sources.push(("/target/api/token/from_file".to_string(), path));
     }
-    sources
-        .into_iter()
-        .filter_map(|(pointer, path)| {
-            let full = checked.declaring_directory(&pointer).join(path);
-            let mode = std::fs::metadata(&full).ok()?.permissions().mode() & 0o777;
-            (mode & 0o077 != 0).then(|| {
+    let mut diagnostics = Vec::new();
+    for (pointer, path) in sources {
+        let full = checked.declaring_directory(&pointer).join(path);
+        let location = crate::spec::semantic::locate(&checked.loaded.root, &pointer);
+        // A source that is there but can never be read (`/dev/zero`, a FIFO, a huge file) is
+        // an error now, as `plan` would make it; an absent one is not (CI lacks the secrets).
+        if let Some(refusal) = crate::limits::refusal(&full, crate::limits::MAX_SECRET_FILE_BYTES) {
+            diagnostics.push(
+                crate::spec::Diagnostic::error(
+                    "secret.file_refused",
+                    format!("secret file refused: {refusal}"),
+                )
+                .at(location.clone())
+                .path(pointer.clone())
+                .hint("point `from_file` at a regular file that holds only the value"),
+            );
+            continue;
+        }
+        let Ok(metadata) = std::fs::metadata(&full) else {
+            continue;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            diagnostics.push(
                 crate::spec::Diagnostic::warning(
                     "secret.file_mode",
                     format!(
                         "secret file `{path}` has mode {mode:04o}: group or others can read it"
                     ),
                 )
-                .at(crate::spec::semantic::locate(
-                    &checked.loaded.root,
-                    &pointer,
-                ))
+                .at(location)
                 .path(pointer)
-                .hint("let only its owner read it (chmod 600), as the .env itself")
-            })
-        })
-        .collect()
+                .hint("let only its owner read it (chmod 600), as the .env itself"),
+            );
+        }
+    }
+    diagnostics
 }
 
 /// A checked desired state that has no errors, or the error that stops every command.

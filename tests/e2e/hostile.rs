@@ -174,10 +174,38 @@ fn extends_and_from_file_of_dev_zero_are_refused_naming_the_file() {
             header("")
         ),
     );
-    let (code, stdout, stderr) = run(&mut command(&site, &["plan"]));
-    assert_ne!(code, 0, "{stdout}\n{stderr}");
+    // validate refuses it as plan does, at the `from_file` value, not only at plan time.
+    for verb in ["validate", "plan"] {
+        let (code, stdout, stderr) = run(&mut command(&site, &[verb]));
+        assert_eq!(code, 3, "{verb}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains(
+                "error[secret.file_refused]: secret file refused: /dev/zero is a character device, not a regular file"
+            ),
+            "{verb}: {stderr}"
+        );
+        assert!(stderr.contains("tldw-ops.yaml:"), "{verb}: {stderr}");
+    }
+    // A FIFO would block a reader for ever: refused by its type, never opened.
+    let fifo = site.path().join("pepper.fifo");
     assert!(
-        stderr.contains("/dev/zero is a character device, not a regular file"),
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    site.write_yaml(
+        "tldw-ops.yaml",
+        &format!(
+            "{}secrets:\n  values:\n    API_KEY_PEPPER: {{ from_file: pepper.fifo }}\n",
+            header("")
+        ),
+    );
+    let (code, stdout, stderr) = run(&mut command(&site, &["validate"]));
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("pepper.fifo is a FIFO, not a regular file"),
         "{stderr}"
     );
     // A secret file over the limit names the limit.
@@ -189,12 +217,24 @@ fn extends_and_from_file_of_dev_zero_are_refused_naming_the_file() {
             header("")
         ),
     );
-    let (code, stdout, stderr) = run(&mut command(&site, &["plan"]));
-    assert_ne!(code, 0, "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("pepper.txt is larger than the limit of 64 KiB"),
-        "{stderr}"
+    for verb in ["validate", "plan"] {
+        let (code, stdout, stderr) = run(&mut command(&site, &[verb]));
+        assert_eq!(code, 3, "{verb}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("pepper.txt is larger than the limit of 64 KiB"),
+            "{verb}: {stderr}"
+        );
+    }
+    // An absent file is not an error for validate: CI runners often lack the secrets.
+    site.write_yaml(
+        "tldw-ops.yaml",
+        &format!(
+            "{}secrets:\n  values:\n    API_KEY_PEPPER: {{ from_file: absent.txt }}\n",
+            header("")
+        ),
     );
+    let (code, stdout, stderr) = run(&mut command(&site, &["validate"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 

@@ -16,6 +16,7 @@ pub mod import;
 pub mod limits;
 pub mod model;
 pub mod observe_api;
+pub mod ops;
 pub mod pipeline;
 pub mod plan;
 pub mod preview;

@@ -5,24 +5,20 @@
 //! nothing: no lock, no store created, no deployment read. Exit 0 when the gate passes, 3 when
 //! it refuses.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use serde::Serialize;
 
 use super::common::{report_pipeline_error, report_state_error, runtime};
-use super::envdiff::{SaltSource, existing_store, per_run_salt, side_json};
 use super::output::Style;
 use super::{ExitStatus, Printer};
-use crate::envdiff::{EnvDiff, Layer, diff, render_text};
-use crate::environments::{Resolved, find, resolve};
-use crate::model::{Desired, SecretSource};
-use crate::pipeline::state_location;
-use crate::promotion::{Gate, Verdict, evaluate, short};
-use crate::secrets::{show_hash, value_hash};
+use crate::envdiff::{EnvDiff, render_text};
+use crate::environments::{Resolved, find};
+use crate::ops::envdiff::side_json;
+use crate::ops::promote::{Journal, PromoteError, Received, explain, last_layers};
+use crate::promotion::{Gate, Verdict, short};
 use crate::settings::Settings;
-use crate::state::{ApplyRecord, EnvironmentKey, ManagedRecord, Outcome, StateError, StateStore};
+use crate::state::ApplyRecord;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,29 +42,6 @@ pub struct Args {
     format: super::history::Format,
 }
 
-/// One address prod would receive from the shared layers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Received {
-    pub address: String,
-    /// `create`, `update`, or `unknown` (a secret whose source cannot be read here).
-    pub action: &'static str,
-    /// The value prod would get: as written, or a fingerprint, or the secret's source.
-    pub value: String,
-    pub declared_at: Option<String>,
-    /// What prod last applied there (a fingerprint), if it manages the address.
-    pub to_last_applied: Option<String>,
-    /// Whether the `from` environment last applied the same value: `same`, `differs`,
-    /// `not managed`, or `unknown`.
-    pub from_has: &'static str,
-}
-
-/// The newest successful apply that put layers in place.
-fn last_layers(history: &[ApplyRecord]) -> Option<&ApplyRecord> {
-    history.iter().find(|record| {
-        record.outcome == Outcome::Succeeded && matches!(record.kind.as_str(), "apply" | "resume")
-    })
-}
-
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     let from_file = match locate(&args.from_file, &args.dir, &args.from, settings, printer) {
         Ok(file) => file,
@@ -78,51 +51,25 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
         Ok(file) => file,
         Err(status) => return status,
     };
-    let (from, to) = match (resolve(&from_file, settings), resolve(&to_file, settings)) {
-        (Ok(from), Ok(to)) => (from, to),
-        (Err(error), _) | (_, Err(error)) => return report_pipeline_error(error, printer),
+    let promotion = match runtime().block_on(explain(&from_file, &to_file, settings)) {
+        Ok(promotion) => promotion,
+        Err(PromoteError::Pipeline(error)) => return report_pipeline_error(error, printer),
+        Err(PromoteError::State(error)) => return report_state_error(error, printer),
+        Err(error) => {
+            printer.error(&error.to_string());
+            return ExitStatus::Error;
+        }
     };
-    let Some(promotion) = to.checked.spec.promotion.clone() else {
-        printer.error(&format!(
-            "{} declares no `promotion:`; it takes any change without a gate",
-            to_file.display()
-        ));
-        return ExitStatus::Error;
-    };
-    if promotion.from != from.key.environment || from.key.deployment != to.key.deployment {
-        printer.error(&format!(
-            "{} promotes from {}/{}, not from {} ({})",
-            to_file.display(),
-            to.key.deployment,
-            promotion.from,
-            from.key,
-            from_file.display()
-        ));
-        return ExitStatus::Error;
-    }
-    let gate = Gate {
-        from: from.key.clone(),
-        soak_seconds: promotion.soak.as_seconds(),
-    };
-    let location = state_location(&to_file, settings);
-    let journal = match runtime().block_on(read_journal(&location, &from.key, &to.key)) {
-        Ok(journal) => journal,
-        Err(error) => return report_state_error(error, printer),
-    };
-    let now = settings.now();
-    let verdict = evaluate(to.shared_hash.as_deref(), &gate, &journal.from_history, now);
-    let received = receives(&to, &journal);
-    let overrides = diff(&from, &to, &journal.salt).declared_by(Layer::Shared);
     let report = Report {
-        from: &from,
-        to: &to,
-        gate: &gate,
-        verdict: &verdict,
-        journal: &journal,
-        received: &received,
-        overrides: &overrides,
-        location: &location,
-        now,
+        from: &promotion.from,
+        to: &promotion.to,
+        gate: &promotion.gate,
+        verdict: &promotion.verdict,
+        journal: &promotion.journal,
+        received: &promotion.received,
+        overrides: &promotion.overrides,
+        location: &promotion.location,
+        now: promotion.now,
     };
     match args.format {
         super::history::Format::Json => {
@@ -132,7 +79,7 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
         }
         super::history::Format::Text => printer.stdout(&report.text(printer)),
     }
-    if verdict.passes() {
+    if promotion.verdict.passes() {
         ExitStatus::Success
     } else {
         ExitStatus::Invalid
@@ -153,139 +100,6 @@ fn locate(
         printer.error(&error.to_string());
         ExitStatus::Error
     })
-}
-
-/// What the state store knows about the two environments. Empty when there is no store yet.
-struct Journal {
-    salt: Vec<u8>,
-    salt_source: SaltSource,
-    from_history: Vec<ApplyRecord>,
-    to_history: Vec<ApplyRecord>,
-    from_managed: Option<BTreeMap<String, ManagedRecord>>,
-    to_managed: Option<BTreeMap<String, ManagedRecord>>,
-}
-
-async fn read_journal(
-    location: &str,
-    from: &EnvironmentKey,
-    to: &EnvironmentKey,
-) -> Result<Journal, StateError> {
-    let Some((store, salt)) = existing_store(location).await else {
-        return Ok(Journal {
-            salt: per_run_salt(),
-            salt_source: SaltSource::PerRun,
-            from_history: Vec::new(),
-            to_history: Vec::new(),
-            from_managed: None,
-            to_managed: None,
-        });
-    };
-    let known: Vec<EnvironmentKey> = store
-        .environments()
-        .await?
-        .into_iter()
-        .map(|summary| summary.environment)
-        .collect();
-    // Reading an unknown environment would create it: only read the ones the store has.
-    let managed = async |key: &EnvironmentKey| -> Result<_, StateError> {
-        Ok(if known.contains(key) {
-            Some(store.environment(key).await?.managed)
-        } else {
-            None
-        })
-    };
-    Ok(Journal {
-        from_managed: managed(from).await?,
-        to_managed: managed(to).await?,
-        from_history: store.applies(Some(from), u32::MAX).await?,
-        to_history: store.applies(Some(to), 50).await?,
-        salt,
-        salt_source: SaltSource::Store,
-    })
-}
-
-/// The addresses prod declares through its shared layers whose value differs from what prod
-/// last applied there, with whether `from` last applied the same.
-fn receives(to: &Resolved, journal: &Journal) -> Vec<Received> {
-    let salt = journal.salt.as_slice();
-    let mut out = Vec::new();
-    for resource in to.desired.resources.values() {
-        let shared = resource
-            .source
-            .as_ref()
-            .is_some_and(|location| to.shared_files.contains(&*location.file));
-        if !shared {
-            continue;
-        }
-        let address = resource.address.as_str();
-        let last = journal
-            .to_managed
-            .as_ref()
-            .and_then(|managed| managed.get(address));
-        let from_last = journal
-            .from_managed
-            .as_ref()
-            .and_then(|managed| managed.get(address));
-        // The hash the apply would record, when it can be known here.
-        let (value, desired_hash) = match &resource.desired {
-            Desired::Secret(secret) => match &secret.source {
-                SecretSource::Generate(_) => ("(sensitive) generated at apply".to_string(), None),
-                _ if to.unreadable.contains_key(resource.address.name()) => {
-                    ("(sensitive) source not readable here".to_string(), None)
-                }
-                _ => {
-                    let hash = secret
-                        .resolved
-                        .as_deref()
-                        .map(|value| value_hash(salt, value));
-                    (
-                        format!(
-                            "(sensitive) {}",
-                            hash.as_deref().map(show_hash).unwrap_or_default()
-                        ),
-                        hash,
-                    )
-                }
-            },
-            desired => {
-                let text = desired.canonical().unwrap_or_default();
-                let hash = value_hash(salt, &text);
-                let shown = if resource.sensitive {
-                    format!("(sensitive) {}", show_hash(&hash))
-                } else {
-                    text
-                };
-                (shown, Some(hash))
-            }
-        };
-        let generated = matches!(
-            &resource.desired,
-            Desired::Secret(secret) if matches!(secret.source, SecretSource::Generate(_))
-        );
-        let action = match (last, &desired_hash) {
-            (None, _) => "create",
-            // A generated secret is kept until it is due for rotation.
-            (Some(_), None) if generated => continue,
-            (Some(_), None) => "unknown",
-            (Some(last), Some(hash)) if last.value_hash == *hash => continue,
-            (Some(_), Some(_)) => "update",
-        };
-        let from_has = match (from_last, &desired_hash) {
-            (None, _) => "not managed",
-            (Some(_), None) => "unknown",
-            (Some(record), Some(hash)) if record.value_hash == *hash => "same",
-            (Some(_), Some(_)) => "differs",
-        };
-        out.push(Received {
-            address: address.to_string(),
-            action,
-            value,
-            declared_at: resource.source.as_ref().map(ToString::to_string),
-            to_last_applied: last.map(|record| show_hash(&record.value_hash)),
-            from_has,
-        });
-    }
-    out
 }
 
 struct Report<'a> {

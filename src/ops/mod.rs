@@ -1,0 +1,7 @@
+//! The commands as library operations, one file per command (as cargo's `ops` beside its
+//! `commands`): each takes what the command line parsed and returns what happened, as values.
+//! `cli/` parses, calls one of these, prints the result and picks the exit status. Nothing here
+//! imports `cli`, prints, or reads the process environment except through `Settings`.
+
+pub mod envdiff;
+pub mod promote;

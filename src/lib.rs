@@ -144,4 +144,80 @@ mod architecture {
             breaches.join("\n")
         );
     }
+
+    /// The top-level modules import each other in one direction only: no module reaches itself
+    /// through others. Test modules are left out (a test may use whatever it checks against).
+    #[test]
+    fn the_top_level_modules_form_no_import_cycle() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        rust_files(&source, &mut files);
+        let module_of = |file: &Path| -> Option<String> {
+            let relative = file.strip_prefix(&source).ok()?;
+            let first = relative.components().next()?.as_os_str().to_str()?;
+            let name = first.strip_suffix(".rs").unwrap_or(first);
+            (!matches!(name, "lib" | "main")).then(|| name.to_string())
+        };
+        let modules: BTreeSet<String> = files.iter().filter_map(|file| module_of(file)).collect();
+        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for file in &files {
+            let Some(from) = module_of(file) else {
+                continue;
+            };
+            if file.components().any(|part| part.as_os_str() == "tests") {
+                continue;
+            }
+            let text = std::fs::read_to_string(file).unwrap();
+            let text = text
+                .split("#[cfg(test)]\nmod tests")
+                .next()
+                .unwrap_or_default();
+            for line in text.lines() {
+                let code = line.split("//").next().unwrap_or_default();
+                for (at, _) in code.match_indices("crate::") {
+                    let rest = &code[at + "crate::".len()..];
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if name != from && modules.contains(&name) {
+                        edges.entry(from.clone()).or_default().insert(name);
+                    }
+                }
+            }
+        }
+        // Depth-first search; a module met again on the current path closes a cycle.
+        fn visit(
+            module: &str,
+            edges: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(start) = path.iter().position(|seen| seen == module) {
+                let mut cycle = path[start..].to_vec();
+                cycle.push(module.to_string());
+                return Some(cycle);
+            }
+            if done.contains(module) {
+                return None;
+            }
+            path.push(module.to_string());
+            for next in edges.get(module).into_iter().flatten() {
+                if let Some(cycle) = visit(next, edges, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            done.insert(module.to_string());
+            None
+        }
+        let mut done = BTreeSet::new();
+        for module in &modules {
+            if let Some(cycle) = visit(module, &edges, &mut Vec::new(), &mut done) {
+                panic!("an import cycle: {}", cycle.join(" -> "));
+            }
+        }
+        assert!(edges.len() > 5, "the module graph was read: {edges:?}");
+    }
 }

@@ -461,6 +461,35 @@ pub fn observed_now(prepared: &Prepared, address: &Address) -> Option<String> {
     }
 }
 
+/// The fingerprint `backup.set.<id>` has now, for the staleness check of a saved plan; `None`
+/// for other addresses (or without a backup policy, when every backup address is absent).
+pub fn backup_fingerprint_now(address: &str, prepared: &Prepared) -> Option<String> {
+    let id = address.strip_prefix("backup.set.")?;
+    let observation = prepared.backups.as_ref()?;
+    Some(crate::plan::backups::set_fingerprint(
+        &prepared.loaded.state.salt,
+        observation.policy.verify,
+        &observation.sets,
+        id,
+    ))
+}
+
+/// The backup part of the plan alone (`apply --only backup`); an error without a policy.
+pub fn only_backups(prepared: &Prepared, plan: Plan, now: Timestamp) -> Result<Plan, String> {
+    let observation = prepared.backups.as_ref().ok_or_else(|| {
+        format!(
+            "{} has no `backup:` policy, so there is no backup part to apply",
+            prepared.loaded.file.display()
+        )
+    })?;
+    Ok(crate::plan::backups::only_backups(
+        plan,
+        &observation.input(),
+        now,
+        &prepared.loaded.state.salt,
+    ))
+}
+
 /// An address whose observed value moved since a plan was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Moved {
@@ -475,7 +504,7 @@ pub fn staleness(plan: &Plan, prepared: &Prepared) -> (Vec<Moved>, Vec<String>) 
     let salt = prepared.loaded.state.salt.as_slice();
     let mut moved = Vec::new();
     for (address, then) in &plan.fingerprints {
-        let now = crate::backups::fingerprint_now(address, prepared).unwrap_or_else(|| {
+        let now = backup_fingerprint_now(address, prepared).unwrap_or_else(|| {
             Address::parse(address)
                 .ok()
                 .and_then(|address| observed_now(prepared, &address))

@@ -15,11 +15,8 @@ pub mod schedule;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
-
-use crate::pipeline::Prepared;
-use crate::plan::backups::{BackupInput, set_fingerprint};
-use crate::plan::{Plan, SourceRef};
+use crate::plan::SourceRef;
+use crate::plan::backups::BackupInput;
 use crate::providers::backups::{
     AuthnzSource, BackupError, BackupSource, RestoreTargets, SetInfo, destination_warnings,
     list_sets,
@@ -259,35 +256,6 @@ pub fn observe(target: &BackupTarget) -> Result<Observation, BackupError> {
 /// A path as shown to people: relative to the working directory when below it.
 pub fn shown(path: &Path) -> String {
     crate::spec::source::display_name(path).to_string()
-}
-
-/// The fingerprint `backup.set.<id>` has now, for the staleness check of a saved plan; `None`
-/// for other addresses (or without a backup policy, when every backup address is absent).
-pub fn fingerprint_now(address: &str, prepared: &Prepared) -> Option<String> {
-    let id = address.strip_prefix("backup.set.")?;
-    let observation = prepared.backups.as_ref()?;
-    Some(set_fingerprint(
-        &prepared.loaded.state.salt,
-        observation.policy.verify,
-        &observation.sets,
-        id,
-    ))
-}
-
-/// The backup part of the plan alone (`apply --only backup`); an error without a policy.
-pub fn only_backups(prepared: &Prepared, plan: Plan, now: Timestamp) -> Result<Plan, String> {
-    let observation = prepared.backups.as_ref().ok_or_else(|| {
-        format!(
-            "{} has no `backup:` policy, so there is no backup part to apply",
-            prepared.loaded.file.display()
-        )
-    })?;
-    Ok(crate::plan::backups::only_backups(
-        plan,
-        &observation.input(),
-        now,
-        &prepared.loaded.state.salt,
-    ))
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ async fn apply_file(
     let plan = match args.only {
         None => plan,
         Some(super::common::Part::Backup) => {
-            match crate::backups::only_backups(&prepared, plan, settings.now()) {
+            match crate::pipeline::only_backups(&prepared, plan, settings.now()) {
                 Ok(plan) => plan,
                 Err(message) => {
                     printer.error(&message);
@@ -429,7 +429,7 @@ fn differs_from_replan(plan: &Plan, prepared: &Prepared) -> Option<&'static str>
     // A plan of backups alone may have been made with `--only backup`: either plan is one this
     // tool could have made.
     let backups_only = crate::plan::backups::is_backup_only(plan)
-        .then(|| crate::backups::only_backups(prepared, fresh.clone(), at).ok())
+        .then(|| crate::pipeline::only_backups(prepared, fresh.clone(), at).ok())
         .flatten();
     fn json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
         serde_json::to_value(value).ok()

@@ -54,7 +54,7 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     let plan = match args.only {
         None => plan,
         Some(super::common::Part::Backup) => {
-            match crate::backups::only_backups(&prepared, plan, settings.now()) {
+            match crate::pipeline::only_backups(&prepared, plan, settings.now()) {
                 Ok(plan) => plan,
                 Err(message) => {
                     printer.error(&message);

@@ -2,16 +2,15 @@
 //! first plan is empty. Secrets become `from_env: TLDW_IMPORT_<NAME>` references; their values
 //! are never written or printed.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 use super::common::runtime;
 use super::output::Style;
 use super::{ExitStatus, Printer};
-use crate::import::{self, ApiOptions, Options};
+use crate::ops::import::{Request, import, policy_problems};
 use crate::providers::files::write_atomic;
-use crate::providers::tldw_api::{ApiConfig, TldwApi};
 use crate::settings::Settings;
-use crate::spec::types::{ApiAuth, DEFAULT_CONFIG_FILE, DEFAULT_ENV_FILE};
+use crate::spec::types::ApiAuth;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -51,81 +50,29 @@ enum AuthArg {
 }
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
-    let valid_environment = {
-        let mut chars = args.environment.chars();
-        chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-            && args.environment.len() <= 63
-    };
-    if !valid_environment {
-        printer.error(&format!(
-            "`{}` is not an environment name: letters, digits, `_`, `.` and `-`, starting with a letter or digit",
-            args.environment
-        ));
-        return ExitStatus::Error;
-    }
-    if let Some(out) = &args.out
-        && out.exists()
-        && !args.force
-    {
-        printer.error(&format!(
-            "{} exists; pass --force to replace it",
-            out.display()
-        ));
-        return ExitStatus::Error;
-    }
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let root = normalize(&cwd.join(&args.root));
-    let out_directory = args
-        .out
-        .as_ref()
-        .and_then(|out| normalize(&cwd.join(out)).parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| cwd.clone());
     let auth = match args.auth {
         AuthArg::Bearer => ApiAuth::Bearer,
         AuthArg::ApiKey => ApiAuth::ApiKey,
     };
-    let options = Options {
-        root: import::relative_to(&root, &out_directory),
-        env_file: root.join(args.env_file.as_deref().unwrap_or(DEFAULT_ENV_FILE)),
-        config_file: root.join(args.config_file.as_deref().unwrap_or(DEFAULT_CONFIG_FILE)),
-        env_file_in_yaml: args.env_file.clone(),
-        config_file_in_yaml: args.config_file.clone(),
-        environment: args.environment.clone(),
-        api: args.api.as_ref().map(|url| ApiOptions {
-            url: url.trim_end_matches('/').to_string(),
-            token_env: args.token_env.clone().unwrap_or_default(),
-            auth,
-        }),
-        date: settings.now().to_string().chars().take(10).collect(),
+    let request = Request {
+        root: &args.root,
+        env_file: args.env_file.as_deref(),
+        config_file: args.config_file.as_deref(),
+        api: args
+            .api
+            .as_deref()
+            .map(|url| (url, args.token_env.as_deref().unwrap_or_default(), auth)),
+        out: args.out.as_deref(),
+        force: args.force,
+        environment: &args.environment,
     };
-    let api = match &options.api {
-        None => None,
-        Some(api) => {
-            let Some(token) = settings.process_env.get(&api.token_env) else {
-                printer.error(&format!(
-                    "--token-env {}: that environment variable is not set; export an admin token in it",
-                    api.token_env
-                ));
-                return ExitStatus::Error;
-            };
-            match TldwApi::new(ApiConfig::new(api.url.clone(), token.clone(), auth)) {
-                Ok(client) => Some(client),
-                Err(error) => {
-                    printer.error(&error.to_string());
-                    return ExitStatus::Error;
-                }
-            }
-        }
-    };
-    let found = match runtime().block_on(import::read(&options, api.as_ref())) {
-        Ok(found) => found,
-        Err(error) => {
-            printer.error(&error.to_string());
+    let imported = match runtime().block_on(import(&request, settings)) {
+        Ok(imported) => imported,
+        Err(message) => {
+            printer.error(&message);
             return ExitStatus::Error;
         }
     };
-    let imported = import::render(&options, &found);
     match &args.out {
         Some(out) => {
             if let Err(error) = write_atomic(out, imported.yaml.as_bytes(), 0o644, None) {
@@ -157,45 +104,22 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
             plural(imported.left_out.len())
         ));
     }
+    // The deployment may already break policy rules; say so now rather than at the first plan.
     if let Some(out) = &args.out {
-        report_policy(out, settings, printer);
+        match policy_problems(out, settings) {
+            Ok(problems) => {
+                for problem in problems {
+                    printer.warning(&format!(
+                        "the deployment breaks a rule today, so plan will refuse this file until it is fixed or waived: {problem}"
+                    ));
+                }
+            }
+            Err(error) => printer.warning(&format!("the written file does not validate: {error}")),
+        }
     }
     ExitStatus::Success
 }
 
-/// The deployment may already break policy rules; say so now rather than at the first plan.
-fn report_policy(out: &Path, settings: &Settings, printer: &Printer) {
-    match crate::pipeline::load_checked(out, settings) {
-        Ok(checked) => {
-            for diagnostic in checked
-                .diagnostics
-                .iter()
-                .filter(|diagnostic| diagnostic.is_error())
-            {
-                printer.warning(&format!(
-                    "the deployment breaks a rule today, so plan will refuse this file until it is fixed or waived: {} [{}]",
-                    diagnostic.message, diagnostic.code
-                ));
-            }
-        }
-        Err(error) => printer.warning(&format!("the written file does not validate: {error}")),
-    }
-}
-
 fn plural(count: usize) -> &'static str {
     if count == 1 { "" } else { "s" }
-}
-
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
 }

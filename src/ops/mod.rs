@@ -5,4 +5,5 @@
 
 pub mod drift;
 pub mod envdiff;
+pub mod import;
 pub mod promote;

@@ -7,3 +7,4 @@ pub mod drift;
 pub mod envdiff;
 pub mod import;
 pub mod promote;
+pub mod secrets;

@@ -4,7 +4,9 @@
 //! Run with `cargo bench --bench plan_apply` (release build). It prints a Markdown table of
 //! median wall times and peak memory for no-op plans, full-change plans, full applies and
 //! applies of a 1% change, at several sizes. Timings are noisy on a shared machine: compare
-//! the ratios within one run. Set `TLDW_OPS_BENCH_SIZES=100,1000` to choose sizes.
+//! the ratios within one run. Set `TLDW_OPS_BENCH_SIZES=100,1000` to choose sizes, and
+//! `TLDW_OPS_BENCH_BASELINE=/path/to/an/older/tldw-ops` to time its no-op plans against this
+//! build's, alternating the two, in the same run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -104,6 +106,11 @@ impl Bench {
 
     /// Runs the binary; returns wall time and peak resident memory in KiB.
     fn run(&self, args: &[&str]) -> (Duration, u64) {
+        self.run_with(Path::new(BIN), args)
+    }
+
+    /// [`Bench::run`] with another build of tldw-ops.
+    fn run_with(&self, binary: &Path, args: &[&str]) -> (Duration, u64) {
         let report = self.path().join("time.txt");
         let started = Instant::now();
         let status = Command::new("/usr/bin/time")
@@ -111,7 +118,7 @@ impl Bench {
             .arg("%M")
             .arg("-o")
             .arg(&report)
-            .arg(BIN)
+            .arg(binary)
             .args(args)
             .current_dir(self.path())
             .env("NO_COLOR", "1")
@@ -143,15 +150,7 @@ fn ms(duration: Duration) -> String {
 }
 
 fn main() {
-    #[allow(clippy::disallowed_methods)]
-    let sizes: Vec<usize> = std::env::var("TLDW_OPS_BENCH_SIZES")
-        .ok()
-        .map(|text| {
-            text.split(',')
-                .filter_map(|size| size.trim().parse().ok())
-                .collect()
-        })
-        .unwrap_or_else(|| vec![100, 1000, 10_000]);
+    let sizes = bench_sizes();
     let cores = std::thread::available_parallelism()
         .map(|count| count.get())
         .unwrap_or(1);
@@ -162,7 +161,7 @@ fn main() {
         "| managed settings (config.txt + .env) | no-op plan | full-change plan | apply, all changed | apply, 1% changed | peak memory |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    for size in sizes {
+    for &size in &sizes {
         let bench = Bench::new(size);
         let runs = if size >= 10_000 { 5 } else { 15 };
         let mut full_plan = Vec::new();
@@ -191,6 +190,55 @@ fn main() {
             ms(apply_time),
             ms(some_time),
             peak as f64 / 1024.0
+        );
+    }
+    #[allow(clippy::disallowed_methods)]
+    if let Ok(baseline) = std::env::var("TLDW_OPS_BENCH_BASELINE") {
+        compare_with(Path::new(&baseline), &sizes);
+    }
+}
+
+#[allow(clippy::disallowed_methods)]
+fn bench_sizes() -> Vec<usize> {
+    std::env::var("TLDW_OPS_BENCH_SIZES")
+        .ok()
+        .map(|text| {
+            text.split(',')
+                .filter_map(|size| size.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|| vec![100, 1000, 10_000])
+}
+
+/// No-op plans of this build and of `baseline`, each against its own copy of the same
+/// deployment and state, run alternately so both see the same machine.
+fn compare_with(baseline: &Path, sizes: &[usize]) {
+    println!(
+        "\nNo-op plan, this build against {} (alternating runs, medians)\n",
+        baseline.display()
+    );
+    println!("| managed settings | this build | baseline | ratio |");
+    println!("|---|---:|---:|---:|");
+    for &size in sizes {
+        let ours = Bench::new(size);
+        let theirs = Bench::new(size);
+        ours.run(&["apply", "--auto-approve"]);
+        theirs.run_with(baseline, &["apply", "--auto-approve"]);
+        let runs = if size >= 10_000 { 9 } else { 21 };
+        let (mut mine, mut old) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            mine.push(ours.run(&["plan"]));
+            old.push(theirs.run_with(baseline, &["plan"]));
+        }
+        let (mine, _) = median(mine);
+        let (old, _) = median(old);
+        println!(
+            "| {} + {} | {} | {} | {:.2} |",
+            size,
+            size / 2,
+            ms(mine),
+            ms(old),
+            mine.as_secs_f64() / old.as_secs_f64()
         );
     }
 }

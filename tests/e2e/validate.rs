@@ -279,6 +279,7 @@ fn an_unreadable_file_is_exit_1_naming_it() {
 fn the_committed_schemas_equal_what_the_binary_prints() {
     for (which, file) in [
         ("desired-state", "tldw-ops.schema.json"),
+        ("layer", "tldw-ops.layer.schema.json"),
         ("plan", "plan.schema.json"),
     ] {
         let (code, stdout, _) = run(tool(&repo()).args(["schema", which]));

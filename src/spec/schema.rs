@@ -156,7 +156,7 @@ pub fn range_pattern(min: u64, max: u64) -> String {
     let mut start = min;
     while start <= max {
         let mut free = 0u32;
-        while start % 10u64.pow(free + 1) == 0
+        while start.is_multiple_of(10u64.pow(free + 1))
             && start + 10u64.pow(free + 1) - 1 <= max
             && start != 0
         {

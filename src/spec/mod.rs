@@ -139,9 +139,16 @@ pub fn check(
     // value out may leave its parent without a required key: then the parent goes too, round
     // by round, until the rest can be typed or nothing is left to leave out.
     let mut pruned: BTreeSet<String> = skipped.clone();
+    // A skipped value goes too: what it holds (a template's own text, or a secret where none
+    // may go) is not what the file means.
     let mut refused: Vec<(String, String)> = schema_diagnostics
         .iter()
         .map(|diagnostic| (diagnostic.code.clone(), diagnostic.path.clone()))
+        .chain(
+            skipped
+                .iter()
+                .map(|pointer| ("template.skipped".to_string(), pointer.clone())),
+        )
         .collect();
     for _round in 0..MAX_PRUNE_ROUNDS {
         if refused.is_empty() {

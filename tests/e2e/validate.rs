@@ -320,6 +320,7 @@ fn one_run_reports_every_stage_s_problems_sorted_by_position() {
     // retention: before, the template error hid the other four and the retention waited for
     // a third run.
     let secret = "hunter2-s3cr3t-value";
+    let pg_secret = "pg-password-read-from-env-0123";
     let expected = [
         ("schema.unknown_key", 6, 3),
         ("schema.type", 8, 14),
@@ -335,7 +336,8 @@ fn one_run_reports_every_stage_s_problems_sorted_by_position() {
     .unwrap();
     let (code, stdout, stderr) = run(tool(directory.path())
         .args(["validate", "all-stages.yaml", "--format", "json"])
-        .env("DB_PASSWORD", secret));
+        .env("DB_PASSWORD", secret)
+        .env("TLDW_PG_PASSWORD", pg_secret));
     assert_eq!(code, 3, "{stderr}");
     let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let found = positions(&value);
@@ -350,7 +352,8 @@ fn one_run_reports_every_stage_s_problems_sorted_by_position() {
 
     let (text_code, _, text) = run(tool(directory.path())
         .args(["validate", "all-stages.yaml"])
-        .env("DB_PASSWORD", secret));
+        .env("DB_PASSWORD", secret)
+        .env("TLDW_PG_PASSWORD", pg_secret));
     assert_eq!(text_code, 3);
     for (code, line, column) in &expected {
         assert!(
@@ -364,7 +367,8 @@ fn one_run_reports_every_stage_s_problems_sorted_by_position() {
     // plan stops on the same five, with the same exit code, before reading any deployment.
     let (plan_code, _, plan) = run(tool(directory.path())
         .args(["plan", "all-stages.yaml"])
-        .env("DB_PASSWORD", secret));
+        .env("DB_PASSWORD", secret)
+        .env("TLDW_PG_PASSWORD", pg_secret));
     assert_eq!(plan_code, 3, "{plan}");
     for (code, line, column) in &expected {
         assert!(
@@ -374,7 +378,7 @@ fn one_run_reports_every_stage_s_problems_sorted_by_position() {
         );
     }
     crate::common::assert_no_secret(
-        &[secret],
+        &[secret, pg_secret],
         &[
             ("validate json", &stdout),
             ("validate", &text),
@@ -405,4 +409,32 @@ fn a_value_the_schema_refuses_does_not_hide_the_checks_of_the_rest() {
         ["schema.type", "value.retention", "value.duration"],
         "{value}"
     );
+}
+
+#[test]
+fn a_secret_built_value_where_none_may_go_is_refused_once_and_never_quoted() {
+    // The value is refused by the template stage; the later stages skip it instead of
+    // judging (and quoting) what it rendered to.
+    let secret = "hunter2-s3cr3t-value";
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("dev.yaml"),
+        "apiVersion: tldw-ops/v1\nenvironment: dev\ntemplate: { secret: [DB_PASSWORD] }\ntarget:\n  root: /opt/tldw\n  service:\n    restart: [systemctl, restart, tldw]\n    timeout: \"{{ env.DB_PASSWORD }}\"\nretention:\n  audit_logs: 7d\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(tool(directory.path())
+        .args(["validate", "dev.yaml", "--format", "json"])
+        .env("DB_PASSWORD", secret));
+    assert_eq!(code, 3, "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let codes: Vec<String> = positions(&value)
+        .into_iter()
+        .map(|(code, _, _)| code)
+        .collect();
+    assert_eq!(
+        codes,
+        ["template.secret_outside_resource", "value.retention"],
+        "{value}"
+    );
+    crate::common::assert_no_secret(&[secret], &[("stdout", &stdout), ("stderr", &stderr)], &[]);
 }

@@ -278,16 +278,17 @@ pub async fn load(
 }
 
 /// The deployment exists, and its paths stay inside `target.root` once symbolic links are
-/// resolved, unless `target.allow_outside_root` lets them out.
+/// resolved, unless `target.allow_outside_root` lets them out. Every path that escapes is
+/// reported, not only the first.
 fn check_paths(checked: &Checked, deployment: &Deployment) -> Result<(), PipelineError> {
     use crate::spec::types::TargetPath;
     let root = &checked.loaded.root;
-    let invalid = |diagnostic: Diagnostic| PipelineError::Invalid {
-        diagnostics: vec![diagnostic],
+    let invalid = |diagnostics: Vec<Diagnostic>| PipelineError::Invalid {
+        diagnostics,
         sources: checked.sources().clone(),
     };
     if !deployment.root.is_dir() {
-        return Err(invalid(
+        return Err(invalid(vec![
             Diagnostic::error(
                 "value.root_missing",
                 format!(
@@ -298,9 +299,10 @@ fn check_paths(checked: &Checked, deployment: &Deployment) -> Result<(), Pipelin
             )
             .at(crate::spec::semantic::locate(root, "/target/root"))
             .path("/target/root"),
-        ));
+        ]));
     }
     let target = &checked.spec.target;
+    let mut diagnostics = Vec::new();
     for (path, file) in [
         (TargetPath::EnvFile, &deployment.env_file),
         (TargetPath::ConfigFile, &deployment.config_file),
@@ -315,7 +317,7 @@ fn check_paths(checked: &Checked, deployment: &Deployment) -> Result<(), Pipelin
             } else {
                 "/target/root".to_string()
             };
-            return Err(invalid(
+            diagnostics.push(
                 Diagnostic::error(
                     "value.outside_root",
                     format!(
@@ -330,10 +332,15 @@ fn check_paths(checked: &Checked, deployment: &Deployment) -> Result<(), Pipelin
                     "if that is intended, say so: `allow_outside_root: [{}]`",
                     path.key()
                 )),
-            ));
+            );
         }
     }
-    Ok(())
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        crate::spec::diagnostic::sort(&mut diagnostics);
+        Err(invalid(diagnostics))
+    }
 }
 
 /// Observes every address the desired state declares or the state store manages: the files

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::common::{report_state_error, runtime};
+use super::common::{elapsed_text, report_state_error, runtime};
 use super::output::Style;
 use super::{ExitStatus, Printer, desired_file};
 use crate::pipeline::state_location;
@@ -60,16 +60,19 @@ pub fn parse_environment(text: &str) -> EnvironmentKey {
 
 fn duration(record: &ApplyRecord) -> String {
     match record.finished_at {
-        Some(finished) => {
-            let millis = finished.duration_since(record.started_at).as_millis();
-            if millis < 10_000 {
-                format!("{millis} ms")
-            } else {
-                format!("{} s", millis / 1000)
-            }
-        }
+        Some(finished) => took(record.started_at, finished),
         None => "-".to_string(),
     }
+}
+
+/// How long from `started` to `finished`, as people say it (`37 ms`, `10.5 s`, `2m 05s`).
+fn took(started: jiff::Timestamp, finished: jiff::Timestamp) -> String {
+    elapsed_text(finished.duration_since(started).unsigned_abs())
+}
+
+/// The plan hash as the table shows it: enough hex to tell plans apart, like a short commit.
+fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 pub fn history(args: HistoryArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
@@ -122,17 +125,26 @@ pub fn history(args: HistoryArgs, settings: &Settings, printer: &Printer) -> Exi
                     return ExitStatus::Success;
                 }
                 let mut text = format!(
-                    "{:<26} {:<14} {:<9} {:<20} {:<24} {:<12} {:>7} {:>8}\n",
-                    "APPLY", "ENVIRONMENT", "KIND", "STARTED", "WHO", "OUTCOME", "CHANGES", "TOOK"
+                    "{:<26} {:<14} {:<9} {:<20} {:<24} {:<12} {:<12} {:>7} {:>8}\n",
+                    "APPLY",
+                    "ENVIRONMENT",
+                    "KIND",
+                    "STARTED",
+                    "WHO",
+                    "PLAN",
+                    "OUTCOME",
+                    "CHANGES",
+                    "TOOK"
                 );
                 for record in &records {
                     text.push_str(&format!(
-                        "{:<26} {:<14} {:<9} {:<20} {:<24} {:<12} {:>7} {:>8}\n",
+                        "{:<26} {:<14} {:<9} {:<20} {:<24} {:<12} {:<12} {:>7} {:>8}\n",
                         record.id,
                         record.environment.to_string(),
                         record.kind,
                         record.started_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
                         format!("{}@{}", record.actor_user, record.actor_host),
+                        short_hash(&record.plan_hash),
                         record.outcome.as_str(),
                         record.changes,
                         duration(record)
@@ -197,10 +209,11 @@ pub fn show(args: ShowArgs, settings: &Settings, printer: &Printer) -> ExitStatu
             Format::Text => {
                 let mut text = String::new();
                 text.push_str(&format!(
-                    "apply {}  environment {}  kind {}\n  started  {} by {}@{} (pid {})\n  finished {}  took {}\n  outcome  {}\n",
+                    "apply {}  environment {}  kind {}\n  plan     {}\n  started  {} by {}@{} (pid {})\n  finished {}  took {}\n  outcome  {}\n",
                     record.id,
                     record.environment,
                     record.kind,
+                    record.plan_hash,
                     record.started_at,
                     record.actor_user,
                     record.actor_host,
@@ -228,7 +241,7 @@ pub fn show(args: ShowArgs, settings: &Settings, printer: &Printer) -> ExitStatu
                 for step in &steps {
                     let took = step
                         .finished_at
-                        .map(|finished| format!("{} ms", finished.duration_since(step.started_at).as_millis()))
+                        .map(|finished| took(step.started_at, finished))
                         .unwrap_or_else(|| "-".to_string());
                     text.push_str(&format!(
                         "  {}. {} {}  [{}] {took}\n",
@@ -255,4 +268,24 @@ pub fn show(args: ShowArgs, settings: &Settings, printer: &Printer) -> ExitStatu
         }
         ExitStatus::Success
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{short_hash, took};
+
+    #[test]
+    fn an_apply_s_duration_reads_as_people_say_it_not_in_milliseconds() {
+        let started: jiff::Timestamp = "2026-11-26T03:16:34Z".parse().unwrap();
+        let later = |millis: i64| started + jiff::SignedDuration::from_millis(millis);
+        assert_eq!(took(started, later(37)), "37 ms");
+        assert_eq!(took(started, later(10_515)), "10.5 s");
+        assert_eq!(took(started, later(125_000)), "2m 05s");
+    }
+
+    #[test]
+    fn the_table_shows_twelve_hex_digits_of_the_plan_hash() {
+        assert_eq!(short_hash(&"ab".repeat(32)), "abababababab");
+        assert_eq!(short_hash("abc"), "abc");
+    }
 }

@@ -4,6 +4,7 @@
 //! on stderr is a JSON object shaped like the tracing log lines, so a log collector reads
 //! stderr whole.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use super::LogFormat;
@@ -142,7 +143,17 @@ impl Printer {
         self.emit(Level::Error, &format!("{label}{text}\n"));
     }
 
+    /// A warning, printed once per run: the same finding reached through several loads or
+    /// stages (validation, the plan, a step) is said once.
     pub fn warning(&self, text: &str) {
+        static PRINTED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+        let first = PRINTED
+            .lock()
+            .map(|mut printed| printed.insert(text.to_string()))
+            .unwrap_or(true);
+        if !first {
+            return;
+        }
         let label = self.label(Style::Warning, "warning:");
         self.emit(Level::Warn, &format!("{label}{text}\n"));
     }

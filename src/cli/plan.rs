@@ -70,7 +70,7 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
         return status;
     }
     if let Some(out) = &args.out
-        && let Err(status) = write_plan(out, &plan, printer)
+        && let Err(status) = write_plan(out, &plan, settings, printer)
     {
         return status;
     }
@@ -134,12 +134,44 @@ pub fn print_plan(plan: &Plan, format: Format, printer: &Printer) {
     }
 }
 
-/// Writes the plan file atomically.
-pub fn write_plan(out: &std::path::Path, plan: &Plan, printer: &Printer) -> Result<(), ExitStatus> {
-    match crate::providers::files::write_atomic(out, render::json(plan).as_bytes(), 0o644, None) {
+/// Writes the plan file atomically, creating the directories it goes in (and removing them
+/// again when the write fails, so a failed `plan --out` leaves nothing behind). The plan
+/// records its desired-state file relative to the plan file's own directory, which is where
+/// `apply PLAN` looks first: the plan then finds its YAML from any working directory, wherever
+/// `--out` put it.
+pub fn write_plan(
+    out: &std::path::Path,
+    plan: &Plan,
+    settings: &Settings,
+    printer: &Printer,
+) -> Result<(), ExitStatus> {
+    let directory = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let created = match create_directories(&directory) {
+        Ok(created) => created,
+        Err(error) => {
+            printer.error(&format!(
+                "cannot create {} for the plan file: {error}",
+                directory.display()
+            ));
+            return Err(ExitStatus::Error);
+        }
+    };
+    let mut saved = plan.clone();
+    if let Some(recorded) = relative_from(&directory, std::path::Path::new(&plan.file)) {
+        saved.file = recorded;
+    }
+    match crate::providers::files::write_atomic(out, render::json(&saved).as_bytes(), 0o644, None) {
         Ok(()) => {
+            let state = if settings.state.is_some() {
+                " (with the same --state or TLDW_OPS_STATE)"
+            } else {
+                ""
+            };
             printer.note(&format!(
-                "{} {}; apply it with: tldw-ops apply {}",
+                "{} {}; apply it with: tldw-ops apply {}{state}",
                 printer.paint(Style::Dim, "plan saved to"),
                 out.display(),
                 crate::plan::service::shell_words(&[out.display().to_string()])
@@ -147,8 +179,59 @@ pub fn write_plan(out: &std::path::Path, plan: &Plan, printer: &Printer) -> Resu
             Ok(())
         }
         Err(error) => {
+            for directory in created.iter().rev() {
+                let _ = std::fs::remove_dir(directory);
+            }
             printer.error(&error.to_string());
             Err(ExitStatus::Error)
         }
     }
+}
+
+/// Creates `directory` and its missing parents, returning the ones it created, outermost first.
+fn create_directories(directory: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut missing = Vec::new();
+    let mut next = Some(directory);
+    while let Some(path) = next {
+        if path.as_os_str().is_empty() || path.exists() {
+            break;
+        }
+        missing.push(path.to_path_buf());
+        next = path.parent();
+    }
+    missing.reverse();
+    for (index, path) in missing.iter().enumerate() {
+        if let Err(error) = std::fs::create_dir(path)
+            && error.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            for made in missing[..index].iter().rev() {
+                let _ = std::fs::remove_dir(made);
+            }
+            return Err(error);
+        }
+    }
+    Ok(missing)
+}
+
+/// `file` as seen from `directory` (`../prod.yaml`), both resolved through the file system;
+/// `None` when either cannot be resolved.
+fn relative_from(directory: &std::path::Path, file: &std::path::Path) -> Option<String> {
+    use std::path::Component;
+    let directory = std::fs::canonicalize(directory).ok()?;
+    let file = std::fs::canonicalize(file).ok()?;
+    let from: Vec<Component<'_>> = directory.components().collect();
+    let to: Vec<Component<'_>> = file.components().collect();
+    let common = from
+        .iter()
+        .zip(&to)
+        .take_while(|(left, right)| left == right)
+        .count();
+    let mut relative = std::path::PathBuf::new();
+    for _ in common..from.len() {
+        relative.push("..");
+    }
+    for component in &to[common..] {
+        relative.push(component.as_os_str());
+    }
+    Some(relative.display().to_string())
 }

@@ -111,8 +111,38 @@ pub enum LoadError {
     },
 }
 
-/// Loads `path` with its layers, rendering templates against `process_env`.
+/// Loads `path` with its layers, rendering templates against `process_env`. Any error,
+/// template errors included, stops here; [`load_tolerant`] keeps going past template errors.
 pub fn load(path: &Path, process_env: &BTreeMap<String, String>) -> Result<Loaded, LoadError> {
+    let tolerant = load_tolerant(path, process_env)?;
+    if !tolerant.diagnostics.is_empty() {
+        return Err(LoadError::Invalid {
+            diagnostics: tolerant.diagnostics,
+            sources: tolerant.loaded.sources,
+        });
+    }
+    Ok(tolerant.loaded)
+}
+
+/// A loaded document whose templates may have failed: the later checks still run on it, and
+/// skip the values in [`Tolerant::skipped`].
+#[derive(Debug)]
+pub struct Tolerant {
+    pub loaded: Loaded,
+    /// The template errors, scrubbed of secret values.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Pointers of the values that hold no usable result: a template that failed (the value
+    /// keeps its unrendered text), or a secret-built value where none may go.
+    pub skipped: BTreeSet<String>,
+}
+
+/// As [`load`], but a template error does not stop loading: the errors are returned with the
+/// document, so that schema and value checks can still report everything else in one run.
+/// YAML and layering errors still stop here, since there is no document to check without them.
+pub fn load_tolerant(
+    path: &Path,
+    process_env: &BTreeMap<String, String>,
+) -> Result<Tolerant, LoadError> {
     let mut loader = Loader {
         sources: SourceMap::default(),
         files: Vec::new(),
@@ -144,35 +174,77 @@ pub fn load(path: &Path, process_env: &BTreeMap<String, String>) -> Result<Loade
     let mut diagnostics = Vec::new();
     let scope = Scope::from_root(&root, &mut diagnostics);
     let mut sensitive = BTreeSet::new();
+    let mut skipped = BTreeSet::new();
     let mut renderer = Renderer::new(&environment, scope, process_env);
-    if diagnostics.is_empty() && has_template(&root) {
-        let mut seen = BTreeSet::new();
-        let mut context = RenderContext {
-            renderer: &mut renderer,
-            diagnostics: &mut diagnostics,
-            sensitive: &mut sensitive,
-            seen: &mut seen,
-        };
-        render_templates(&mut root, "", &mut context);
+    if has_template(&root) {
+        if diagnostics.is_empty() {
+            let mut seen = BTreeSet::new();
+            let mut context = RenderContext {
+                renderer: &mut renderer,
+                diagnostics: &mut diagnostics,
+                sensitive: &mut sensitive,
+                seen: &mut seen,
+                failed: &mut skipped,
+            };
+            render_templates(&mut root, "", &mut context);
+        } else {
+            // The `template:` section itself is wrong: no template can be rendered.
+            template_pointers(&root, "", &mut skipped);
+        }
     }
     refuse_secrets_outside_resources(&root, &sensitive, &mut diagnostics);
+    skipped.extend(
+        sensitive
+            .iter()
+            .filter(|pointer| {
+                !SENSITIVE_SECTIONS
+                    .iter()
+                    .any(|section| pointer.starts_with(section))
+            })
+            .cloned(),
+    );
     let redactions = Redactions::new(std::mem::take(&mut renderer.secret_values));
-    if !diagnostics.is_empty() {
-        redactions.scrub_all(&mut diagnostics);
-        return Err(LoadError::Invalid {
-            diagnostics,
+    redactions.scrub_all(&mut diagnostics);
+    Ok(Tolerant {
+        loaded: Loaded {
+            root,
+            shared: layered.shared,
+            files: loader.files,
+            main_file,
             sources: loader.sources,
-        });
-    }
-    Ok(Loaded {
-        root,
-        shared: layered.shared,
-        files: loader.files,
-        main_file,
-        sources: loader.sources,
-        sensitive,
-        redactions,
+            sensitive,
+            redactions,
+        },
+        diagnostics,
+        skipped,
     })
+}
+
+/// The pointers of every templated string below `node`, the `template:` section excepted.
+fn template_pointers(node: &Node, pointer: &str, out: &mut BTreeSet<String>) {
+    match &node.value {
+        NodeValue::String(text) if is_template(text) => {
+            out.insert(pointer.to_string());
+        }
+        NodeValue::Mapping(entries) => {
+            for (key, child) in entries {
+                if pointer.is_empty() && key.name == super::template::SECTION {
+                    continue;
+                }
+                template_pointers(
+                    child,
+                    &format!("{pointer}/{}", escape_pointer(&key.name)),
+                    out,
+                );
+            }
+        }
+        NodeValue::Sequence(items) => {
+            for (position, child) in items.iter().enumerate() {
+                template_pointers(child, &format!("{pointer}/{position}"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -571,6 +643,8 @@ struct RenderContext<'r, 'a> {
     sensitive: &'r mut BTreeSet<String>,
     /// Locations already reported: an alias of a bad template is reported once.
     seen: &'r mut BTreeSet<(Location, &'static str)>,
+    /// Pointers of the values whose template failed.
+    failed: &'r mut BTreeSet<String>,
 }
 
 fn render_templates(node: &mut Node, pointer: &str, context: &mut RenderContext<'_, '_>) {
@@ -605,6 +679,7 @@ fn render_templates(node: &mut Node, pointer: &str, context: &mut RenderContext<
                 }
             }
             Err(refusal) => {
+                context.failed.insert(pointer.to_string());
                 if context.seen.insert((node.location.clone(), refusal.code)) {
                     context.diagnostics.push(
                         Diagnostic::error(refusal.code, refusal.message)

@@ -21,7 +21,7 @@ pub mod unmap;
 pub mod view;
 pub mod writable;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity};
@@ -101,13 +101,23 @@ pub type SecretResolver<'a> = dyn Fn(&SecretSpec, &Path) -> ResolvedSecret + 'a;
 
 /// Loads and validates `path`. `resolve_secret` reads each secret's source once; policy checks
 /// those values and [`Checked::secrets`] hands the same ones to apply.
+///
+/// Every stage that can run does, so one run reports every problem: a value whose template
+/// failed is skipped by the later stages, a value the schema refuses is left out of the typed
+/// document (so range, value and policy checks still judge the rest), and only a document
+/// that cannot be typed at all (a required key missing) stops before the value checks. The
+/// result holds every diagnostic, sorted by file:line:col.
 pub fn check(
     path: &Path,
     process_env: &BTreeMap<String, String>,
     resolve_secret: &SecretResolver<'_>,
 ) -> Result<Checked, CheckError> {
-    let loaded = match load::load(path, process_env) {
-        Ok(loaded) => loaded,
+    let load::Tolerant {
+        loaded,
+        diagnostics: mut early,
+        skipped,
+    } = match load::load_tolerant(path, process_env) {
+        Ok(tolerant) => tolerant,
         Err(LoadError::Invalid {
             mut diagnostics,
             sources,
@@ -120,30 +130,60 @@ pub fn check(
         }
         Err(other) => return Err(CheckError::Unreadable(other)),
     };
-    let json = loaded.root.to_json();
-    let mut diagnostics =
+    let mut json = loaded.root.to_json();
+    let mut schema_diagnostics =
         schema::validate_json_masking(&loaded.root, &json, &|pointer| loaded.is_sensitive(pointer));
-    if !diagnostics.is_empty() {
-        loaded.redactions.scrub_all(&mut diagnostics);
-        diagnostic::sort(&mut diagnostics);
-        return Err(CheckError::Invalid {
-            diagnostics,
-            sources: loaded.sources,
-        });
+    schema_diagnostics.retain(|diagnostic| !covers_any(&skipped, &diagnostic.path));
+    // What the schema refused is left out of the typed document. An unknown key changes
+    // nothing the typed checks see; any other refused value is absent for them, so their
+    // findings at or around it are dropped (they would only repeat the schema's). Leaving a
+    // value out may leave its parent without a required key: then the parent goes too, round
+    // by round, until the rest can be typed or nothing is left to leave out.
+    let mut pruned: BTreeSet<String> = skipped.clone();
+    // A skipped value goes too: what it holds (a template's own text, or a secret where none
+    // may go) is not what the file means.
+    let mut refused: Vec<(String, String)> = schema_diagnostics
+        .iter()
+        .map(|diagnostic| (diagnostic.code.clone(), diagnostic.path.clone()))
+        .chain(
+            skipped
+                .iter()
+                .map(|pointer| ("template.skipped".to_string(), pointer.clone())),
+        )
+        .collect();
+    for _round in 0..MAX_PRUNE_ROUNDS {
+        if refused.is_empty() {
+            break;
+        }
+        for (code, path) in &refused {
+            if let Some(removed) = remove_pointer(&mut json, path)
+                && code != "schema.unknown_key"
+            {
+                pruned.insert(removed);
+            }
+        }
+        refused = schema::validate_json(&loaded.root, &json)
+            .into_iter()
+            .map(|diagnostic| (diagnostic.code, diagnostic.path))
+            .collect();
     }
+    early.extend(schema_diagnostics);
     let spec: Spec = match serde_json::from_value(json) {
         Ok(spec) => spec,
         Err(error) => {
-            return Err(CheckError::Invalid {
-                diagnostics: vec![
+            if early.is_empty() {
+                early.push(
                     Diagnostic::error(
                         "schema.invalid",
-                        loaded.redactions.scrub(&format!(
-                            "the document passed the schema but could not be read: {error}"
-                        )),
+                        format!("the document passed the schema but could not be read: {error}"),
                     )
                     .at(Some(loaded.root.location.clone())),
-                ],
+                );
+            }
+            loaded.redactions.scrub_all(&mut early);
+            diagnostic::sort(&mut early);
+            return Err(CheckError::Invalid {
+                diagnostics: early,
                 sources: loaded.sources,
             });
         }
@@ -168,6 +208,8 @@ pub fn check(
         view: &view,
     }));
     let waived = policy::apply_waivers(&spec, &mut diagnostics);
+    diagnostics.retain(|diagnostic| !related_to_any(&pruned, &diagnostic.path));
+    diagnostics.extend(early);
     loaded.redactions.scrub_all(&mut diagnostics);
     diagnostic::sort(&mut diagnostics);
     Ok(Checked {
@@ -177,6 +219,41 @@ pub fn check(
         waived,
         secrets: resolved,
     })
+}
+
+/// How many times a refused value's parents may be left out in turn (the format nests less
+/// deeply than this).
+const MAX_PRUNE_ROUNDS: usize = 8;
+
+/// Whether `pointer` is one of `pointers` or lies below one.
+fn covers_any(pointers: &BTreeSet<String>, pointer: &str) -> bool {
+    pointers.iter().any(|upper| is_at_or_below(upper, pointer))
+}
+
+/// Whether `pointer` is one of `pointers`, lies below one, or is a parent of one (other than
+/// the document itself): a finding there may only say the left-out value is missing.
+fn related_to_any(pointers: &BTreeSet<String>, pointer: &str) -> bool {
+    pointers.iter().any(|other| {
+        is_at_or_below(other, pointer) || (!pointer.is_empty() && is_at_or_below(pointer, other))
+    })
+}
+
+fn is_at_or_below(upper: &str, lower: &str) -> bool {
+    lower == upper || (lower.starts_with(upper) && lower.as_bytes().get(upper.len()) == Some(&b'/'))
+}
+
+/// Removes the value at a JSON pointer and returns the pointer of what was removed: a refused
+/// list item takes its whole list with it, since the typed checks report items by position.
+fn remove_pointer(json: &mut serde_json::Value, pointer: &str) -> Option<String> {
+    let (parent, last) = pointer.rsplit_once('/')?;
+    match json.pointer_mut(parent)? {
+        serde_json::Value::Object(object) => {
+            object.remove(&last.replace("~1", "/").replace("~0", "~"))?;
+            Some(pointer.to_string())
+        }
+        serde_json::Value::Array(_) => remove_pointer(json, parent),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

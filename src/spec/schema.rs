@@ -31,11 +31,167 @@ pub fn schema() -> &'static JsonValue {
     })
 }
 
-/// The schema as pretty JSON with a final newline: what `tldw-ops schema` prints.
+/// The schema as pretty JSON with a final newline: what `tldw-ops schema` prints and
+/// `schemas/tldw-ops.schema.json` holds. It is [`schema`] plus the checks [`editor_checks`]
+/// adds for editors.
 pub fn schema_text() -> String {
-    let mut text = serde_json::to_string_pretty(schema()).expect("schema serialises");
+    pretty(&editor_schema())
+}
+
+/// The layer schema as pretty JSON: what `tldw-ops schema layer` prints and
+/// `schemas/tldw-ops.layer.schema.json` holds.
+pub fn layer_schema_text() -> String {
+    pretty(&layer_schema())
+}
+
+fn pretty(value: &JsonValue) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("schema serialises");
     text.push('\n');
     text
+}
+
+/// The schema editors and CI read: [`schema`] with checks that `validate` makes in its value
+/// stage (with better messages, so its own validator does not repeat them), where JSON Schema
+/// can say them: each retention value within tldw's range of days, and at most one source per
+/// secret.
+pub fn editor_schema() -> JsonValue {
+    let mut value = schema().clone();
+    editor_checks(&mut value);
+    value
+}
+
+/// The schema of a layer: a file that `extends` another, or one that others extend. Keys a
+/// layer leaves to another layer are not missing, so nothing is required; everything else (key
+/// names, types, values) is checked as in [`editor_schema`]. `validate` checks the merged
+/// result against the full schema.
+pub fn layer_schema() -> JsonValue {
+    let mut value = editor_schema();
+    drop_required(&mut value);
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "$id".to_string(),
+            JsonValue::String(
+                "https://tldw-ops.dev/schemas/tldw-ops.layer.schema.json".to_string(),
+            ),
+        );
+        object.insert(
+            "title".to_string(),
+            JsonValue::String("tldw-ops desired-state layer".to_string()),
+        );
+    }
+    value
+}
+
+fn editor_checks(schema: &mut JsonValue) {
+    use super::mapping::RETENTION_KEYS;
+    for key in RETENTION_KEYS {
+        let Some(pointer) = key.yaml_path.strip_prefix("/retention/") else {
+            continue;
+        };
+        let (definition, property) = match pointer.split_once('/') {
+            Some((_, property)) => ("PrivilegeSnapshots", property),
+            None => ("Retention", pointer),
+        };
+        let Some(property) =
+            schema.pointer_mut(&format!("/$defs/{definition}/properties/{property}"))
+        else {
+            continue;
+        };
+        let description = property.get("description").cloned();
+        let mut ranged = serde_json::json!({
+            "allOf": [
+                { "$ref": "#/$defs/Duration" },
+                {
+                    "anyOf": [
+                        { "pattern": format!("^0*({})d$", range_pattern(key.min_days, key.max_days)) },
+                        { "pattern": "^[0-9]{1,9}(s|m|h)$" }
+                    ]
+                }
+            ]
+        });
+        if let (Some(description), Some(object)) = (description, ranged.as_object_mut()) {
+            object.insert("description".to_string(), description);
+        }
+        *property = ranged;
+    }
+    if let Some(secret) = schema
+        .pointer_mut("/$defs/SecretSpec")
+        .and_then(JsonValue::as_object_mut)
+    {
+        secret.insert(
+            "not".to_string(),
+            serde_json::json!({
+                "anyOf": [
+                    { "required": ["generate", "from_env"] },
+                    { "required": ["generate", "from_file"] },
+                    { "required": ["from_env", "from_file"] }
+                ]
+            }),
+        );
+    }
+}
+
+/// Removes every `required` list, except under `not` (where it says what may not be combined).
+fn drop_required(schema: &mut JsonValue) {
+    match schema {
+        JsonValue::Object(object) => {
+            object.remove("required");
+            for (key, value) in object.iter_mut() {
+                if key != "not" {
+                    drop_required(value);
+                }
+            }
+        }
+        JsonValue::Array(items) => items.iter_mut().for_each(drop_required),
+        _ => {}
+    }
+}
+
+/// A regular expression alternation matching the decimal numbers `min..=max` (no leading
+/// zeros), built from aligned blocks: 30..=3650 is `[3-9][0-9]|[1-9][0-9]{2}|...|3650`.
+pub fn range_pattern(min: u64, max: u64) -> String {
+    // Each block: the digits before the varying position, the first and last digit there, and
+    // how many free digits follow.
+    let mut blocks: Vec<(String, u8, u8, u32)> = Vec::new();
+    let mut start = min;
+    while start <= max {
+        let mut free = 0u32;
+        while start.is_multiple_of(10u64.pow(free + 1))
+            && start + 10u64.pow(free + 1) - 1 <= max
+            && start != 0
+        {
+            free += 1;
+        }
+        let digits = (start / 10u64.pow(free)).to_string();
+        let (prefix, last) = digits.split_at(digits.len() - 1);
+        let last = last.as_bytes()[0] - b'0';
+        match blocks.last_mut() {
+            Some((previous, _, high, previous_free))
+                if *previous == prefix && *previous_free == free && *high + 1 == last =>
+            {
+                *high = last;
+            }
+            _ => blocks.push((prefix.to_string(), last, last, free)),
+        }
+        start += 10u64.pow(free);
+    }
+    blocks
+        .into_iter()
+        .map(|(prefix, low, high, free)| {
+            let varying = if low == high {
+                low.to_string()
+            } else {
+                format!("[{low}-{high}]")
+            };
+            let tail = match free {
+                0 => String::new(),
+                1 => "[0-9]".to_string(),
+                more => format!("[0-9]{{{more}}}"),
+            };
+            format!("{prefix}{varying}{tail}")
+        })
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// schemars lets every `Option` field be `null`. In this format an absent key already means
@@ -493,5 +649,112 @@ fn plain(value: &JsonValue) -> String {
     match value {
         JsonValue::String(text) => text.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod editor_tests {
+    use super::*;
+
+    fn accepts(schema: &JsonValue, yaml: &str) -> bool {
+        let instance: JsonValue = serde_yaml::from_str(yaml).unwrap();
+        jsonschema::validator_for(schema)
+            .unwrap()
+            .is_valid(&instance)
+    }
+
+    const HEAD: &str = "apiVersion: tldw-ops/v1\nenvironment: dev\ntarget: { root: /opt/tldw }\n";
+
+    #[test]
+    fn the_editor_schema_knows_tldw_s_retention_ranges() {
+        let schema = editor_schema();
+        for (days, ok) in [
+            ("29d", false),
+            ("30d", true),
+            ("099d", true),
+            ("365d", true),
+            ("3650d", true),
+            ("3651d", false),
+            ("9000d", false),
+            ("2160h", true),
+        ] {
+            assert_eq!(
+                accepts(
+                    &schema,
+                    &format!("{HEAD}retention: {{ audit_logs: {days} }}\n")
+                ),
+                ok,
+                "audit_logs: {days}"
+            );
+        }
+        assert!(!accepts(
+            &schema,
+            &format!("{HEAD}retention: {{ privilege_snapshots: {{ keep_all: 6d }} }}\n")
+        ));
+        assert!(accepts(
+            &schema,
+            &format!("{HEAD}retention: {{ usage_logs: 1d }}\n")
+        ));
+    }
+
+    #[test]
+    fn every_range_pattern_matches_exactly_its_numbers() {
+        for (min, max) in [(1, 3650), (7, 3650), (30, 3650), (30, 99), (5, 5), (9, 10)] {
+            let pattern = format!("^({})$", range_pattern(min, max));
+            let schema = serde_json::json!({ "type": "string", "pattern": pattern });
+            let validator = jsonschema::validator_for(&schema).unwrap();
+            for number in 0..4_000u64 {
+                assert_eq!(
+                    validator.is_valid(&JsonValue::String(number.to_string())),
+                    (min..=max).contains(&number),
+                    "{number} against {min}..={max}: {pattern}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_editor_schema_refuses_two_sources_for_one_secret() {
+        let schema = editor_schema();
+        let secret =
+            |spec: &str| format!("{HEAD}secrets: {{ values: {{ JWT_SECRET_KEY: {spec} }} }}\n");
+        assert!(accepts(&schema, &secret("{ generate: { length: 64 } }")));
+        assert!(!accepts(
+            &schema,
+            &secret("{ generate: { length: 64 }, from_env: JWT }")
+        ));
+        assert!(!accepts(
+            &schema,
+            &secret("{ from_file: /k, from_env: JWT }")
+        ));
+    }
+
+    #[test]
+    fn a_layer_needs_no_top_level_keys_but_keeps_every_other_check() {
+        let layer = layer_schema();
+        assert!(accepts(
+            &layer,
+            "extends: base.yaml\nenv: { LOG_LEVEL: info }\n"
+        ));
+        assert!(accepts(
+            &layer,
+            "apiVersion: tldw-ops/v1\ntarget: { api: { url: http://x } }\n"
+        ));
+        assert!(
+            !accepts(&layer, "registation: { enabled: true }\n"),
+            "unknown keys"
+        );
+        assert!(
+            !accepts(&layer, "retention: { audit_logs: 7d }\n"),
+            "ranges"
+        );
+        assert!(!accepts(
+            &layer,
+            "secrets: { values: { A: { generate: {}, from_env: A } } }\n"
+        ));
+        assert!(
+            !accepts(&editor_schema(), "env: { LOG_LEVEL: info }\n"),
+            "a whole file needs them"
+        );
     }
 }

@@ -740,3 +740,39 @@ fn state_list_calls_a_killed_apply_interrupted_and_says_how_to_go_on() {
         "{stdout}"
     );
 }
+
+#[test]
+fn history_text_shows_the_plan_hash_and_durations_as_people_say_them() {
+    let site = crate::plan::site("");
+    assert_eq!(run(&mut command(&site, &["apply", "--auto-approve"])).0, 0);
+    let record = &history(&site)[0];
+    let hash = record["plan_hash"].as_str().unwrap();
+    let (code, stdout, stderr) = run(&mut command(&site, &["history"]));
+    assert_eq!(code, 0, "{stderr}");
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap();
+    assert!(header.contains(" PLAN "), "{header}");
+    let row = lines.next().unwrap();
+    assert!(row.contains(&hash[..12]), "{row}");
+    assert_eq!(
+        header.find(" PLAN ").map(|at| at + 1),
+        row.find(&hash[..12]),
+        "the hash sits under its heading: {stdout}"
+    );
+    assert!(
+        !stdout.contains(&format!("{hash} ")),
+        "the table shows a short hash"
+    );
+
+    let id = record["id"].as_str().unwrap();
+    let (code, shown, stderr) = run(&mut command(&site, &["show", id]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(shown.contains(&format!("  plan     {hash}\n")), "{shown}");
+    for line in shown.lines().filter(|line| line.contains("] ")) {
+        let took = line.rsplit("] ").next().unwrap();
+        assert!(
+            took.ends_with(" ms") || took.ends_with(" s") || took.contains('m'),
+            "a step duration reads as elapsed_text writes it: {line}"
+        );
+    }
+}

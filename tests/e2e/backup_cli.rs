@@ -1436,3 +1436,29 @@ fn a_drill_restores_a_postgres_dump_into_the_scratch_database_it_is_given() {
     );
     sample.assert_no_secret_anywhere();
 }
+
+#[test]
+fn a_destination_others_can_read_is_warned_about_once_per_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let sample = Sample::new("", KEEP, true);
+    let destination = sample.path().join("backups");
+    std::fs::create_dir_all(&destination).unwrap();
+    std::fs::set_permissions(&destination, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The plan, the set taken before the apply and the scheduled set all see the destination;
+    // before, the plan's warning came again as a log line from each set created.
+    let (code, _, stderr) = sample.run(&["apply", "--auto-approve"], T0);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!sample.sets().is_empty(), "a set was made");
+    assert_eq!(
+        stderr.matches("is readable by other users").count(),
+        1,
+        "{stderr}"
+    );
+    let (code, _, stderr) = sample.run(&["plan"], T0);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr.matches("is readable by other users").count(),
+        1,
+        "{stderr}"
+    );
+}

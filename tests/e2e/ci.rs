@@ -543,7 +543,7 @@ impl Ci {
     fn run_gitlab_job(&self, pipeline: &GitlabPipeline, job: &str, ci: &[(&str, &str)]) -> JobRun {
         let mut script = String::new();
         for line in &pipeline.before_script {
-            if !line.starts_with("cargo install") {
+            if !line.starts_with("# Install tldw-ops") {
                 script.push_str(line);
                 script.push('\n');
             }
@@ -703,5 +703,175 @@ fn the_gitlab_pipeline_plans_a_merge_request_and_applies_the_reviewed_plan_on_me
         job.log.contains("without a merged merge request"),
         "{}",
         job.log
+    );
+}
+
+/// A release directory as `.github/workflows/release.yml` publishes it:
+/// `releases/download/v<version>/` with the tarball of this machine's architecture and
+/// SHA256SUMS. Returns the repository URL (`file://`) to install from.
+fn fake_release(directory: &Path, version: &str) -> String {
+    let arch = String::from_utf8(Command::new("uname").arg("-m").output().unwrap().stdout).unwrap();
+    let asset = format!(
+        "tldw-ops-{version}-{}-unknown-linux-musl.tar.gz",
+        arch.trim()
+    );
+    let release = directory.join(format!("releases/download/v{version}"));
+    let staging = directory.join("staging");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::create_dir_all(&staging).unwrap();
+    // A stand-in executable: the real debug binary would make the tarball hundreds of MB.
+    let binary = staging.join("tldw-ops");
+    std::fs::write(
+        &binary,
+        format!("#!/bin/sh\necho 'tldw-ops {version} (stand-in)'\n"),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&binary).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&binary, permissions).unwrap();
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(release.join(&asset))
+        .arg("-C")
+        .arg(&staging)
+        .arg("tldw-ops")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sums = Command::new("sha256sum")
+        .arg(&asset)
+        .current_dir(&release)
+        .output()
+        .unwrap();
+    std::fs::write(release.join("SHA256SUMS"), sums.stdout).unwrap();
+    format!("file://{}", directory.display())
+}
+
+fn variable<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_else(|| panic!("{name} is set"))
+}
+
+/// Runs an install script with `TLDW_OPS_REPOSITORY` pointing at `repository`; (success, log).
+fn run_install(script: &str, version: &str, repository: &str, scratch: &Path) -> (bool, String) {
+    let output = Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+        .current_dir(scratch)
+        .env("TLDW_OPS_VERSION", version)
+        .env("TLDW_OPS_REPOSITORY", repository)
+        .env("RUNNER_TEMP", scratch.join("runner-temp"))
+        .env("GITHUB_PATH", scratch.join("github-path"))
+        .env("CI_BUILDS_DIR", scratch.join("builds"))
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[test]
+fn both_examples_install_the_release_binary_only_when_its_checksum_matches() {
+    let workflow = github_workflow();
+    let github_version = variable(&workflow.env, "TLDW_OPS_VERSION").to_string();
+    assert!(
+        variable(&workflow.env, "TLDW_OPS_REPOSITORY").contains("YOUR-ORG"),
+        "the repository is a marked placeholder, never a made-up URL"
+    );
+    let pipeline = gitlab_pipeline();
+    assert_eq!(
+        variable(&pipeline.variables, "TLDW_OPS_VERSION"),
+        github_version
+    );
+    let gitlab_install = pipeline
+        .before_script
+        .iter()
+        .find(|line| line.starts_with("# Install tldw-ops"))
+        .expect("the GitLab install block")
+        .clone();
+    let mut installs = vec![("gitlab", gitlab_install)];
+    for job in ["plan", "apply"] {
+        let step = workflow.jobs[job]
+            .steps
+            .iter()
+            .find(|step| step.id.as_deref() == Some("install"))
+            .expect("an install step");
+        installs.push(("github", step.run.clone().unwrap()));
+    }
+    for (_, script) in &installs {
+        assert!(!script.contains("cargo install"), "{script}");
+        assert!(script.contains("sha256sum --check"), "{script}");
+    }
+    for (which, script) in &installs {
+        let directory = tempfile::tempdir().unwrap();
+        let repository = fake_release(&directory.path().join("release"), &github_version);
+        let (ok, log) = run_install(script, &github_version, &repository, directory.path());
+        assert!(ok, "{which}: {log}");
+        assert!(
+            log.contains(&format!("tldw-ops {github_version} (stand-in)")),
+            "{which}: {log}"
+        );
+
+        // A tarball that is not the one SHA256SUMS names is refused, and nothing runs.
+        let tampered = tempfile::tempdir().unwrap();
+        let repository = fake_release(&tampered.path().join("release"), &github_version);
+        let release = tampered
+            .path()
+            .join(format!("release/releases/download/v{github_version}"));
+        let sums = std::fs::read_to_string(release.join("SHA256SUMS")).unwrap();
+        std::fs::write(
+            release.join("SHA256SUMS"),
+            format!("{}{}", "0".repeat(64), &sums[64..]),
+        )
+        .unwrap();
+        let (ok, log) = run_install(script, &github_version, &repository, tampered.path());
+        assert!(!ok, "{which}: a wrong checksum must stop the job: {log}");
+        assert!(
+            !log.contains("(stand-in)"),
+            "{which}: the binary never ran: {log}"
+        );
+    }
+}
+
+#[test]
+fn the_github_plan_job_refuses_forks_and_no_concurrency_group_can_drop_an_apply() {
+    let path = repo().join("examples/ci/github-actions.yml");
+    let document: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let plan_if = document["jobs"]["plan"]["if"].as_str().unwrap();
+    assert!(
+        plan_if.contains("github.event.pull_request.head.repo.full_name == github.repository"),
+        "{plan_if}"
+    );
+    // GitHub keeps one pending run per concurrency group and cancels older pending ones: a
+    // group around the apply could drop a merged change. The state lock serialises instead.
+    assert!(
+        document.get("concurrency").is_none(),
+        "no workflow-level group"
+    );
+    assert!(
+        document["jobs"]["apply"].get("concurrency").is_none(),
+        "no group on apply"
+    );
+    assert_eq!(
+        document["jobs"]["plan"]["concurrency"]["cancel-in-progress"].as_bool(),
+        Some(true)
+    );
+    let apply = github_workflow().jobs["apply"]
+        .steps
+        .iter()
+        .find(|step| step.label == "Apply the reviewed plan")
+        .and_then(|step| step.run.clone())
+        .unwrap();
+    assert!(
+        apply.contains("[ \"$status\" = 5 ]"),
+        "waits on a held lock: {apply}"
     );
 }

@@ -107,3 +107,27 @@ fn a_root_that_does_not_exist_is_refused_at_plan_not_created() {
     );
     assert!(!site.path().join("no-such-site").exists());
 }
+
+#[test]
+fn every_path_a_symbolic_link_takes_out_of_the_root_is_reported_in_one_run() {
+    let outside = tempfile::tempdir().unwrap();
+    let site = site("");
+    for (relative, name) in [
+        (ENV_PATH, "real.env"),
+        (crate::common::CONFIG_PATH, "real-config.txt"),
+    ] {
+        let inside = site.path().join(relative);
+        let real = outside.path().join(name);
+        std::fs::rename(&inside, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &inside).unwrap();
+    }
+    let (code, _, stderr) = run(&mut command(&site, &["plan"]));
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        stderr.matches("error[value.outside_root]").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(stderr.contains("`target.env_file`"), "{stderr}");
+    assert!(stderr.contains("`target.config_file`"), "{stderr}");
+}

@@ -279,6 +279,7 @@ fn an_unreadable_file_is_exit_1_naming_it() {
 fn the_committed_schemas_equal_what_the_binary_prints() {
     for (which, file) in [
         ("desired-state", "tldw-ops.schema.json"),
+        ("layer", "tldw-ops.layer.schema.json"),
         ("plan", "plan.schema.json"),
     ] {
         let (code, stdout, _) = run(tool(&repo()).args(["schema", which]));
@@ -311,4 +312,129 @@ fn usage_errors_have_their_own_exit_code_never_the_drift_code() {
         assert_eq!(code, 0, "{args:?}");
         assert!(!stdout.is_empty(), "{args:?} prints to stdout");
     }
+}
+
+#[test]
+fn one_run_reports_every_stage_s_problems_sorted_by_position() {
+    // A template error, an unknown key, a wrong type, a bad duration and an out-of-range
+    // retention: before, the template error hid the other four and the retention waited for
+    // a third run.
+    let secret = "hunter2-s3cr3t-value";
+    let pg_secret = "pg-password-read-from-env-0123";
+    let expected = [
+        ("schema.unknown_key", 6, 3),
+        ("schema.type", 8, 14),
+        ("value.duration", 9, 14),
+        ("template.undeclared", 11, 14),
+        ("value.retention", 17, 15),
+    ];
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture("specs/all-stages.yaml"),
+        directory.path().join("all-stages.yaml"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(tool(directory.path())
+        .args(["validate", "all-stages.yaml", "--format", "json"])
+        .env("DB_PASSWORD", secret)
+        .env("TLDW_PG_PASSWORD", pg_secret));
+    assert_eq!(code, 3, "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let found = positions(&value);
+    let expected: Vec<(String, u64, u64)> = expected
+        .iter()
+        .map(|(code, line, column)| (code.to_string(), *line, *column))
+        .collect();
+    assert_eq!(found, expected, "every problem, in file order");
+    for diagnostic in value["diagnostics"].as_array().unwrap() {
+        assert_eq!(diagnostic["file"], "all-stages.yaml", "{diagnostic}");
+    }
+
+    let (text_code, _, text) = run(tool(directory.path())
+        .args(["validate", "all-stages.yaml"])
+        .env("DB_PASSWORD", secret)
+        .env("TLDW_PG_PASSWORD", pg_secret));
+    assert_eq!(text_code, 3);
+    for (code, line, column) in &expected {
+        assert!(
+            text.contains(&format!("error[{code}]"))
+                && text.contains(&format!("--> all-stages.yaml:{line}:{column}")),
+            "{code} at {line}:{column}: {text}"
+        );
+    }
+    assert!(text.contains("(5 errors, 0 warnings)"), "{text}");
+
+    // plan stops on the same five, with the same exit code, before reading any deployment.
+    let (plan_code, _, plan) = run(tool(directory.path())
+        .args(["plan", "all-stages.yaml"])
+        .env("DB_PASSWORD", secret)
+        .env("TLDW_PG_PASSWORD", pg_secret));
+    assert_eq!(plan_code, 3, "{plan}");
+    for (code, line, column) in &expected {
+        assert!(
+            plan.contains(&format!("error[{code}]"))
+                && plan.contains(&format!("all-stages.yaml:{line}:{column}")),
+            "plan: {code} at {line}:{column}: {plan}"
+        );
+    }
+    crate::common::assert_no_secret(
+        &[secret, pg_secret],
+        &[
+            ("validate json", &stdout),
+            ("validate", &text),
+            ("plan", &plan),
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn a_value_the_schema_refuses_does_not_hide_the_checks_of_the_rest() {
+    // Range and value checks run beside a schema error elsewhere, and the refused value is
+    // not judged a second time by them.
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("dev.yaml"),
+        "apiVersion: tldw-ops/v1\nenvironment: dev\ntarget: { root: /opt/tldw }\ncors:\n  allowed_origins: [https://ok.example.org, 5]\nretention:\n  sessions: 9000d\n  audit_logs: soon\n",
+    )
+    .unwrap();
+    let (code, value) = validate_json(directory.path(), "dev.yaml");
+    assert_eq!(code, 3);
+    let codes: Vec<String> = positions(&value)
+        .into_iter()
+        .map(|(code, _, _)| code)
+        .collect();
+    assert_eq!(
+        codes,
+        ["schema.type", "value.retention", "value.duration"],
+        "{value}"
+    );
+}
+
+#[test]
+fn a_secret_built_value_where_none_may_go_is_refused_once_and_never_quoted() {
+    // The value is refused by the template stage; the later stages skip it instead of
+    // judging (and quoting) what it rendered to.
+    let secret = "hunter2-s3cr3t-value";
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("dev.yaml"),
+        "apiVersion: tldw-ops/v1\nenvironment: dev\ntemplate: { secret: [DB_PASSWORD] }\ntarget:\n  root: /opt/tldw\n  service:\n    restart: [systemctl, restart, tldw]\n    timeout: \"{{ env.DB_PASSWORD }}\"\nretention:\n  audit_logs: 7d\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(tool(directory.path())
+        .args(["validate", "dev.yaml", "--format", "json"])
+        .env("DB_PASSWORD", secret));
+    assert_eq!(code, 3, "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let codes: Vec<String> = positions(&value)
+        .into_iter()
+        .map(|(code, _, _)| code)
+        .collect();
+    assert_eq!(
+        codes,
+        ["template.secret_outside_resource", "value.retention"],
+        "{value}"
+    );
+    crate::common::assert_no_secret(&[secret], &[("stdout", &stdout), ("stderr", &stderr)], &[]);
 }

@@ -126,10 +126,9 @@ pub async fn create_set_with(
     }
     let roots = Roots::resolve(source, &include)?;
 
+    // A destination others can read is not repeated here: every caller planned first, and the
+    // plan's warnings (`backups::observe`) already said it once.
     copy::create_private_dir_all(&environment_dir)?;
-    for warning in destination_warnings(destination) {
-        tracing::warn!("{warning}");
-    }
     match DirBuilder::new().mode(0o700).create(&set_dir) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {

@@ -12,6 +12,7 @@
 //! across backends so `state migrate` copies them unchanged.
 
 mod codec;
+mod journal;
 pub mod location;
 mod migrate;
 pub mod postgres;

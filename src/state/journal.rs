@@ -106,6 +106,9 @@ pub struct SqlStore<DB: Dialect> {
     /// Where it is, for messages (a path, or a URL without its password).
     pub(super) location: String,
     pub(super) backend: DB::Backend,
+    /// Opened to read only (`open_read_only`): nothing is written, not even a new
+    /// environment's row or the removal of a stale lock row.
+    pub(super) read_only: bool,
 }
 
 impl<DB: Dialect> std::fmt::Debug for SqlStore<DB> {
@@ -118,6 +121,12 @@ impl<DB: Dialect> std::fmt::Debug for SqlStore<DB> {
 }
 
 impl<DB: Dialect> SqlStore<DB> {
+    /// Closes the connections. On SQLite the last close checkpoints and removes the `-wal` and
+    /// `-shm` files; a process that exits with them open leaves both behind.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     pub(super) fn error(&self, source: sqlx::Error) -> StateError {
         StateError::Database {
             location: self.location.clone(),
@@ -180,6 +189,25 @@ where
         .await
         .map_err(|source| self.error(source))?;
         Ok(())
+    }
+
+    /// Whether the store can be read as it is: its newest applied migration is `version` (the
+    /// newest this build has) and it has its salt. One read each, instead of the migrator's walk
+    /// over every migration. False as well when the bookkeeping table is missing.
+    pub(super) async fn readable_as_is(&self, version: i64) -> bool {
+        let newest: Result<Option<i64>, _> = sqlx::query_scalar(sql::<DB>(
+            "SELECT max(version) FROM tldw_ops._sqlx_migrations WHERE success",
+        ))
+        .fetch_one(&self.pool)
+        .await;
+        if !matches!(newest, Ok(Some(newest)) if newest == version) {
+            return false;
+        }
+        let salts: Result<i64, _> =
+            sqlx::query_scalar(sql::<DB>("SELECT count(*) FROM tldw_ops.meta WHERE id = 1"))
+                .fetch_one(&self.pool)
+                .await;
+        matches!(salts, Ok(1))
     }
 
     pub(super) async fn salt(&self) -> Result<Vec<u8>, StateError> {
@@ -475,6 +503,14 @@ where
         .await
         .map_err(|source| self.error(source))?;
         let known = known > 0;
+        if !known && self.read_only {
+            // Only apply registers an environment; a read-only store reports it empty.
+            return Ok(EnvironmentState {
+                salt: self.salt().await?,
+                managed: BTreeMap::new(),
+                secrets: BTreeMap::new(),
+            });
+        }
         let mut transaction = if known {
             self.pool.begin().await
         } else {

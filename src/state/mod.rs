@@ -321,9 +321,45 @@ pub enum Store {
 
 /// Opens the store at `location` and runs its migrations: `postgres://…` or `postgresql://…` is
 /// PostgreSQL; `sqlite://…`, `sqlite:…` or anything without a URL scheme is a SQLite file.
+/// For the commands that write (apply, rollback, import, backup, state migrate and unlock).
 pub async fn open(location: &str) -> Result<Store, StateError> {
+    Ok(match parse_location(location)? {
+        Location::Postgres(url) => Store::Postgres(PostgresStore::connect(url).await?),
+        Location::Sqlite(path) => Store::Sqlite(SqliteStore::open(path).await?),
+    })
+}
+
+/// Opens the store at `location` to read it only (plan, drift, history, `state list`): one
+/// connection, the schema checked by a single version read instead of the migrator, and no
+/// write at all, not even to register a new environment or clean a stale lock row.
+///
+/// A store that cannot simply be read is opened as [`open`] opens it, exactly as before: one
+/// that does not exist yet (a first plan creates it with its salt, so that the desired hash a
+/// saved plan carries is the one a later apply computes), one whose schema is older than this
+/// build (it is migrated, with the migrator's messages), and one whose schema version is not
+/// the one this build knows (the migrator reports it).
+pub async fn open_read_only(location: &str) -> Result<Store, StateError> {
+    Ok(match parse_location(location)? {
+        Location::Postgres(url) => match PostgresStore::connect_read_only(url).await? {
+            Some(store) => Store::Postgres(store),
+            None => Store::Postgres(PostgresStore::connect(url).await?),
+        },
+        Location::Sqlite(path) => match SqliteStore::open_read_only(path).await? {
+            Some(store) => Store::Sqlite(store),
+            None => Store::Sqlite(SqliteStore::open(path).await?),
+        },
+    })
+}
+
+/// What a state location names.
+enum Location<'a> {
+    Postgres(&'a str),
+    Sqlite(&'a Path),
+}
+
+fn parse_location(location: &str) -> Result<Location<'_>, StateError> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        return Ok(Store::Postgres(PostgresStore::connect(location).await?));
+        return Ok(Location::Postgres(location));
     }
     let path = match location
         .strip_prefix("sqlite://")
@@ -344,7 +380,17 @@ pub async fn open(location: &str) -> Result<Store, StateError> {
             reason: "a SQLite location is a file path, without query parameters".into(),
         });
     }
-    Ok(Store::Sqlite(SqliteStore::open(Path::new(path)).await?))
+    Ok(Location::Sqlite(Path::new(path)))
+}
+
+impl Store {
+    /// Closes the store's connections (see [`journal::SqlStore::close`]).
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(store) => store.close().await,
+            Store::Postgres(store) => store.close().await,
+        }
+    }
 }
 
 /// `scheme://` at the start, as opposed to a path (which may contain `:` but not a scheme).

@@ -101,9 +101,42 @@ impl PostgresStore {
                 options: Box::new(options),
                 held: Mutex::new(HashMap::new()),
             },
+            read_only: false,
         };
         store.ensure_salt().await?;
         Ok(store)
+    }
+
+    /// Connects to read only, or `None` when the store must be opened with
+    /// [`PostgresStore::connect`]: the schema is missing or not this build's, or the salt is.
+    /// The migrator (which takes an advisory lock and may create the schema) does not run.
+    pub async fn connect_read_only(url: &str) -> Result<Option<PostgresStore>, StateError> {
+        let location = redact_url(url);
+        let options: PgConnectOptions = url.parse().map_err(|source| StateError::Database {
+            location: location.clone(),
+            source,
+        })?;
+        let options = options.application_name("tldw-ops");
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options.clone());
+        let store = PostgresStore {
+            pool,
+            location,
+            backend: PostgresBackend {
+                options: Box::new(options),
+                held: Mutex::new(HashMap::new()),
+            },
+            read_only: true,
+        };
+        let migrator: Migrator = sqlx::migrate!("./migrations/postgres");
+        let newest = migrator.iter().map(|migration| migration.version).max();
+        if !store.readable_as_is(newest.unwrap_or_default()).await {
+            // Unreachable, refused, or not migrated: `connect` says which, or migrates.
+            store.pool.close().await;
+            return Ok(None);
+        }
+        Ok(Some(store))
     }
 
     /// The `locks` row of `key`, with whether its session still holds the advisory lock.
@@ -465,7 +498,10 @@ impl Dialect for Postgres {
             None => Ok(None),
             Some(row) if row.live => Ok(Some(row.holder)),
             Some(row) => {
-                store.remove_stale(key, &row).await?;
+                // A read-only store leaves the stale row to the next command that writes.
+                if !store.read_only {
+                    store.remove_stale(key, &row).await?;
+                }
                 Ok(None)
             }
         }

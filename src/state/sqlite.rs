@@ -24,6 +24,10 @@ use super::codec::{Columns, timestamp_text, wide};
 use super::journal::{Dialect, SqlStore, Statement};
 use super::{EnvironmentKey, LockHolder, ManagedRecord, StateError};
 
+/// How many read-only stores this process opened, for tests that count opens.
+#[cfg(feature = "test-hooks")]
+pub static OPENS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a statement waits for another process's write lock before failing.
@@ -93,9 +97,58 @@ impl SqliteStore {
             backend: SqliteBackend {
                 host: crate::settings::hostname(),
             },
+            read_only: false,
         };
         store.ensure_salt().await?;
         Ok(store)
+    }
+
+    /// Opens an existing store to read it only, or `None` when it must be opened with
+    /// [`SqliteStore::open`]: the file is missing, or its schema is not this build's.
+    ///
+    /// One connection, so the file is opened once. When no `-wal` file exists it is a
+    /// read-write connection all the same: SQLite reads a WAL database through its `-shm`
+    /// index, a `mode=ro` connection creates `-wal` and `-shm` too but cannot remove them when
+    /// it closes (measured: both stay behind), and `immutable=1` would ignore a concurrent
+    /// apply. A read-write connection that only reads writes nothing to the database file and
+    /// removes both files when it closes (see [`SqlStore::close`]).
+    pub async fn open_read_only(path: &Path) -> Result<Option<SqliteStore>, StateError> {
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let location = path.display().to_string();
+        // A -wal file already there belongs to a running process, or to one that exited without
+        // closing (its frames not yet copied into the database). A read-write connection would
+        // copy them in when it closes, writing the database: read through a read-only one, which
+        // uses the files as they are and leaves them in place.
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(Path::new(&wal).exists())
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|source| open_error(&location, source))?;
+        #[cfg(feature = "test-hooks")]
+        OPENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let store = SqliteStore {
+            pool,
+            location,
+            backend: SqliteBackend {
+                host: crate::settings::hostname(),
+            },
+            read_only: true,
+        };
+        let newest = MIGRATOR.iter().map(|migration| migration.version).max();
+        if !store.readable_as_is(newest.unwrap_or_default()).await {
+            store.pool.close().await;
+            return Ok(None);
+        }
+        Ok(Some(store))
     }
 
     /// The pool, for tests that look under the hood (migration bookkeeping).
@@ -295,6 +348,10 @@ impl Dialect for Sqlite {
         };
         if !store.holder_is_dead(&holder) {
             return Ok(Some(holder));
+        }
+        if store.read_only {
+            // Dead all the same; the next command that writes removes the row.
+            return Ok(None);
         }
         tracing::warn!(
             environment = %key,

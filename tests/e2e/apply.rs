@@ -740,3 +740,53 @@ fn state_list_calls_a_killed_apply_interrupted_and_says_how_to_go_on() {
         "{stdout}"
     );
 }
+
+/// The state database and its WAL companions, as a no-op command must leave them.
+fn state_files(site: &Site) -> Vec<(String, Option<(Vec<u8>, std::time::SystemTime)>)> {
+    ["state.db", "state.db-wal", "state.db-shm"]
+        .iter()
+        .map(|name| {
+            let path = site.path().join(".tldw-ops").join(name);
+            let found = std::fs::read(&path)
+                .ok()
+                .map(|bytes| (bytes, std::fs::metadata(&path).unwrap().modified().unwrap()));
+            (name.to_string(), found)
+        })
+        .collect()
+}
+
+#[test]
+fn a_no_op_plan_only_reads_the_state_database() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let site = served_site(&fake);
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+    assert_eq!(code, 0, "{stderr}");
+    let before = state_files(&site);
+    assert!(before[0].1.is_some(), "apply left a state database");
+    // A second apart, so a rewrite within the filesystem's mtime granularity would show.
+    std::thread::sleep(Duration::from_millis(1100));
+    for args in [
+        &["plan", "--detailed-exitcode"][..],
+        &["drift"][..],
+        &["history", "--format", "json"][..],
+        &["state", "list"][..],
+    ] {
+        let (code, stdout, stderr) = run(&mut command(&site, args));
+        assert_eq!(code, 0, "{args:?}:\n{stdout}\n{stderr}");
+        let after = state_files(&site);
+        let summary = |files: &[(String, Option<(Vec<u8>, std::time::SystemTime)>)]| {
+            files
+                .iter()
+                .map(|(name, found)| {
+                    format!("{name}: {:?}", found.as_ref().map(|(b, t)| (b.len(), t)))
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            after == before,
+            "{args:?} changed the state database or left -wal/-shm files behind: {:?} -> {:?}",
+            summary(&before),
+            summary(&after)
+        );
+    }
+}

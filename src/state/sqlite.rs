@@ -24,10 +24,6 @@ use super::codec::{Columns, timestamp_text, wide};
 use super::journal::{Dialect, SqlStore, Statement};
 use super::{EnvironmentKey, LockHolder, ManagedRecord, StateError};
 
-/// How many read-only stores this process opened, for tests that count opens.
-#[cfg(feature = "test-hooks")]
-pub static OPENS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a statement waits for another process's write lock before failing.
@@ -133,8 +129,6 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|source| open_error(&location, source))?;
-        #[cfg(feature = "test-hooks")]
-        OPENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let store = SqliteStore {
             pool,
             location,

@@ -1,7 +1,8 @@
 //! The state store: what each environment manages and last applied (hashes only, never secret
 //! values), secret metadata, the apply journal, and locks. One trait, two backends: SQLite
 //! (default, `.tldw-ops/state.db` beside the YAML) and PostgreSQL (`postgres://…`, for teams).
-//! Both use sqlx with their own migrations.
+//! Both use sqlx with their own migrations, and one SQL layer (`journal`) for everything but
+//! opening and locking. Commands that only read state open it with [`open_read_only`].
 //!
 //! Nothing here stores a secret value. Fingerprints are salted with one random salt per store
 //! (so fingerprints compare across the environments of a store, for promotion, but not across

@@ -117,6 +117,15 @@ impl PostgresStore {
             source,
         })?;
         let options = options.application_name("tldw-ops");
+        // As in `connect`: an unreachable server or a refused login fails at once, where the
+        // pool would retry until its acquire timeout.
+        let connection = PgConnection::connect_with(&options)
+            .await
+            .map_err(|source| StateError::Database {
+                location: location.clone(),
+                source,
+            })?;
+        let _ = connection.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(options.clone());

@@ -1016,3 +1016,19 @@ async fn a_read_only_store_opens_once_and_registers_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_read_only_open_of_an_unreachable_postgres_fails_at_once_without_the_password() {
+    let started = std::time::Instant::now();
+    let error = open_read_only("postgres://ops:hunter2@127.0.0.1:1/state")
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("postgres://ops@127.0.0.1:1/state"),
+        "{error}"
+    );
+    assert!(!format!("{error} {error:?}").contains("hunter2"));
+}

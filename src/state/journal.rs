@@ -386,7 +386,7 @@ where
             )
             .bind(&key.deployment)
             .bind(&key.environment)
-            .bind(&name)
+            .bind(name)
             .bind(&meta.fingerprint)
             .bind(timestamp_text(meta.set_at))
             .bind(optional_timestamp_text(meta.rotated_at))

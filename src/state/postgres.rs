@@ -66,20 +66,7 @@ struct HolderRow {
 impl PostgresStore {
     /// Connects to `url` (`postgres://` or `postgresql://`) and runs the migrations.
     pub async fn connect(url: &str) -> Result<PostgresStore, StateError> {
-        let location = redact_url(url);
-        let options: PgConnectOptions = url.parse().map_err(|source| StateError::Database {
-            location: location.clone(),
-            source,
-        })?;
-        let options = options.application_name("tldw-ops");
-        // One direct connection first: an unreachable server or a refused login fails at once,
-        // where a pool would retry until its acquire timeout.
-        let mut connection = PgConnection::connect_with(&options)
-            .await
-            .map_err(|source| StateError::Database {
-                location: location.clone(),
-                source,
-            })?;
+        let (location, options, mut connection) = first_connection(url).await?;
         let mut migrator: Migrator = sqlx::migrate!("./migrations/postgres");
         migrator.create_schema(SCHEMA);
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
@@ -111,20 +98,7 @@ impl PostgresStore {
     /// [`PostgresStore::connect`]: the schema is missing or not this build's, or the salt is.
     /// The migrator (which takes an advisory lock and may create the schema) does not run.
     pub async fn connect_read_only(url: &str) -> Result<Option<PostgresStore>, StateError> {
-        let location = redact_url(url);
-        let options: PgConnectOptions = url.parse().map_err(|source| StateError::Database {
-            location: location.clone(),
-            source,
-        })?;
-        let options = options.application_name("tldw-ops");
-        // As in `connect`: an unreachable server or a refused login fails at once, where the
-        // pool would retry until its acquire timeout.
-        let connection = PgConnection::connect_with(&options)
-            .await
-            .map_err(|source| StateError::Database {
-                location: location.clone(),
-                source,
-            })?;
+        let (location, options, connection) = first_connection(url).await?;
         let _ = connection.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(1)
@@ -515,6 +489,26 @@ impl Dialect for Postgres {
             }
         }
     }
+}
+
+/// The URL's location for messages, its options, and one direct connection: an unreachable
+/// server or a refused login fails at once, where a pool would retry until its acquire timeout.
+async fn first_connection(
+    url: &str,
+) -> Result<(String, PgConnectOptions, PgConnection), StateError> {
+    let location = redact_url(url);
+    let options: PgConnectOptions = url.parse().map_err(|source| StateError::Database {
+        location: location.clone(),
+        source,
+    })?;
+    let options = options.application_name("tldw-ops");
+    let connection = PgConnection::connect_with(&options)
+        .await
+        .map_err(|source| StateError::Database {
+            location: location.clone(),
+            source,
+        })?;
+    Ok((location, options, connection))
 }
 
 /// The advisory lock key of an environment: the first 8 bytes of a SHA-256 over a tldw-ops

@@ -742,7 +742,10 @@ fn state_list_calls_a_killed_apply_interrupted_and_says_how_to_go_on() {
 }
 
 /// The state database and its WAL companions, as a no-op command must leave them.
-fn state_files(site: &Site) -> Vec<(String, Option<(Vec<u8>, std::time::SystemTime)>)> {
+/// A file's name, and its bytes and mtime when it exists.
+type FileState = (String, Option<(Vec<u8>, std::time::SystemTime)>);
+
+fn state_files(site: &Site) -> Vec<FileState> {
     ["state.db", "state.db-wal", "state.db-shm"]
         .iter()
         .map(|name| {
@@ -801,7 +804,7 @@ fn read_only_commands_leave_the_state_as_it_was(site: &Site) {
         let (code, stdout, stderr) = run(&mut command(site, args));
         assert_eq!(code, 0, "{args:?}:\n{stdout}\n{stderr}");
         let after = state_files(site);
-        let summary = |files: &[(String, Option<(Vec<u8>, std::time::SystemTime)>)]| {
+        let summary = |files: &[FileState]| {
             files
                 .iter()
                 .map(|(name, found)| {

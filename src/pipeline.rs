@@ -15,7 +15,7 @@ use crate::settings::Settings;
 use crate::spec::{CheckError, Checked, Diagnostic, LoadError, SourceMap};
 use crate::state::{
     ApplyRecord, EnvironmentKey, EnvironmentState, StateError, StateStore, Store, default_location,
-    open,
+    open, open_read_only,
 };
 
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -187,12 +187,39 @@ pub fn usable(checked: Result<Checked, CheckError>) -> Result<Checked, PipelineE
     Ok(checked)
 }
 
-/// Loads, validates and compiles `file`, and opens its state. Refuses an invalid spec, and an
-/// environment with an unfinished apply unless `allow_unfinished`.
+/// Loads, validates and compiles `file`, and opens its state (migrating it when needed), for
+/// the commands that write state. Refuses an invalid spec, and an environment with an
+/// unfinished apply unless `allow_unfinished`.
 pub async fn load(
     file: &Path,
     settings: &Settings,
     allow_unfinished: bool,
+) -> Result<Loaded, PipelineError> {
+    load_with(file, settings, allow_unfinished, Access::Write).await
+}
+
+/// [`load`] for the commands that only read state (plan, drift): the store is opened once,
+/// read-only, and nothing is written to it (see [`crate::state::open_read_only`]).
+pub async fn load_to_read(
+    file: &Path,
+    settings: &Settings,
+    allow_unfinished: bool,
+) -> Result<Loaded, PipelineError> {
+    load_with(file, settings, allow_unfinished, Access::Read).await
+}
+
+/// Whether a command writes state, which decides how the store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+async fn load_with(
+    file: &Path,
+    settings: &Settings,
+    allow_unfinished: bool,
+    access: Access,
 ) -> Result<Loaded, PipelineError> {
     let started = std::time::Instant::now();
     // Open the state store while the YAML is read and checked on a blocking thread.
@@ -204,7 +231,10 @@ pub async fn load(
     };
     let opened = std::time::Instant::now();
     let (checked, store) = tokio::join!(checking, async {
-        let store = open(&location).await;
+        let store = match access {
+            Access::Read => open_read_only(&location).await,
+            Access::Write => open(&location).await,
+        };
         tracing::info!(
             elapsed_ms = opened.elapsed().as_secs_f64() * 1000.0,
             "opened the state store"

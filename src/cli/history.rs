@@ -8,7 +8,7 @@ use super::{ExitStatus, Printer, desired_file};
 use crate::pipeline::state_location;
 use crate::plan::Plan;
 use crate::settings::Settings;
-use crate::state::{ApplyRecord, EnvironmentKey, StateStore, open};
+use crate::state::{ApplyRecord, EnvironmentKey, StateStore, open_read_only};
 
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
@@ -79,12 +79,14 @@ pub fn history(args: HistoryArgs, settings: &Settings, printer: &Printer) -> Exi
     let file = desired_file(args.file);
     let location = state_location(&file, settings);
     runtime().block_on(async {
-        let store = match open(&location).await {
+        let store = match open_read_only(&location).await {
             Ok(store) => store,
             Err(error) => return report_state_error(error, printer),
         };
         let key = args.environment.as_deref().map(parse_environment);
-        let records = match store.applies(key.as_ref(), args.limit).await {
+        let records = store.applies(key.as_ref(), args.limit).await;
+        store.close().await;
+        let records = match records {
             Ok(records) => records,
             Err(error) => return report_state_error(error, printer),
         };
@@ -161,7 +163,7 @@ pub fn show(args: ShowArgs, settings: &Settings, printer: &Printer) -> ExitStatu
     let file = desired_file(args.file);
     let location = state_location(&file, settings);
     runtime().block_on(async {
-        let store = match open(&location).await {
+        let store = match open_read_only(&location).await {
             Ok(store) => store,
             Err(error) => return report_state_error(error, printer),
         };
@@ -173,7 +175,9 @@ pub fn show(args: ShowArgs, settings: &Settings, printer: &Printer) -> ExitStatu
             }
             Err(error) => return report_state_error(error, printer),
         };
-        let steps = match store.steps(&args.apply_id).await {
+        let steps = store.steps(&args.apply_id).await;
+        store.close().await;
+        let steps = match steps {
             Ok(steps) => steps,
             Err(error) => return report_state_error(error, printer),
         };

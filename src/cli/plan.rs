@@ -44,8 +44,12 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     let file = desired_file(args.file);
     let runtime = runtime();
     let prepared = match runtime.block_on(async {
-        let loaded = pipeline::load(&file, settings, false).await?;
-        pipeline::observe(loaded).await
+        let loaded = pipeline::load_to_read(&file, settings, false).await?;
+        let prepared = pipeline::observe(loaded).await?;
+        // Everything this command needs from the store is read: close it now, so SQLite
+        // removes the -wal and -shm files it opened.
+        prepared.loaded.store.close().await;
+        Ok::<_, pipeline::PipelineError>(prepared)
     }) {
         Ok(prepared) => prepared,
         Err(error) => return report_pipeline_error(error, printer),

@@ -7,7 +7,7 @@ use super::history::parse_environment;
 use super::{ExitStatus, Printer, desired_file};
 use crate::pipeline::state_location;
 use crate::settings::Settings;
-use crate::state::{StateStore, open};
+use crate::state::{StateStore, open, open_read_only};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -56,11 +56,13 @@ pub fn run(command: Command, settings: &Settings, printer: &Printer) -> ExitStat
 fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
     let location = state_location(&desired_file(args.file), settings);
     runtime().block_on(async {
-        let store = match open(&location).await {
+        let store = match open_read_only(&location).await {
             Ok(store) => store,
             Err(error) => return report_state_error(error, printer),
         };
-        let environments = match store.environments().await {
+        let environments = store.environments().await;
+        store.close().await;
+        let environments = match environments {
             Ok(environments) => environments,
             Err(error) => return report_state_error(error, printer),
         };

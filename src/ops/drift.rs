@@ -15,8 +15,11 @@ pub async fn detect(
     file: &Path,
     settings: &Settings,
 ) -> Result<(Prepared, DriftReport), PipelineError> {
-    let loaded = pipeline::load(file, settings, false).await?;
+    let loaded = pipeline::load_to_read(file, settings, false).await?;
     let prepared = pipeline::observe(loaded).await?;
+    // Everything this command needs from the store is read: close it now, so SQLite removes the
+    // -wal and -shm files it opened.
+    prepared.loaded.store.close().await;
     let mut report = drift::detect(
         &prepared.loaded.desired,
         &prepared.observed,

@@ -33,7 +33,7 @@ pub(super) fn wide(value: u32) -> i64 {
 
 /// Reads typed columns from a fetched row, turning every failure into a [`StateError`] that
 /// names the store.
-pub(super) struct Columns<'r, R> {
+pub struct Columns<'r, R> {
     row: &'r R,
     location: &'r str,
 }
@@ -57,6 +57,11 @@ where
                 location: self.location.to_string(),
                 source,
             })
+    }
+
+    /// The store the row came from, for messages.
+    pub(super) fn location(&self) -> &str {
+        self.location
     }
 
     fn corrupt(&self, detail: String) -> StateError {

@@ -1,7 +1,8 @@
 //! The state store: what each environment manages and last applied (hashes only, never secret
 //! values), secret metadata, the apply journal, and locks. One trait, two backends: SQLite
 //! (default, `.tldw-ops/state.db` beside the YAML) and PostgreSQL (`postgres://…`, for teams).
-//! Both use sqlx with their own migrations.
+//! Both use sqlx with their own migrations, and one SQL layer (`journal`) for everything but
+//! opening and locking. Commands that only read state open it with [`open_read_only`].
 //!
 //! Nothing here stores a secret value. Fingerprints are salted with one random salt per store
 //! (so fingerprints compare across the environments of a store, for promotion, but not across
@@ -12,6 +13,7 @@
 //! across backends so `state migrate` copies them unchanged.
 
 mod codec;
+mod journal;
 pub mod location;
 mod migrate;
 pub mod postgres;
@@ -320,9 +322,45 @@ pub enum Store {
 
 /// Opens the store at `location` and runs its migrations: `postgres://…` or `postgresql://…` is
 /// PostgreSQL; `sqlite://…`, `sqlite:…` or anything without a URL scheme is a SQLite file.
+/// For the commands that write (apply, rollback, import, backup, state migrate and unlock).
 pub async fn open(location: &str) -> Result<Store, StateError> {
+    Ok(match parse_location(location)? {
+        Location::Postgres(url) => Store::Postgres(PostgresStore::connect(url).await?),
+        Location::Sqlite(path) => Store::Sqlite(SqliteStore::open(path).await?),
+    })
+}
+
+/// Opens the store at `location` to read it only (plan, drift, history, `state list`): one
+/// connection, the schema checked by a single version read instead of the migrator, and no
+/// write at all, not even to register a new environment or clean a stale lock row.
+///
+/// A store that cannot simply be read is opened as [`open`] opens it, exactly as before: one
+/// that does not exist yet (a first plan creates it with its salt, so that the desired hash a
+/// saved plan carries is the one a later apply computes), one whose schema is older than this
+/// build (it is migrated, with the migrator's messages), and one whose schema version is not
+/// the one this build knows (the migrator reports it).
+pub async fn open_read_only(location: &str) -> Result<Store, StateError> {
+    Ok(match parse_location(location)? {
+        Location::Postgres(url) => match PostgresStore::connect_read_only(url).await? {
+            Some(store) => Store::Postgres(store),
+            None => Store::Postgres(PostgresStore::connect(url).await?),
+        },
+        Location::Sqlite(path) => match SqliteStore::open_read_only(path).await? {
+            Some(store) => Store::Sqlite(store),
+            None => Store::Sqlite(SqliteStore::open(path).await?),
+        },
+    })
+}
+
+/// What a state location names.
+enum Location<'a> {
+    Postgres(&'a str),
+    Sqlite(&'a Path),
+}
+
+fn parse_location(location: &str) -> Result<Location<'_>, StateError> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        return Ok(Store::Postgres(PostgresStore::connect(location).await?));
+        return Ok(Location::Postgres(location));
     }
     let path = match location
         .strip_prefix("sqlite://")
@@ -343,7 +381,17 @@ pub async fn open(location: &str) -> Result<Store, StateError> {
             reason: "a SQLite location is a file path, without query parameters".into(),
         });
     }
-    Ok(Store::Sqlite(SqliteStore::open(Path::new(path)).await?))
+    Ok(Location::Sqlite(Path::new(path)))
+}
+
+impl Store {
+    /// Closes the store's connections (see [`journal::SqlStore::close`]).
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(store) => store.close().await,
+            Store::Postgres(store) => store.close().await,
+        }
+    }
 }
 
 /// `scheme://` at the start, as opposed to a path (which may contain `:` but not a scheme).

@@ -18,18 +18,13 @@ use std::time::Duration;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Executor, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult, PgRow};
+use sqlx::{Connection, Postgres};
 use tokio::sync::Mutex;
 
-use super::codec::{
-    Columns, merge_managed, optional_timestamp_text, timestamp_text, unpack_managed, wide,
-};
-use super::migrate::{ImportedEnvironment, SaltAdoption};
-use super::{
-    ApplyRecord, EnvironmentKey, EnvironmentState, EnvironmentSummary, LockHolder, ManagedRecord,
-    Outcome, Record, SecretMeta, StateError, StateStore, StepRecord,
-};
+use super::codec::{Columns, timestamp_text, wide};
+use super::journal::{Dialect, SqlStore, Statement};
+use super::{EnvironmentKey, LockHolder, ManagedRecord, StateError};
 
 /// Where everything lives, including the migrator's bookkeeping. The SQL names it literally.
 const SCHEMA: &str = "tldw_ops";
@@ -44,12 +39,13 @@ const TERMINATE_WAIT: Duration = Duration::from_secs(5);
 
 const POLL: Duration = Duration::from_millis(50);
 
-pub struct PostgresStore {
-    pool: PgPool,
+pub type PostgresStore = SqlStore<Postgres>;
+
+/// What a PostgreSQL store keeps besides its pool.
+pub struct PostgresBackend {
     /// For the lock sessions. Holds the password in memory only. Boxed: it is most of the
     /// store's size, and `Store` should not carry it inline.
     options: Box<PgConnectOptions>,
-    location: String,
     /// The sessions holding this store's advisory locks, by environment.
     held: Mutex<HashMap<EnvironmentKey, HeldLock>>,
 }
@@ -58,15 +54,6 @@ pub struct PostgresStore {
 struct HeldLock {
     connection: PgConnection,
     holder: LockHolder,
-}
-
-impl std::fmt::Debug for PostgresStore {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("PostgresStore")
-            .field("location", &self.location)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A `locks` row and whether its session still holds the advisory lock.
@@ -79,20 +66,7 @@ struct HolderRow {
 impl PostgresStore {
     /// Connects to `url` (`postgres://` or `postgresql://`) and runs the migrations.
     pub async fn connect(url: &str) -> Result<PostgresStore, StateError> {
-        let location = redact_url(url);
-        let options: PgConnectOptions = url.parse().map_err(|source| StateError::Database {
-            location: location.clone(),
-            source,
-        })?;
-        let options = options.application_name("tldw-ops");
-        // One direct connection first: an unreachable server or a refused login fails at once,
-        // where a pool would retry until its acquire timeout.
-        let mut connection = PgConnection::connect_with(&options)
-            .await
-            .map_err(|source| StateError::Database {
-                location: location.clone(),
-                source,
-            })?;
+        let (location, options, mut connection) = first_connection(url).await?;
         let mut migrator: Migrator = sqlx::migrate!("./migrations/postgres");
         migrator.create_schema(SCHEMA);
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
@@ -109,165 +83,43 @@ impl PostgresStore {
             .connect_lazy_with(options.clone());
         let store = PostgresStore {
             pool,
-            options: Box::new(options),
             location,
-            held: Mutex::new(HashMap::new()),
+            backend: PostgresBackend {
+                options: Box::new(options),
+                held: Mutex::new(HashMap::new()),
+            },
+            read_only: false,
         };
         store.ensure_salt().await?;
         Ok(store)
     }
 
-    fn error(&self, source: sqlx::Error) -> StateError {
-        StateError::Database {
-            location: self.location.clone(),
-            source,
-        }
-    }
-
-    fn columns<'r>(&'r self, row: &'r PgRow) -> Columns<'r, PgRow> {
-        Columns::new(row, &self.location)
-    }
-
-    /// Creates the store's salt on first connect; later connects keep it.
-    async fn ensure_salt(&self) -> Result<(), StateError> {
-        let mut salt = [0u8; 32];
-        getrandom::fill(&mut salt).expect("the operating system random source is available");
-        sqlx::query(
-            "INSERT INTO tldw_ops.meta (id, salt, created_at) VALUES (1, $1, $2)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(salt.as_slice())
-        .bind(timestamp_text(Timestamp::now()))
-        .execute(&self.pool)
-        .await
-        .map_err(|source| self.error(source))?;
-        Ok(())
-    }
-
-    pub(super) async fn salt(&self) -> Result<Vec<u8>, StateError> {
-        sqlx::query_scalar("SELECT salt FROM tldw_ops.meta WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|source| self.error(source))
-    }
-
-    /// Takes `salt` as this store's salt unless environments already use another one.
-    pub(super) async fn adopt_salt(&self, salt: &[u8]) -> Result<SaltAdoption, StateError> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|source| self.error(source))?;
-        // No environment may appear between the count and the update.
-        sqlx::query("LOCK TABLE tldw_ops.environments IN SHARE MODE")
-            .execute(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?;
-        let current: Vec<u8> =
-            sqlx::query_scalar("SELECT salt FROM tldw_ops.meta WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *transaction)
-                .await
-                .map_err(|source| self.error(source))?;
-        if current == salt {
-            return Ok(SaltAdoption::Same);
-        }
-        let environments: i64 = sqlx::query_scalar("SELECT count(*) FROM tldw_ops.environments")
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?;
-        if environments > 0 {
-            return Ok(SaltAdoption::Conflict);
-        }
-        sqlx::query("UPDATE tldw_ops.meta SET salt = $1 WHERE id = 1")
-            .bind(salt)
-            .execute(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?;
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))?;
-        Ok(SaltAdoption::Copied)
-    }
-
-    /// Creates the environment when missing and, when the target has neither managed rows nor
-    /// secret metadata for it, copies `state`'s. What the target already has wins.
-    pub(super) async fn import_environment(
-        &self,
-        key: &EnvironmentKey,
-        state: &EnvironmentState,
-    ) -> Result<ImportedEnvironment, StateError> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|source| self.error(source))?;
-        let created = ensure_environment(&mut *transaction, key)
-            .await
-            .map_err(|source| self.error(source))?;
-        let existing: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM tldw_ops.managed
-                      WHERE deployment = $1 AND environment = $2)
-                  + (SELECT count(*) FROM tldw_ops.secrets
-                      WHERE deployment = $1 AND environment = $2)",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .fetch_one(&mut *transaction)
-        .await
-        .map_err(|source| self.error(source))?;
-        let mut imported = ImportedEnvironment {
-            created,
-            ..ImportedEnvironment::default()
+    /// Connects to read only, or `None` when the store must be opened with
+    /// [`PostgresStore::connect`]: the schema is missing or not this build's, or the salt is.
+    /// The migrator (which takes an advisory lock and may create the schema) does not run.
+    pub async fn connect_read_only(url: &str) -> Result<Option<PostgresStore>, StateError> {
+        let (location, options, connection) = first_connection(url).await?;
+        let _ = connection.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options.clone());
+        let store = PostgresStore {
+            pool,
+            location,
+            backend: PostgresBackend {
+                options: Box::new(options),
+                held: Mutex::new(HashMap::new()),
+            },
+            read_only: true,
         };
-        if existing == 0 {
-            insert_managed(&mut transaction, key, &state.managed)
-                .await
-                .map_err(|source| self.error(source))?;
-            insert_secrets(&mut transaction, key, &state.secrets)
-                .await
-                .map_err(|source| self.error(source))?;
-            imported.managed = state.managed.len();
-            imported.secrets = state.secrets.len();
-        }
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))?;
-        Ok(imported)
-    }
-
-    /// Copies an apply and its steps as they are, unless an apply with that id is already
-    /// here. Returns the number of steps copied, or `None` when the apply was already present.
-    pub(super) async fn import_apply(
-        &self,
-        record: &ApplyRecord,
-        steps: &[StepRecord],
-    ) -> Result<Option<usize>, StateError> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|source| self.error(source))?;
-        ensure_environment(&mut *transaction, &record.environment)
-            .await
-            .map_err(|source| self.error(source))?;
-        let inserted = insert_apply(&mut transaction, record, INSERT_APPLY_IF_ABSENT)
-            .await
-            .map_err(|source| self.error(source))?;
-        if !inserted {
+        let migrator: Migrator = sqlx::migrate!("./migrations/postgres");
+        let newest = migrator.iter().map(|migration| migration.version).max();
+        if !store.readable_as_is(newest.unwrap_or_default()).await {
+            // Unreachable, refused, or not migrated: `connect` says which, or migrates.
+            store.pool.close().await;
             return Ok(None);
         }
-        for step in steps {
-            upsert_step(&mut transaction, step)
-                .await
-                .map_err(|source| self.error(source))?;
-        }
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))?;
-        Ok(Some(steps.len()))
+        Ok(Some(store))
     }
 
     /// The `locks` row of `key`, with whether its session still holds the advisory lock.
@@ -407,98 +259,113 @@ impl PostgresStore {
         }
         Ok(())
     }
-
-    async fn last_apply(&self, key: &EnvironmentKey) -> Result<Option<ApplyRecord>, StateError> {
-        let row = sqlx::query(
-            "SELECT * FROM tldw_ops.applies WHERE deployment = $1 AND environment = $2
-              ORDER BY started_at DESC, seq DESC LIMIT 1",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|source| self.error(source))?;
-        row.map(|row| self.columns(&row).apply()).transpose()
-    }
 }
 
-impl StateStore for PostgresStore {
-    fn location(&self) -> String {
-        self.location.clone()
+impl Dialect for Postgres {
+    const STORE_NAME: &'static str = "PostgresStore";
+    const SCHEMA_QUALIFIED: bool = true;
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const LOCK_ENVIRONMENTS: Option<&'static str> =
+        Some("LOCK TABLE tldw_ops.environments IN SHARE MODE");
+    const BYTE_ORDER: &'static str = " COLLATE \"C\"";
+    const PACKED_MANAGED: &'static str =
+        "SELECT string_agg(address || chr(31) || value_hash || chr(31)
+                           || (CASE WHEN sensitive THEN '1' ELSE '0' END) || chr(31)
+                           || apply_id || chr(31) || updated_at, chr(30))
+           FROM tldw_ops.managed WHERE deployment = $1 AND environment = $2";
+
+    type Backend = PostgresBackend;
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
     }
 
-    async fn environment(&self, key: &EnvironmentKey) -> Result<EnvironmentState, StateError> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|source| self.error(source))?;
-        ensure_environment(&mut *transaction, key)
-            .await
-            .map_err(|source| self.error(source))?;
-        let salt: Vec<u8> = sqlx::query_scalar("SELECT salt FROM tldw_ops.meta WHERE id = 1")
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?;
-        let packed: Option<String> = sqlx::query_scalar(
-            "SELECT string_agg(address || chr(31) || value_hash || chr(31)
-                               || (CASE WHEN sensitive THEN '1' ELSE '0' END) || chr(31)
-                               || apply_id || chr(31) || updated_at, chr(30))
-               FROM tldw_ops.managed WHERE deployment = $1 AND environment = $2",
+    fn bind_addresses(query: Statement<Postgres>, addresses: &[String]) -> Statement<Postgres> {
+        query.bind(addresses)
+    }
+
+    fn addresses(columns: &Columns<'_, PgRow>) -> Result<Vec<String>, StateError> {
+        columns.get("addresses")
+    }
+
+    /// Inserts a whole managed set with one statement over arrays (`unnest`), instead of one
+    /// round trip per row.
+    async fn insert_managed(
+        connection: &mut PgConnection,
+        key: &EnvironmentKey,
+        managed: &BTreeMap<String, ManagedRecord>,
+    ) -> Result<(), sqlx::Error> {
+        if managed.is_empty() {
+            return Ok(());
+        }
+        let addresses: Vec<&str> = managed.keys().map(String::as_str).collect();
+        let hashes: Vec<&str> = managed
+            .values()
+            .map(|record| record.value_hash.as_str())
+            .collect();
+        let sensitive: Vec<bool> = managed.values().map(|record| record.sensitive).collect();
+        let applies: Vec<&str> = managed
+            .values()
+            .map(|record| record.apply_id.as_str())
+            .collect();
+        let times: Vec<String> = managed
+            .values()
+            .map(|record| timestamp_text(record.updated_at))
+            .collect();
+        sqlx::query(
+            "INSERT INTO tldw_ops.managed
+                 (deployment, environment, address, value_hash, sensitive, apply_id, updated_at)
+             SELECT $1, $2, address, value_hash, sensitive, apply_id, updated_at
+               FROM unnest($3::text[], $4::text[], $5::bool[], $6::text[], $7::text[])
+                 AS rows (address, value_hash, sensitive, apply_id, updated_at)",
         )
         .bind(&key.deployment)
         .bind(&key.environment)
-        .fetch_one(&mut *transaction)
-        .await
-        .map_err(|source| self.error(source))?;
-        let managed = unpack_managed(packed.as_deref(), &self.location)?;
-        let secrets = sqlx::query(
-            "SELECT * FROM tldw_ops.secrets WHERE deployment = $1 AND environment = $2",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(|source| self.error(source))?
-        .iter()
-        .map(|row| self.columns(row).secret())
-        .collect::<Result<BTreeMap<_, _>, _>>()?;
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))?;
-        Ok(EnvironmentState {
-            salt,
-            managed,
-            secrets,
-        })
+        .bind(&addresses)
+        .bind(&hashes)
+        .bind(&sensitive)
+        .bind(&applies)
+        .bind(&times)
+        .execute(&mut *connection)
+        .await?;
+        Ok(())
     }
 
-    async fn lock(&self, key: &EnvironmentKey, holder: &LockHolder) -> Result<(), StateError> {
-        let mut held = self.held.lock().await;
+    async fn lock(
+        store: &PostgresStore,
+        key: &EnvironmentKey,
+        holder: &LockHolder,
+    ) -> Result<(), StateError> {
+        let mut held = store.backend.held.lock().await;
         if let Some(existing) = held.get(key) {
             return Err(StateError::Locked {
                 environment: key.clone(),
                 holder: existing.holder.clone(),
             });
         }
-        ensure_environment(&self.pool, key)
-            .await
-            .map_err(|source| self.error(source))?;
-        let options = PgConnectOptions::clone(&self.options)
+        {
+            let mut pooled = store
+                .pool
+                .acquire()
+                .await
+                .map_err(|source| store.error(source))?;
+            store.ensure_environment(&mut pooled, key).await?;
+        }
+        let options = PgConnectOptions::clone(&store.backend.options)
             .application_name(&format!("tldw-ops lock {key}"));
         let mut connection = PgConnection::connect_with(&options)
             .await
-            .map_err(|source| self.error(source))?;
+            .map_err(|source| store.error(source))?;
         let advisory = advisory_key(key);
         let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(advisory)
             .fetch_one(&mut connection)
             .await
-            .map_err(|source| self.error(source))?;
+            .map_err(|source| store.error(source))?;
         if !acquired {
             let _ = connection.close().await;
-            return Err(self.refusal(key).await?);
+            return Err(store.refusal(key).await?);
         }
         // We hold the advisory lock, so any row still there is stale: replace it. Written from
         // the lock's own session, which is what `session_pid` records.
@@ -524,7 +391,7 @@ impl StateStore for PostgresStore {
         if let Err(source) = written {
             // Ending the session releases the advisory lock.
             let _ = connection.close().await;
-            return Err(self.error(source));
+            return Err(store.error(source));
         }
         held.insert(
             key.clone(),
@@ -536,48 +403,55 @@ impl StateStore for PostgresStore {
         Ok(())
     }
 
-    async fn unlock(&self, key: &EnvironmentKey, apply_id: &str) -> Result<(), StateError> {
-        let mut held = self.held.lock().await;
+    async fn unlock(
+        store: &PostgresStore,
+        key: &EnvironmentKey,
+        apply_id: &str,
+    ) -> Result<(), StateError> {
+        let mut held = store.backend.held.lock().await;
         if held
             .get(key)
             .is_some_and(|existing| existing.holder.apply_id == apply_id)
         {
             let existing = held.remove(key).expect("checked just above");
-            return self.release(key, existing).await;
+            return store.release(key, existing).await;
         }
         // Another session's lock cannot be released from here; a dead one's row can be cleaned.
-        if let Some(row) = self.read_holder(key).await?
+        if let Some(row) = store.read_holder(key).await?
             && row.holder.apply_id == apply_id
             && !row.live
         {
-            self.remove_stale(key, &row).await?;
+            store.remove_stale(key, &row).await?;
         }
         Ok(())
     }
 
-    async fn force_unlock(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError> {
-        let mut held = self.held.lock().await;
+    async fn force_unlock(
+        store: &PostgresStore,
+        key: &EnvironmentKey,
+    ) -> Result<Option<LockHolder>, StateError> {
+        let mut held = store.backend.held.lock().await;
         if let Some(existing) = held.remove(key) {
             let holder = existing.holder.clone();
-            self.release(key, existing).await?;
+            store.release(key, existing).await?;
             return Ok(Some(holder));
         }
-        let row = self.read_holder(key).await?;
+        let row = store.read_holder(key).await?;
         // A live holder elsewhere (a hung process, or a host that vanished without closing its
         // connection) keeps the lock until its session ends: end it.
         let advisory = advisory_key(key);
-        let sessions = self.sessions_holding(advisory).await?;
+        let sessions = store.sessions_holding(advisory).await?;
         for session in &sessions {
             tracing::warn!(environment = %key, session, "terminating the session holding the lock");
             sqlx::query("SELECT pg_terminate_backend($1)")
                 .bind(session)
-                .execute(&self.pool)
+                .execute(&store.pool)
                 .await
-                .map_err(|source| self.error(source))?;
+                .map_err(|source| store.error(source))?;
         }
         let deadline = tokio::time::Instant::now() + TERMINATE_WAIT;
         while !sessions.is_empty()
-            && !self.sessions_holding(advisory).await?.is_empty()
+            && !store.sessions_holding(advisory).await?.is_empty()
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(POLL).await;
@@ -593,238 +467,48 @@ impl StateStore for PostgresStore {
         .bind(&key.environment)
         .bind(&row.holder.apply_id)
         .bind(row.session_pid)
-        .execute(&self.pool)
+        .execute(&store.pool)
         .await
-        .map_err(|source| self.error(source))?;
+        .map_err(|source| store.error(source))?;
         Ok(Some(row.holder))
     }
 
-    async fn lock_holder(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError> {
-        match self.read_holder(key).await? {
+    async fn lock_holder(
+        store: &PostgresStore,
+        key: &EnvironmentKey,
+    ) -> Result<Option<LockHolder>, StateError> {
+        match store.read_holder(key).await? {
             None => Ok(None),
             Some(row) if row.live => Ok(Some(row.holder)),
             Some(row) => {
-                self.remove_stale(key, &row).await?;
+                // A read-only store leaves the stale row to the next command that writes.
+                if !store.read_only {
+                    store.remove_stale(key, &row).await?;
+                }
                 Ok(None)
             }
         }
     }
+}
 
-    async fn begin_apply(&self, record: &ApplyRecord) -> Result<(), StateError> {
-        let running = ApplyRecord {
-            outcome: Outcome::Running,
-            finished_at: None,
-            ..record.clone()
-        };
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|source| self.error(source))?;
-        ensure_environment(&mut *transaction, &record.environment)
-            .await
-            .map_err(|source| self.error(source))?;
-        insert_apply(&mut transaction, &running, INSERT_APPLY)
-            .await
-            .map_err(|source| self.error(source))?;
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))
-    }
-
-    async fn write_step(&self, step: &StepRecord) -> Result<(), StateError> {
-        let mut connection = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|source| self.error(source))?;
-        upsert_step(&mut connection, step)
-            .await
-            .map_err(|source| match &source {
-                sqlx::Error::Database(error) if error.is_foreign_key_violation() => {
-                    StateError::UnknownApply(step.apply_id.clone())
-                }
-                _ => self.error(source),
-            })
-    }
-
-    async fn finish_apply(
-        &self,
-        apply_id: &str,
-        outcome: Outcome,
-        finished_at: Timestamp,
-        health_passed: Option<bool>,
-        message: Option<&str>,
-        record: Option<&Record>,
-    ) -> Result<(), StateError> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|source| self.error(source))?;
-        let row = sqlx::query(
-            "UPDATE tldw_ops.applies
-                SET outcome = $1, finished_at = $2, health_passed = $3, message = $4
-              WHERE id = $5 RETURNING deployment, environment",
-        )
-        .bind(outcome.as_str())
-        .bind(timestamp_text(finished_at))
-        .bind(health_passed)
-        .bind(message)
-        .bind(apply_id)
-        .fetch_optional(&mut *transaction)
+/// The URL's location for messages, its options, and one direct connection: an unreachable
+/// server or a refused login fails at once, where a pool would retry until its acquire timeout.
+async fn first_connection(
+    url: &str,
+) -> Result<(String, PgConnectOptions, PgConnection), StateError> {
+    let location = redact_url(url);
+    let options: PgConnectOptions = url.parse().map_err(|source| StateError::Database {
+        location: location.clone(),
+        source,
+    })?;
+    let options = options.application_name("tldw-ops");
+    let connection = PgConnection::connect_with(&options)
         .await
-        .map_err(|source| self.error(source))?
-        .ok_or_else(|| StateError::UnknownApply(apply_id.to_string()))?;
-        let key = self.columns(&row).key()?;
-        if let (Outcome::Succeeded, Some(record)) = (outcome, record) {
-            // FOR UPDATE: a concurrent finish of the same environment waits for this one.
-            let existing = sqlx::query(
-                "SELECT * FROM tldw_ops.managed WHERE deployment = $1 AND environment = $2
-                   FOR UPDATE",
-            )
-            .bind(&key.deployment)
-            .bind(&key.environment)
-            .fetch_all(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?
-            .iter()
-            .map(|row| self.columns(row).managed())
-            .collect::<Result<BTreeMap<_, _>, _>>()?;
-            let managed = merge_managed(&existing, record, apply_id, finished_at);
-            for statement in [DELETE_MANAGED, DELETE_SECRETS] {
-                sqlx::query(statement)
-                    .bind(&key.deployment)
-                    .bind(&key.environment)
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(|source| self.error(source))?;
-            }
-            insert_managed(&mut transaction, &key, &managed)
-                .await
-                .map_err(|source| self.error(source))?;
-            insert_secrets(&mut transaction, &key, &record.secrets)
-                .await
-                .map_err(|source| self.error(source))?;
-        }
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))
-    }
-
-    async fn unfinished_apply(
-        &self,
-        key: &EnvironmentKey,
-    ) -> Result<Option<ApplyRecord>, StateError> {
-        let row = sqlx::query(
-            "SELECT * FROM tldw_ops.applies
-              WHERE deployment = $1 AND environment = $2 AND outcome = $3
-              ORDER BY started_at DESC, seq DESC LIMIT 1",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .bind(Outcome::Running.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|source| self.error(source))?;
-        row.map(|row| self.columns(&row).apply()).transpose()
-    }
-
-    async fn apply_record(&self, apply_id: &str) -> Result<Option<ApplyRecord>, StateError> {
-        let row = sqlx::query("SELECT * FROM tldw_ops.applies WHERE id = $1")
-            .bind(apply_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|source| self.error(source))?;
-        row.map(|row| self.columns(&row).apply()).transpose()
-    }
-
-    async fn steps(&self, apply_id: &str) -> Result<Vec<StepRecord>, StateError> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|source| self.error(source))?;
-        let known: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM tldw_ops.applies WHERE id = $1")
-                .bind(apply_id)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(|source| self.error(source))?;
-        if known.is_none() {
-            return Err(StateError::UnknownApply(apply_id.to_string()));
-        }
-        let rows =
-            sqlx::query("SELECT * FROM tldw_ops.steps WHERE apply_id = $1 ORDER BY step_index")
-                .bind(apply_id)
-                .fetch_all(&mut *transaction)
-                .await
-                .map_err(|source| self.error(source))?;
-        rows.iter()
-            .map(|row| {
-                let columns = self.columns(row);
-                let addresses: Vec<String> = columns.get("addresses")?;
-                columns.step(addresses)
-            })
-            .collect()
-    }
-
-    async fn applies(
-        &self,
-        key: Option<&EnvironmentKey>,
-        limit: u32,
-    ) -> Result<Vec<ApplyRecord>, StateError> {
-        let rows =
-            match key {
-                Some(key) => {
-                    sqlx::query(
-                        "SELECT * FROM tldw_ops.applies WHERE deployment = $1 AND environment = $2
-                      ORDER BY started_at DESC, seq DESC LIMIT $3",
-                    )
-                    .bind(&key.deployment)
-                    .bind(&key.environment)
-                    .bind(wide(limit))
-                    .fetch_all(&self.pool)
-                    .await
-                }
-                None => sqlx::query(
-                    "SELECT * FROM tldw_ops.applies ORDER BY started_at DESC, seq DESC LIMIT $1",
-                )
-                .bind(wide(limit))
-                .fetch_all(&self.pool)
-                .await,
-            }
-            .map_err(|source| self.error(source))?;
-        rows.iter().map(|row| self.columns(row).apply()).collect()
-    }
-
-    async fn environments(&self) -> Result<Vec<EnvironmentSummary>, StateError> {
-        let rows = sqlx::query(
-            "SELECT e.deployment, e.environment,
-                    (SELECT count(*) FROM tldw_ops.managed m
-                      WHERE m.deployment = e.deployment AND m.environment = e.environment)
-                        AS managed
-               FROM tldw_ops.environments e
-              ORDER BY e.deployment COLLATE \"C\", e.environment COLLATE \"C\"",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|source| self.error(source))?;
-        let mut summaries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let columns = self.columns(row);
-            let environment = columns.key()?;
-            summaries.push(EnvironmentSummary {
-                managed: columns.narrow("managed")?,
-                last_apply: self.last_apply(&environment).await?,
-                lock: self.lock_holder(&environment).await?,
-                environment,
-            });
-        }
-        Ok(summaries)
-    }
+        .map_err(|source| StateError::Database {
+            location: location.clone(),
+            source,
+        })?;
+    Ok((location, options, connection))
 }
 
 /// The advisory lock key of an environment: the first 8 bytes of a SHA-256 over a tldw-ops
@@ -880,175 +564,6 @@ pub(super) fn redact_url(url: &str) -> String {
     } else {
         format!("{scheme}://{before_query}?{}", kept.join("&"))
     }
-}
-
-/// Inserts the environment row when missing; true when it was created.
-async fn ensure_environment<'e, E>(executor: E, key: &EnvironmentKey) -> Result<bool, sqlx::Error>
-where
-    E: Executor<'e, Database = Postgres>,
-{
-    let result = sqlx::query(
-        "INSERT INTO tldw_ops.environments (deployment, environment, created_at)
-         VALUES ($1, $2, $3) ON CONFLICT (deployment, environment) DO NOTHING",
-    )
-    .bind(&key.deployment)
-    .bind(&key.environment)
-    .bind(timestamp_text(Timestamp::now()))
-    .execute(executor)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-const DELETE_MANAGED: &str =
-    "DELETE FROM tldw_ops.managed WHERE deployment = $1 AND environment = $2";
-const DELETE_SECRETS: &str =
-    "DELETE FROM tldw_ops.secrets WHERE deployment = $1 AND environment = $2";
-
-/// Inserts a whole managed set with one statement over arrays (`unnest`), instead of one
-/// round trip per row.
-async fn insert_managed(
-    connection: &mut PgConnection,
-    key: &EnvironmentKey,
-    managed: &BTreeMap<String, ManagedRecord>,
-) -> Result<(), sqlx::Error> {
-    if managed.is_empty() {
-        return Ok(());
-    }
-    let addresses: Vec<&str> = managed.keys().map(String::as_str).collect();
-    let hashes: Vec<&str> = managed
-        .values()
-        .map(|record| record.value_hash.as_str())
-        .collect();
-    let sensitive: Vec<bool> = managed.values().map(|record| record.sensitive).collect();
-    let applies: Vec<&str> = managed
-        .values()
-        .map(|record| record.apply_id.as_str())
-        .collect();
-    let times: Vec<String> = managed
-        .values()
-        .map(|record| timestamp_text(record.updated_at))
-        .collect();
-    sqlx::query(
-        "INSERT INTO tldw_ops.managed
-             (deployment, environment, address, value_hash, sensitive, apply_id, updated_at)
-         SELECT $1, $2, address, value_hash, sensitive, apply_id, updated_at
-           FROM unnest($3::text[], $4::text[], $5::bool[], $6::text[], $7::text[])
-             AS rows (address, value_hash, sensitive, apply_id, updated_at)",
-    )
-    .bind(&key.deployment)
-    .bind(&key.environment)
-    .bind(&addresses)
-    .bind(&hashes)
-    .bind(&sensitive)
-    .bind(&applies)
-    .bind(&times)
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
-}
-
-async fn insert_secrets(
-    connection: &mut PgConnection,
-    key: &EnvironmentKey,
-    secrets: &BTreeMap<String, SecretMeta>,
-) -> Result<(), sqlx::Error> {
-    for (name, meta) in secrets {
-        sqlx::query(
-            "INSERT INTO tldw_ops.secrets
-                 (deployment, environment, name, fingerprint, set_at, rotated_at, adopted, source)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .bind(name)
-        .bind(&meta.fingerprint)
-        .bind(timestamp_text(meta.set_at))
-        .bind(optional_timestamp_text(meta.rotated_at))
-        .bind(meta.adopted)
-        .bind(&meta.source)
-        .execute(&mut *connection)
-        .await?;
-    }
-    Ok(())
-}
-
-/// A new apply: a second apply with the same id is an error.
-const INSERT_APPLY: &str = "INSERT INTO tldw_ops.applies
-    (id, deployment, environment, kind, plan_hash, desired_hash, shared_hash, git_commit,
-     actor_user, actor_host, pid, started_at, finished_at, outcome, changes, health_passed,
-     override_reason, message, plan_json)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-
-/// A copied apply: one already here is left as it is.
-const INSERT_APPLY_IF_ABSENT: &str = "INSERT INTO tldw_ops.applies
-    (id, deployment, environment, kind, plan_hash, desired_hash, shared_hash, git_commit,
-     actor_user, actor_host, pid, started_at, finished_at, outcome, changes, health_passed,
-     override_reason, message, plan_json)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-    ON CONFLICT (id) DO NOTHING";
-
-/// Inserts an apply row as it is; true when a row was written.
-async fn insert_apply(
-    connection: &mut PgConnection,
-    record: &ApplyRecord,
-    statement: &'static str,
-) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(statement)
-        .bind(&record.id)
-        .bind(&record.environment.deployment)
-        .bind(&record.environment.environment)
-        .bind(&record.kind)
-        .bind(&record.plan_hash)
-        .bind(&record.desired_hash)
-        .bind(&record.shared_hash)
-        .bind(&record.git_commit)
-        .bind(&record.actor_user)
-        .bind(&record.actor_host)
-        .bind(wide(record.pid))
-        .bind(timestamp_text(record.started_at))
-        .bind(optional_timestamp_text(record.finished_at))
-        .bind(record.outcome.as_str())
-        .bind(wide(record.changes))
-        .bind(record.health_passed)
-        .bind(&record.override_reason)
-        .bind(&record.message)
-        .bind(&record.plan_json)
-        .execute(&mut *connection)
-        .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-async fn upsert_step(connection: &mut PgConnection, step: &StepRecord) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO tldw_ops.steps
-             (apply_id, step_index, kind, target, addresses, status, before_hash, after_hash,
-              checkpoint_path, checkpoint_hash, before_values, started_at, finished_at, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-         ON CONFLICT (apply_id, step_index) DO UPDATE SET
-             kind = excluded.kind, target = excluded.target, addresses = excluded.addresses,
-             status = excluded.status, before_hash = excluded.before_hash,
-             after_hash = excluded.after_hash, checkpoint_path = excluded.checkpoint_path,
-             checkpoint_hash = excluded.checkpoint_hash, before_values = excluded.before_values,
-             started_at = excluded.started_at, finished_at = excluded.finished_at,
-             error = excluded.error",
-    )
-    .bind(&step.apply_id)
-    .bind(wide(step.index))
-    .bind(&step.kind)
-    .bind(&step.target)
-    .bind(&step.addresses)
-    .bind(step.status.as_str())
-    .bind(&step.before_hash)
-    .bind(&step.after_hash)
-    .bind(&step.checkpoint_path)
-    .bind(&step.checkpoint_hash)
-    .bind(&step.before_values)
-    .bind(timestamp_text(step.started_at))
-    .bind(optional_timestamp_text(step.finished_at))
-    .bind(&step.error)
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

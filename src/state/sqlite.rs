@@ -13,21 +13,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use sqlx::Sqlite;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteQueryResult, SqliteSynchronous,
 };
 
-use super::codec::{
-    Columns, merge_managed, optional_timestamp_text, timestamp_text, unpack_managed, wide,
-};
-use super::migrate::{ImportedEnvironment, SaltAdoption};
-use super::{
-    ApplyRecord, EnvironmentKey, EnvironmentState, EnvironmentSummary, LockHolder, ManagedRecord,
-    Outcome, Record, SecretMeta, StateError, StateStore, StepRecord,
-};
+use super::codec::{Columns, timestamp_text, wide};
+use super::journal::{Dialect, SqlStore, Statement};
+use super::{EnvironmentKey, LockHolder, ManagedRecord, StateError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -37,20 +32,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `SQLITE_NOTADB`: the file exists but is not a SQLite database.
 const NOT_A_DATABASE: &str = "26";
 
-pub struct SqliteStore {
-    pool: SqlitePool,
-    location: String,
+pub type SqliteStore = SqlStore<Sqlite>;
+
+/// What a SQLite store keeps besides its pool.
+pub struct SqliteBackend {
     /// This machine's name, to recognise lock holders whose process can be checked.
     host: String,
-}
-
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("SqliteStore")
-            .field("location", &self.location)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SqliteStore {
@@ -103,161 +90,59 @@ impl SqliteStore {
         let store = SqliteStore {
             pool,
             location,
-            host: crate::settings::hostname(),
+            backend: SqliteBackend {
+                host: crate::settings::hostname(),
+            },
+            read_only: false,
         };
         store.ensure_salt().await?;
         Ok(store)
     }
 
-    fn error(&self, source: sqlx::Error) -> StateError {
-        StateError::Database {
-            location: self.location.clone(),
-            source,
-        }
-    }
-
-    fn columns<'r>(&'r self, row: &'r SqliteRow) -> Columns<'r, SqliteRow> {
-        Columns::new(row, &self.location)
-    }
-
-    /// Creates the store's salt on first open; later opens keep it (and do not write).
-    async fn ensure_salt(&self) -> Result<(), StateError> {
-        let existing: Option<Vec<u8>> = sqlx::query_scalar("SELECT salt FROM meta WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|source| self.error(source))?;
-        if existing.is_some() {
-            return Ok(());
-        }
-        let mut salt = [0u8; 32];
-        getrandom::fill(&mut salt).expect("the operating system random source is available");
-        sqlx::query(
-            "INSERT INTO meta (id, salt, created_at) VALUES (1, ?, ?) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(salt.as_slice())
-        .bind(timestamp_text(Timestamp::now()))
-        .execute(&self.pool)
-        .await
-        .map_err(|source| self.error(source))?;
-        Ok(())
-    }
-
-    pub(super) async fn salt(&self) -> Result<Vec<u8>, StateError> {
-        sqlx::query_scalar("SELECT salt FROM meta WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|source| self.error(source))
-    }
-
-    /// Takes `salt` as this store's salt unless environments already use another one.
-    pub(super) async fn adopt_salt(&self, salt: &[u8]) -> Result<SaltAdoption, StateError> {
-        let mut transaction = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|source| self.error(source))?;
-        let current: Vec<u8> = sqlx::query_scalar("SELECT salt FROM meta WHERE id = 1")
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?;
-        if current == salt {
-            return Ok(SaltAdoption::Same);
-        }
-        let environments: i64 = sqlx::query_scalar("SELECT count(*) FROM environments")
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?;
-        if environments > 0 {
-            return Ok(SaltAdoption::Conflict);
-        }
-        sqlx::query("UPDATE meta SET salt = ? WHERE id = 1")
-            .bind(salt)
-            .execute(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?;
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))?;
-        Ok(SaltAdoption::Copied)
-    }
-
-    /// Creates the environment when missing and, when the target has neither managed rows nor
-    /// secret metadata for it, copies `state`'s. What the target already has wins.
-    pub(super) async fn import_environment(
-        &self,
-        key: &EnvironmentKey,
-        state: &EnvironmentState,
-    ) -> Result<ImportedEnvironment, StateError> {
-        let mut transaction = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|source| self.error(source))?;
-        let created = ensure_environment(&mut transaction, key)
-            .await
-            .map_err(|source| self.error(source))?;
-        let existing: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM managed WHERE deployment = ?1 AND environment = ?2)
-                  + (SELECT count(*) FROM secrets WHERE deployment = ?1 AND environment = ?2)",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .fetch_one(&mut *transaction)
-        .await
-        .map_err(|source| self.error(source))?;
-        let mut imported = ImportedEnvironment {
-            created,
-            ..ImportedEnvironment::default()
-        };
-        if existing == 0 {
-            insert_managed(&mut transaction, key, &state.managed)
-                .await
-                .map_err(|source| self.error(source))?;
-            insert_secrets(&mut transaction, key, &state.secrets)
-                .await
-                .map_err(|source| self.error(source))?;
-            imported.managed = state.managed.len();
-            imported.secrets = state.secrets.len();
-        }
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))?;
-        Ok(imported)
-    }
-
-    /// Copies an apply and its steps as they are, unless an apply with that id is already
-    /// here. Returns the number of steps copied, or `None` when the apply was already present.
-    pub(super) async fn import_apply(
-        &self,
-        record: &ApplyRecord,
-        steps: &[StepRecord],
-    ) -> Result<Option<usize>, StateError> {
-        let mut transaction = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|source| self.error(source))?;
-        ensure_environment(&mut transaction, &record.environment)
-            .await
-            .map_err(|source| self.error(source))?;
-        let inserted = insert_apply(&mut transaction, record, INSERT_APPLY_IF_ABSENT)
-            .await
-            .map_err(|source| self.error(source))?;
-        if !inserted {
+    /// Opens an existing store to read it only, or `None` when it must be opened with
+    /// [`SqliteStore::open`]: the file is missing, or its schema is not this build's.
+    ///
+    /// One connection, so the file is opened once. When no `-wal` file exists it is a
+    /// read-write connection all the same: SQLite reads a WAL database through its `-shm`
+    /// index, a `mode=ro` connection creates `-wal` and `-shm` too but cannot remove them when
+    /// it closes (measured: both stay behind), and `immutable=1` would ignore a concurrent
+    /// apply. A read-write connection that only reads writes nothing to the database file and
+    /// removes both files when it closes (see [`SqlStore::close`]).
+    pub async fn open_read_only(path: &Path) -> Result<Option<SqliteStore>, StateError> {
+        if !path.is_file() {
             return Ok(None);
         }
-        for step in steps {
-            upsert_step(&mut transaction, step)
-                .await
-                .map_err(|source| self.error(source))?;
-        }
-        transaction
-            .commit()
+        let location = path.display().to_string();
+        // A -wal file already there belongs to a running process, or to one that exited without
+        // closing (its frames not yet copied into the database). A read-write connection would
+        // copy them in when it closes, writing the database: read through a read-only one, which
+        // uses the files as they are and leaves them in place.
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(Path::new(&wal).exists())
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
             .await
-            .map_err(|source| self.error(source))?;
-        Ok(Some(steps.len()))
+            .map_err(|source| open_error(&location, source))?;
+        let store = SqliteStore {
+            pool,
+            location,
+            backend: SqliteBackend {
+                host: crate::settings::hostname(),
+            },
+            read_only: true,
+        };
+        let newest = MIGRATOR.iter().map(|migration| migration.version).max();
+        if !store.readable_as_is(newest.unwrap_or_default()).await {
+            store.pool.close().await;
+            return Ok(None);
+        }
+        Ok(Some(store))
     }
 
     /// The pool, for tests that look under the hood (migration bookkeeping).
@@ -268,7 +153,7 @@ impl SqliteStore {
 
     /// Whether `holder` is known to be gone: it ran on this host and its process is not there.
     fn holder_is_dead(&self, holder: &LockHolder) -> bool {
-        holder.host == self.host && process_is_gone(holder.pid)
+        holder.host == self.backend.host && process_is_gone(holder.pid)
     }
 
     async fn read_holder(
@@ -287,98 +172,97 @@ impl SqliteStore {
         .map_err(|source| self.error(source))?;
         row.map(|row| self.columns(&row).holder()).transpose()
     }
-
-    async fn last_apply(&self, key: &EnvironmentKey) -> Result<Option<ApplyRecord>, StateError> {
-        let row = sqlx::query(
-            "SELECT * FROM applies WHERE deployment = ? AND environment = ?
-              ORDER BY started_at DESC, seq DESC LIMIT 1",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|source| self.error(source))?;
-        row.map(|row| self.columns(&row).apply()).transpose()
-    }
 }
 
-impl StateStore for SqliteStore {
-    fn location(&self) -> String {
-        self.location.clone()
+impl Dialect for Sqlite {
+    const STORE_NAME: &'static str = "SqliteStore";
+    const SCHEMA_QUALIFIED: bool = false;
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const FOR_UPDATE: &'static str = "";
+    const LOCK_ENVIRONMENTS: Option<&'static str> = None;
+    const BYTE_ORDER: &'static str = "";
+    const PACKED_MANAGED: &'static str =
+        "SELECT group_concat(address || char(31) || value_hash || char(31) || sensitive
+                            || char(31) || apply_id || char(31) || updated_at, char(30))
+           FROM managed WHERE deployment = $1 AND environment = $2";
+
+    type Backend = SqliteBackend;
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 
-    async fn environment(&self, key: &EnvironmentKey) -> Result<EnvironmentState, StateError> {
-        // Planning reads state on every run: only a new environment takes the write lock (and
-        // its fsync); a known one is read in a plain read transaction.
-        let known: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM environments WHERE deployment = ? AND environment = ?",
+    fn bind_addresses(query: Statement<Sqlite>, addresses: &[String]) -> Statement<Sqlite> {
+        query.bind(
+            serde_json::to_string(addresses).expect("a list of strings always serializes to JSON"),
         )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|source| self.error(source))?;
-        let mut transaction = if known.is_some() {
-            self.pool.begin().await
-        } else {
-            self.pool.begin_with("BEGIN IMMEDIATE").await
-        }
-        .map_err(|source| self.error(source))?;
-        if known.is_none() {
-            ensure_environment(&mut transaction, key)
-                .await
-                .map_err(|source| self.error(source))?;
-        }
-        let salt: Vec<u8> = sqlx::query_scalar("SELECT salt FROM meta WHERE id = 1")
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?;
-        let packed: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(address || char(31) || value_hash || char(31) || sensitive
-                                 || char(31) || apply_id || char(31) || updated_at, char(30))
-               FROM managed WHERE deployment = ? AND environment = ?",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .fetch_one(&mut *transaction)
-        .await
-        .map_err(|source| self.error(source))?;
-        let managed = unpack_managed(packed.as_deref(), &self.location)?;
-        let secrets = sqlx::query(
-            "SELECT * FROM secrets WHERE deployment = ? AND environment = ? ORDER BY name",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(|source| self.error(source))?
-        .iter()
-        .map(|row| self.columns(row).secret())
-        .collect::<Result<BTreeMap<_, _>, _>>()?;
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))?;
-        Ok(EnvironmentState {
-            salt,
-            managed,
-            secrets,
+    }
+
+    fn addresses(
+        columns: &Columns<'_, sqlx::sqlite::SqliteRow>,
+    ) -> Result<Vec<String>, StateError> {
+        let addresses: String = columns.get("addresses")?;
+        serde_json::from_str(&addresses).map_err(|error| {
+            let apply_id: String = columns.get("apply_id").unwrap_or_default();
+            StateError::Corrupt {
+                location: columns.location().to_string(),
+                detail: format!("addresses of step {apply_id} are not a JSON list: {error}"),
+            }
         })
     }
 
-    async fn lock(&self, key: &EnvironmentKey, holder: &LockHolder) -> Result<(), StateError> {
+    /// Inserts a whole managed set with one statement: the rows travel as one JSON array, which
+    /// SQLite's `json_each` unpacks. Thousands of single-row inserts through the driver took most of
+    /// a large apply.
+    async fn insert_managed(
+        connection: &mut SqliteConnection,
+        key: &EnvironmentKey,
+        managed: &BTreeMap<String, ManagedRecord>,
+    ) -> Result<(), sqlx::Error> {
+        if managed.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = managed
+            .iter()
+            .map(|(address, record)| {
+                serde_json::json!([
+                    address,
+                    record.value_hash,
+                    i64::from(record.sensitive),
+                    record.apply_id,
+                    timestamp_text(record.updated_at)
+                ])
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO managed
+                 (deployment, environment, address, value_hash, sensitive, apply_id, updated_at)
+             SELECT ?, ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
+               FROM json_each(?)",
+        )
+        .bind(&key.deployment)
+        .bind(&key.environment)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *connection)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock(
+        store: &SqliteStore,
+        key: &EnvironmentKey,
+        holder: &LockHolder,
+    ) -> Result<(), StateError> {
         // IMMEDIATE takes the write lock now, so no other process can insert a holder between
         // our check and our insert.
-        let mut transaction = self
+        let mut transaction = store
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(|source| self.error(source))?;
-        ensure_environment(&mut transaction, key)
-            .await
-            .map_err(|source| self.error(source))?;
-        if let Some(existing) = self.read_holder(&mut transaction, key).await? {
-            if !self.holder_is_dead(&existing) {
+            .map_err(|source| store.error(source))?;
+        store.ensure_environment(&mut transaction, key).await?;
+        if let Some(existing) = store.read_holder(&mut transaction, key).await? {
+            if !store.holder_is_dead(&existing) {
                 return Err(StateError::Locked {
                     environment: key.clone(),
                     holder: existing,
@@ -406,48 +290,62 @@ impl StateStore for SqliteStore {
         .bind(timestamp_text(holder.started_at))
         .execute(&mut *transaction)
         .await
-        .map_err(|source| self.error(source))?;
+        .map_err(|source| store.error(source))?;
         transaction
             .commit()
             .await
-            .map_err(|source| self.error(source))
+            .map_err(|source| store.error(source))
     }
 
-    async fn unlock(&self, key: &EnvironmentKey, apply_id: &str) -> Result<(), StateError> {
+    async fn unlock(
+        store: &SqliteStore,
+        key: &EnvironmentKey,
+        apply_id: &str,
+    ) -> Result<(), StateError> {
         sqlx::query("DELETE FROM locks WHERE deployment = ? AND environment = ? AND apply_id = ?")
             .bind(&key.deployment)
             .bind(&key.environment)
             .bind(apply_id)
-            .execute(&self.pool)
+            .execute(&store.pool)
             .await
-            .map_err(|source| self.error(source))?;
+            .map_err(|source| store.error(source))?;
         Ok(())
     }
 
-    async fn force_unlock(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError> {
+    async fn force_unlock(
+        store: &SqliteStore,
+        key: &EnvironmentKey,
+    ) -> Result<Option<LockHolder>, StateError> {
         let row = sqlx::query(
             "DELETE FROM locks WHERE deployment = ? AND environment = ?
              RETURNING apply_id, host, pid, started_at",
         )
         .bind(&key.deployment)
         .bind(&key.environment)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&store.pool)
         .await
-        .map_err(|source| self.error(source))?;
-        row.map(|row| self.columns(&row).holder()).transpose()
+        .map_err(|source| store.error(source))?;
+        row.map(|row| store.columns(&row).holder()).transpose()
     }
 
-    async fn lock_holder(&self, key: &EnvironmentKey) -> Result<Option<LockHolder>, StateError> {
-        let mut connection = self
+    async fn lock_holder(
+        store: &SqliteStore,
+        key: &EnvironmentKey,
+    ) -> Result<Option<LockHolder>, StateError> {
+        let mut connection = store
             .pool
             .acquire()
             .await
-            .map_err(|source| self.error(source))?;
-        let Some(holder) = self.read_holder(&mut connection, key).await? else {
+            .map_err(|source| store.error(source))?;
+        let Some(holder) = store.read_holder(&mut connection, key).await? else {
             return Ok(None);
         };
-        if !self.holder_is_dead(&holder) {
+        if !store.holder_is_dead(&holder) {
             return Ok(Some(holder));
+        }
+        if store.read_only {
+            // Dead all the same; the next command that writes removes the row.
+            return Ok(None);
         }
         tracing::warn!(
             environment = %key,
@@ -467,222 +365,8 @@ impl StateStore for SqliteStore {
         .bind(wide(holder.pid))
         .execute(&mut *connection)
         .await
-        .map_err(|source| self.error(source))?;
+        .map_err(|source| store.error(source))?;
         Ok(None)
-    }
-
-    async fn begin_apply(&self, record: &ApplyRecord) -> Result<(), StateError> {
-        let running = ApplyRecord {
-            outcome: Outcome::Running,
-            finished_at: None,
-            ..record.clone()
-        };
-        let mut transaction = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|source| self.error(source))?;
-        ensure_environment(&mut transaction, &record.environment)
-            .await
-            .map_err(|source| self.error(source))?;
-        insert_apply(&mut transaction, &running, INSERT_APPLY)
-            .await
-            .map_err(|source| self.error(source))?;
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))
-    }
-
-    async fn write_step(&self, step: &StepRecord) -> Result<(), StateError> {
-        let mut connection = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|source| self.error(source))?;
-        upsert_step(&mut connection, step)
-            .await
-            .map_err(|source| match &source {
-                sqlx::Error::Database(error) if error.is_foreign_key_violation() => {
-                    StateError::UnknownApply(step.apply_id.clone())
-                }
-                _ => self.error(source),
-            })
-    }
-
-    async fn finish_apply(
-        &self,
-        apply_id: &str,
-        outcome: Outcome,
-        finished_at: Timestamp,
-        health_passed: Option<bool>,
-        message: Option<&str>,
-        record: Option<&Record>,
-    ) -> Result<(), StateError> {
-        let mut transaction = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|source| self.error(source))?;
-        let row = sqlx::query(
-            "UPDATE applies SET outcome = ?, finished_at = ?, health_passed = ?, message = ?
-              WHERE id = ? RETURNING deployment, environment",
-        )
-        .bind(outcome.as_str())
-        .bind(timestamp_text(finished_at))
-        .bind(health_passed)
-        .bind(message)
-        .bind(apply_id)
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(|source| self.error(source))?
-        .ok_or_else(|| StateError::UnknownApply(apply_id.to_string()))?;
-        let key = self.columns(&row).key()?;
-        if let (Outcome::Succeeded, Some(record)) = (outcome, record) {
-            let existing =
-                sqlx::query("SELECT * FROM managed WHERE deployment = ? AND environment = ?")
-                    .bind(&key.deployment)
-                    .bind(&key.environment)
-                    .fetch_all(&mut *transaction)
-                    .await
-                    .map_err(|source| self.error(source))?
-                    .iter()
-                    .map(|row| self.columns(row).managed())
-                    .collect::<Result<BTreeMap<_, _>, _>>()?;
-            let managed = merge_managed(&existing, record, apply_id, finished_at);
-            for table in [DELETE_MANAGED, DELETE_SECRETS] {
-                sqlx::query(table)
-                    .bind(&key.deployment)
-                    .bind(&key.environment)
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(|source| self.error(source))?;
-            }
-            insert_managed(&mut transaction, &key, &managed)
-                .await
-                .map_err(|source| self.error(source))?;
-            insert_secrets(&mut transaction, &key, &record.secrets)
-                .await
-                .map_err(|source| self.error(source))?;
-        }
-        transaction
-            .commit()
-            .await
-            .map_err(|source| self.error(source))
-    }
-
-    async fn unfinished_apply(
-        &self,
-        key: &EnvironmentKey,
-    ) -> Result<Option<ApplyRecord>, StateError> {
-        let row = sqlx::query(
-            "SELECT * FROM applies WHERE deployment = ? AND environment = ? AND outcome = ?
-              ORDER BY started_at DESC, seq DESC LIMIT 1",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .bind(Outcome::Running.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|source| self.error(source))?;
-        row.map(|row| self.columns(&row).apply()).transpose()
-    }
-
-    async fn apply_record(&self, apply_id: &str) -> Result<Option<ApplyRecord>, StateError> {
-        let row = sqlx::query("SELECT * FROM applies WHERE id = ?")
-            .bind(apply_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|source| self.error(source))?;
-        row.map(|row| self.columns(&row).apply()).transpose()
-    }
-
-    async fn steps(&self, apply_id: &str) -> Result<Vec<StepRecord>, StateError> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|source| self.error(source))?;
-        let known: Option<i64> = sqlx::query_scalar("SELECT seq FROM applies WHERE id = ?")
-            .bind(apply_id)
-            .fetch_optional(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?;
-        if known.is_none() {
-            return Err(StateError::UnknownApply(apply_id.to_string()));
-        }
-        let rows = sqlx::query("SELECT * FROM steps WHERE apply_id = ? ORDER BY step_index")
-            .bind(apply_id)
-            .fetch_all(&mut *transaction)
-            .await
-            .map_err(|source| self.error(source))?;
-        rows.iter()
-            .map(|row| {
-                let columns = self.columns(row);
-                let addresses: String = columns.get("addresses")?;
-                let addresses =
-                    serde_json::from_str(&addresses).map_err(|error| StateError::Corrupt {
-                        location: self.location.clone(),
-                        detail: format!(
-                            "addresses of step {apply_id} are not a JSON list: {error}"
-                        ),
-                    })?;
-                columns.step(addresses)
-            })
-            .collect()
-    }
-
-    async fn applies(
-        &self,
-        key: Option<&EnvironmentKey>,
-        limit: u32,
-    ) -> Result<Vec<ApplyRecord>, StateError> {
-        let rows = match key {
-            Some(key) => {
-                sqlx::query(
-                    "SELECT * FROM applies WHERE deployment = ? AND environment = ?
-                      ORDER BY started_at DESC, seq DESC LIMIT ?",
-                )
-                .bind(&key.deployment)
-                .bind(&key.environment)
-                .bind(wide(limit))
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query("SELECT * FROM applies ORDER BY started_at DESC, seq DESC LIMIT ?")
-                    .bind(wide(limit))
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(|source| self.error(source))?;
-        rows.iter().map(|row| self.columns(row).apply()).collect()
-    }
-
-    async fn environments(&self) -> Result<Vec<EnvironmentSummary>, StateError> {
-        let rows = sqlx::query(
-            "SELECT e.deployment, e.environment,
-                    (SELECT count(*) FROM managed m
-                      WHERE m.deployment = e.deployment AND m.environment = e.environment)
-                        AS managed
-               FROM environments e ORDER BY e.deployment, e.environment",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|source| self.error(source))?;
-        let mut summaries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let columns = self.columns(row);
-            let environment = columns.key()?;
-            summaries.push(EnvironmentSummary {
-                managed: columns.narrow("managed")?,
-                last_apply: self.last_apply(&environment).await?,
-                lock: self.lock_holder(&environment).await?,
-                environment,
-            });
-        }
-        Ok(summaries)
     }
 }
 
@@ -756,170 +440,4 @@ fn open_error(location: &str, source: sqlx::Error) -> StateError {
 fn process_is_gone(pid: u32) -> bool {
     let proc = Path::new("/proc");
     proc.join("self").exists() && !proc.join(pid.to_string()).exists()
-}
-
-/// Inserts the environment row when missing; true when it was created.
-async fn ensure_environment(
-    connection: &mut SqliteConnection,
-    key: &EnvironmentKey,
-) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
-        "INSERT INTO environments (deployment, environment, created_at) VALUES (?, ?, ?)
-         ON CONFLICT (deployment, environment) DO NOTHING",
-    )
-    .bind(&key.deployment)
-    .bind(&key.environment)
-    .bind(timestamp_text(Timestamp::now()))
-    .execute(&mut *connection)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-const DELETE_MANAGED: &str = "DELETE FROM managed WHERE deployment = ? AND environment = ?";
-const DELETE_SECRETS: &str = "DELETE FROM secrets WHERE deployment = ? AND environment = ?";
-
-/// Inserts a whole managed set with one statement: the rows travel as one JSON array, which
-/// SQLite's `json_each` unpacks. Thousands of single-row inserts through the driver took most of
-/// a large apply.
-async fn insert_managed(
-    connection: &mut SqliteConnection,
-    key: &EnvironmentKey,
-    managed: &BTreeMap<String, ManagedRecord>,
-) -> Result<(), sqlx::Error> {
-    if managed.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<serde_json::Value> = managed
-        .iter()
-        .map(|(address, record)| {
-            serde_json::json!([
-                address,
-                record.value_hash,
-                i64::from(record.sensitive),
-                record.apply_id,
-                timestamp_text(record.updated_at)
-            ])
-        })
-        .collect();
-    sqlx::query(
-        "INSERT INTO managed
-             (deployment, environment, address, value_hash, sensitive, apply_id, updated_at)
-         SELECT ?, ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
-           FROM json_each(?)",
-    )
-    .bind(&key.deployment)
-    .bind(&key.environment)
-    .bind(serde_json::Value::Array(rows).to_string())
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
-}
-
-async fn insert_secrets(
-    connection: &mut SqliteConnection,
-    key: &EnvironmentKey,
-    secrets: &BTreeMap<String, SecretMeta>,
-) -> Result<(), sqlx::Error> {
-    for (name, meta) in secrets {
-        sqlx::query(
-            "INSERT INTO secrets
-                 (deployment, environment, name, fingerprint, set_at, rotated_at, adopted, source)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.deployment)
-        .bind(&key.environment)
-        .bind(name)
-        .bind(&meta.fingerprint)
-        .bind(timestamp_text(meta.set_at))
-        .bind(optional_timestamp_text(meta.rotated_at))
-        .bind(meta.adopted)
-        .bind(&meta.source)
-        .execute(&mut *connection)
-        .await?;
-    }
-    Ok(())
-}
-
-/// A new apply: a second apply with the same id is an error.
-const INSERT_APPLY: &str = "INSERT INTO applies
-    (id, deployment, environment, kind, plan_hash, desired_hash, shared_hash, git_commit,
-     actor_user, actor_host, pid, started_at, finished_at, outcome, changes, health_passed,
-     override_reason, message, plan_json)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-
-/// A copied apply: one already here is left as it is.
-const INSERT_APPLY_IF_ABSENT: &str = "INSERT INTO applies
-    (id, deployment, environment, kind, plan_hash, desired_hash, shared_hash, git_commit,
-     actor_user, actor_host, pid, started_at, finished_at, outcome, changes, health_passed,
-     override_reason, message, plan_json)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (id) DO NOTHING";
-
-/// Inserts an apply row as it is; true when a row was written.
-async fn insert_apply(
-    connection: &mut SqliteConnection,
-    record: &ApplyRecord,
-    statement: &'static str,
-) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(statement)
-        .bind(&record.id)
-        .bind(&record.environment.deployment)
-        .bind(&record.environment.environment)
-        .bind(&record.kind)
-        .bind(&record.plan_hash)
-        .bind(&record.desired_hash)
-        .bind(&record.shared_hash)
-        .bind(&record.git_commit)
-        .bind(&record.actor_user)
-        .bind(&record.actor_host)
-        .bind(wide(record.pid))
-        .bind(timestamp_text(record.started_at))
-        .bind(optional_timestamp_text(record.finished_at))
-        .bind(record.outcome.as_str())
-        .bind(wide(record.changes))
-        .bind(record.health_passed)
-        .bind(&record.override_reason)
-        .bind(&record.message)
-        .bind(&record.plan_json)
-        .execute(&mut *connection)
-        .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-async fn upsert_step(
-    connection: &mut SqliteConnection,
-    step: &StepRecord,
-) -> Result<(), sqlx::Error> {
-    let addresses = serde_json::to_string(&step.addresses)
-        .expect("a list of strings always serializes to JSON");
-    sqlx::query(
-        "INSERT INTO steps
-             (apply_id, step_index, kind, target, addresses, status, before_hash, after_hash,
-              checkpoint_path, checkpoint_hash, before_values, started_at, finished_at, error)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (apply_id, step_index) DO UPDATE SET
-             kind = excluded.kind, target = excluded.target, addresses = excluded.addresses,
-             status = excluded.status, before_hash = excluded.before_hash,
-             after_hash = excluded.after_hash, checkpoint_path = excluded.checkpoint_path,
-             checkpoint_hash = excluded.checkpoint_hash, before_values = excluded.before_values,
-             started_at = excluded.started_at, finished_at = excluded.finished_at,
-             error = excluded.error",
-    )
-    .bind(&step.apply_id)
-    .bind(wide(step.index))
-    .bind(&step.kind)
-    .bind(&step.target)
-    .bind(addresses)
-    .bind(step.status.as_str())
-    .bind(&step.before_hash)
-    .bind(&step.after_hash)
-    .bind(&step.checkpoint_path)
-    .bind(&step.checkpoint_hash)
-    .bind(&step.before_values)
-    .bind(timestamp_text(step.started_at))
-    .bind(optional_timestamp_text(step.finished_at))
-    .bind(&step.error)
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
 }

@@ -969,3 +969,66 @@ async fn postgres_locations_and_errors_never_show_the_password() {
     assert_eq!(store.location(), database.url);
     assert!(!format!("{store:?}").contains("hunter2"));
 }
+
+#[tokio::test]
+async fn a_read_only_store_opens_once_and_registers_nothing() {
+    on_each_backend("read_only", async |location| {
+        // A store that does not exist yet is created as `open` creates it, salt and all.
+        let first = open_read_only(&location).await.unwrap();
+        let salt = first.environment(&key("prod")).await.unwrap().salt;
+        first.close().await;
+        if let Some(path) = location::sqlite_path(&location) {
+            assert!(path.is_file());
+        }
+        {
+            let writer = must_open(&location).await;
+            succeed(&writer, "a1", &key("prod"), 0, &Record::default()).await;
+            writer.close().await;
+        }
+
+        let store = open_read_only(&location).await.unwrap();
+        let unknown = store.environment(&key("staging")).await.unwrap();
+        assert_eq!(unknown.salt, salt);
+        assert!(unknown.managed.is_empty() && unknown.secrets.is_empty());
+        assert!(
+            store
+                .unfinished_apply(&key("prod"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let listed: Vec<EnvironmentKey> = store
+            .environments()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|summary| summary.environment)
+            .collect();
+        assert_eq!(listed, vec![key("prod")], "staging was not registered");
+        if let Store::Sqlite(sqlite) = &store {
+            assert_eq!(
+                sqlite.pool().size(),
+                1,
+                "one connection: the file is opened once"
+            );
+        }
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_read_only_open_of_an_unreachable_postgres_fails_at_once_without_the_password() {
+    let started = std::time::Instant::now();
+    let error = open_read_only("postgres://ops:hunter2@127.0.0.1:1/state")
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("postgres://ops@127.0.0.1:1/state"),
+        "{error}"
+    );
+    assert!(!format!("{error} {error:?}").contains("hunter2"));
+}

@@ -776,3 +776,83 @@ fn history_text_shows_the_plan_hash_and_durations_as_people_say_them() {
         );
     }
 }
+
+/// The state database and its WAL companions, as a no-op command must leave them.
+/// A file's name, and its bytes and mtime when it exists.
+type FileState = (String, Option<(Vec<u8>, std::time::SystemTime)>);
+
+fn state_files(site: &Site) -> Vec<FileState> {
+    ["state.db", "state.db-wal", "state.db-shm"]
+        .iter()
+        .map(|name| {
+            let path = site.path().join(".tldw-ops").join(name);
+            let found = std::fs::read(&path)
+                .ok()
+                .map(|bytes| (bytes, std::fs::metadata(&path).unwrap().modified().unwrap()));
+            (name.to_string(), found)
+        })
+        .collect()
+}
+
+#[test]
+fn a_no_op_plan_only_reads_the_state_database() {
+    let fake = FakeTldw::start(FakeTldwConfig::default());
+    let site = served_site(&fake);
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+    assert_eq!(code, 0, "{stderr}");
+    // Apply's process may exit with its -wal still there; then once after a clean close,
+    // without -wal and -shm.
+    read_only_commands_leave_the_state_as_it_was(&site);
+    checkpoint_and_close(&site);
+    assert_eq!(
+        state_files(&site)[1].1,
+        None,
+        "the -wal is gone after a clean close"
+    );
+    read_only_commands_leave_the_state_as_it_was(&site);
+}
+
+/// Copies the WAL into the database and closes it, as the last process to close it does.
+fn checkpoint_and_close(site: &Site) {
+    let path = site.path().join(".tldw-ops/state.db");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+}
+
+fn read_only_commands_leave_the_state_as_it_was(site: &Site) {
+    let before = state_files(site);
+    assert!(before[0].1.is_some(), "apply left a state database");
+    // A second apart, so a rewrite within the filesystem's mtime granularity would show.
+    std::thread::sleep(Duration::from_millis(1100));
+    for args in [
+        &["plan", "--detailed-exitcode"][..],
+        &["drift"][..],
+        &["history", "--format", "json"][..],
+        &["state", "list"][..],
+    ] {
+        let (code, stdout, stderr) = run(&mut command(site, args));
+        assert_eq!(code, 0, "{args:?}:\n{stdout}\n{stderr}");
+        let after = state_files(site);
+        let summary = |files: &[FileState]| {
+            files
+                .iter()
+                .map(|(name, found)| {
+                    format!("{name}: {:?}", found.as_ref().map(|(b, t)| (b.len(), t)))
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            after == before,
+            "{args:?} changed the state database or left -wal/-shm files behind: {:?} -> {:?}",
+            summary(&before),
+            summary(&after)
+        );
+    }
+}

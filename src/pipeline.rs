@@ -126,7 +126,7 @@ fn secret_file_modes(checked: &crate::spec::Checked) -> Vec<crate::spec::Diagnos
     sources
         .into_iter()
         .filter_map(|(pointer, path)| {
-            let full = checked.declaring_directory(&pointer).join(path);
+            let full = crate::deployment::declared_path(checked, &pointer, path);
             let mode = std::fs::metadata(&full).ok()?.permissions().mode() & 0o777;
             (mode & 0o077 != 0).then(|| {
                 crate::spec::Diagnostic::warning(

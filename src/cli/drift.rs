@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use super::common::{report_pipeline_error, runtime};
+use super::common::runtime;
 use super::output::{Style, paint_adapter};
 use super::{ExitStatus, Printer, desired_file};
 use crate::drift::adopt::{self, Adoption};
 use crate::drift::{self, DriftReport};
-use crate::pipeline::{self, Prepared};
+use crate::pipeline::Prepared;
 use crate::providers::files::{read_snapshot, write_atomic};
 use crate::settings::Settings;
 
@@ -35,13 +35,11 @@ pub enum Format {
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     let file = desired_file(args.file);
-    let prepared = match runtime().block_on(async {
-        let loaded = pipeline::load(&file, settings, false).await?;
-        pipeline::observe(loaded).await
-    }) {
-        Ok(prepared) => prepared,
-        Err(error) => return report_pipeline_error(error, printer),
-    };
+    let prepared =
+        match runtime().block_on(super::common::load_and_observe(&file, settings, printer)) {
+            Ok(prepared) => prepared,
+            Err(status) => return status,
+        };
     for warning in &prepared.observed.warnings {
         printer.warning(warning);
     }

@@ -45,8 +45,8 @@ pub fn client(checked: &Checked, settings: &Settings) -> Result<Option<TldwApi>,
             .ok_or_else(|| ApiSetupError::MissingTokenVariable(variable.clone()))?
     } else if let Some(path) = &api.token.from_file {
         // Relative to the file that declares it, as every other path of the desired state.
-        let base = checked.declaring_directory("/target/api/token/from_file");
-        crate::secrets::read_secret_file(&base.join(path))
+        let file = crate::deployment::declared_path(checked, "/target/api/token/from_file", path);
+        crate::secrets::read_secret_file(&file)
             .map_err(|error| ApiSetupError::TokenFile(error.to_string()))?
     } else {
         return Ok(None);

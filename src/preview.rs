@@ -9,7 +9,7 @@ use similar::TextDiff;
 
 use crate::deployment::ObservedFiles;
 use crate::model::{Address, AddressKind, DesiredState};
-use crate::plan::{Operation, Plan, StepKind};
+use crate::plan::{EntryEdit, Plan, StepKind};
 use crate::providers::config_file::document::IniDocument;
 use crate::providers::env_file::document::EnvDocument;
 use crate::secrets::{is_sensitive, show_hash, value_hash};
@@ -89,28 +89,24 @@ pub fn file_diffs(
                     .iter()
                     .filter_map(|address| address.env_name().map(str::to_string))
                     .collect();
-                for operation in &step.operations {
-                    match operation {
-                        Operation::Set {
+                for edit in step.entry_edits().flatten() {
+                    match edit {
+                        EntryEdit::Set {
                             address,
                             value,
                             secret,
                         } => {
-                            let Ok(address) = Address::parse(address) else {
-                                continue;
-                            };
                             let key = address.env_name().unwrap_or_default().to_string();
                             let shown = match (value, secret) {
-                                (Some(value), _) => value.clone(),
+                                (Some(value), _) => value.to_string(),
                                 (None, Some(secret)) => match &secret.expect {
                                     Some(fingerprint) => format!("(sensitive) {fingerprint}"),
                                     None => "(generated at apply)".to_string(),
                                 },
                                 (None, None) => String::new(),
                             };
-                            if let Some(previous) = secret
-                                .as_ref()
-                                .and_then(|secret| secret.keep_previous_as.as_ref())
+                            if let Some(previous) =
+                                secret.and_then(|secret| secret.keep_previous_as.as_ref())
                             {
                                 sensitive_keys.insert(previous.clone());
                                 if let Some(old) = before.get(&key) {
@@ -122,12 +118,9 @@ pub fn file_diffs(
                             }
                             let _ = after.set(&key, &shown);
                         }
-                        Operation::Remove { address } => {
-                            if let Ok(address) = Address::parse(address) {
-                                after.remove(address.env_name().unwrap_or_default());
-                            }
+                        EntryEdit::Remove { address } => {
+                            after.remove(address.env_name().unwrap_or_default());
                         }
-                        _ => {}
                     }
                 }
                 // Values already shown as fingerprints are not masked twice.
@@ -144,21 +137,18 @@ pub fn file_diffs(
                     .filter_map(|address| address.config_parts())
                     .map(|(section, key)| (section.to_ascii_lowercase(), key.to_ascii_lowercase()))
                     .collect();
-                for operation in &step.operations {
-                    match operation {
-                        Operation::Set {
+                for edit in step.entry_edits().flatten() {
+                    match edit {
+                        EntryEdit::Set {
                             address,
                             value,
                             secret,
                         } => {
-                            let Ok(address) = Address::parse(address) else {
-                                continue;
-                            };
                             let Some((section, key)) = address.config_parts() else {
                                 continue;
                             };
                             let shown = match (value, secret) {
-                                (Some(value), _) => value.clone(),
+                                (Some(value), _) => value.to_string(),
                                 (None, Some(secret)) => format!(
                                     "(sensitive) {}",
                                     secret.expect.clone().unwrap_or_default()
@@ -167,14 +157,11 @@ pub fn file_diffs(
                             };
                             let _ = after.set(section, key, &shown);
                         }
-                        Operation::Remove { address } => {
-                            if let Ok(address) = Address::parse(address)
-                                && let Some((section, key)) = address.config_parts()
-                            {
+                        EntryEdit::Remove { address } => {
+                            if let Some((section, key)) = address.config_parts() {
                                 after.remove(section, key);
                             }
                         }
-                        _ => {}
                     }
                 }
                 let before_text = mask_ini(before, salt, &sensitive).render();

@@ -12,7 +12,7 @@ use super::faults::{Faults, Point};
 use super::service::{ServiceError, run_command, wait_healthy};
 use crate::deployment::Deployment;
 use crate::model::{Address, AddressKind, Desired, DesiredState, SecretSource};
-use crate::plan::{Operation, Plan, SecretFrom, Step, StepKind};
+use crate::plan::{EntryEdit, Operation, Plan, SecretFrom, Step, StepKind};
 use crate::providers::config_file::{ConfigEdit, ConfigFile};
 use crate::providers::env_file::{EnvEdit, EnvFile};
 use crate::providers::files::{
@@ -491,7 +491,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
     fn value_for(
         &self,
         address: &Address,
-        value: &Option<String>,
+        value: Option<&str>,
         secret: Option<&crate::plan::SecretOperation>,
         random: &mut dyn RandomSource,
     ) -> Result<String, StepError> {
@@ -529,7 +529,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
             (_, desired) => {
                 let wanted = desired.canonical().unwrap_or_default();
                 if let Some(planned) = value
-                    && *planned != wanted
+                    && planned != wanted
                 {
                     return Err(StepError::Message(format!(
                         "{address}: the desired value changed since the plan was made"
@@ -574,20 +574,17 @@ impl<S: StateStore> ApplyContext<'_, S> {
             let file =
                 EnvFile::from_snapshot(snapshot.clone()).map_err(|error| error.to_string())?;
             let mut edits = Vec::new();
-            for operation in &step.operations {
-                match operation {
-                    Operation::Set {
+            for edit in step.entry_edits() {
+                match edit.map_err(|error| error.to_string())? {
+                    EntryEdit::Set {
                         address,
                         value,
                         secret,
                     } => {
-                        let address = Address::parse(address).map_err(|error| error.to_string())?;
                         let key = address.env_name().unwrap_or_default().to_string();
-                        let new_value =
-                            self.value_for(&address, value, secret.as_ref(), &mut random)?;
-                        if let Some(previous_key) = secret
-                            .as_ref()
-                            .and_then(|secret| secret.keep_previous_as.as_ref())
+                        let new_value = self.value_for(&address, value, secret, &mut random)?;
+                        if let Some(previous_key) =
+                            secret.and_then(|secret| secret.keep_previous_as.as_ref())
                             && let Some(old) = file.get(&key)
                             && !old.is_empty()
                             && old != new_value
@@ -614,8 +611,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
                             value: Some(new_value),
                         });
                     }
-                    Operation::Remove { address } => {
-                        let address = Address::parse(address).map_err(|error| error.to_string())?;
+                    EntryEdit::Remove { address } => {
                         let key = address.env_name().unwrap_or_default().to_string();
                         values.push((address.clone(), None));
                         edits.push(EnvEdit {
@@ -624,7 +620,6 @@ impl<S: StateStore> ApplyContext<'_, S> {
                             value: None,
                         });
                     }
-                    _ => {}
                 }
             }
             file.edited(&edits).map_err(|error| error.to_string())?
@@ -632,31 +627,27 @@ impl<S: StateStore> ApplyContext<'_, S> {
             let file =
                 ConfigFile::from_snapshot(snapshot.clone()).map_err(|error| error.to_string())?;
             let mut edits = Vec::new();
-            for operation in &step.operations {
-                match operation {
-                    Operation::Set {
+            for edit in step.entry_edits() {
+                match edit.map_err(|error| error.to_string())? {
+                    EntryEdit::Set {
                         address,
                         value,
                         secret,
                     } => {
-                        let address = Address::parse(address).map_err(|error| error.to_string())?;
-                        let new_value =
-                            self.value_for(&address, value, secret.as_ref(), &mut random)?;
+                        let new_value = self.value_for(&address, value, secret, &mut random)?;
                         values.push((address.clone(), Some(new_value.clone())));
                         edits.push(ConfigEdit {
                             address,
                             value: Some(new_value),
                         });
                     }
-                    Operation::Remove { address } => {
-                        let address = Address::parse(address).map_err(|error| error.to_string())?;
+                    EntryEdit::Remove { address } => {
                         values.push((address.clone(), None));
                         edits.push(ConfigEdit {
                             address,
                             value: None,
                         });
                     }
-                    _ => {}
                 }
             }
             file.edited(&edits).map_err(|error| error.to_string())?

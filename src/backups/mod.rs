@@ -92,7 +92,6 @@ impl BackupTarget {
         user_db_base_dir: &Path,
     ) -> Option<BackupTarget> {
         let policy = checked.spec.backup.clone()?;
-        let base = checked.declaring_directory("/backup/destination");
         let database = checked
             .spec
             .target
@@ -115,7 +114,11 @@ impl BackupTarget {
             .as_ref()
             .is_some_and(|secrets| secrets.values.contains_key(PASSWORD_SECRET));
         Some(BackupTarget {
-            destination: base.join(&policy.destination),
+            destination: crate::deployment::declared_path(
+                checked,
+                "/backup/destination",
+                &policy.destination,
+            ),
             environment: checked.spec.environment.clone(),
             policy,
             authnz,

@@ -44,12 +44,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
-    let faults = match settings.fault.as_deref().map(Faults::parse).transpose() {
-        Ok(faults) => faults.unwrap_or_default(),
-        Err(error) => {
-            printer.error(&error);
-            return ExitStatus::Error;
-        }
+    let faults = match super::common::faults(settings, printer) {
+        Ok(faults) => faults,
+        Err(status) => return status,
     };
     let runtime = runtime();
     if args.resume {
@@ -149,27 +146,13 @@ async fn apply_file(
         print_plan(&plan, Format::Text, printer);
         if args.only.is_none() && needs_record(&prepared) {
             // Nothing changes, so nothing to confirm: only the record is written.
-            let run = Run {
-                prepared: &prepared,
-                plan: &plan,
-                args,
-                settings,
-                printer,
-                faults,
-            };
+            let run = Run::new(&prepared, &plan, args, settings, printer, faults);
             return run.gate_confirm_execute(None, "apply").await;
         }
         return ExitStatus::Success;
     }
     print_plan(&plan, Format::Text, printer);
-    let run = Run {
-        prepared: &prepared,
-        plan: &plan,
-        args,
-        settings,
-        printer,
-        faults,
-    };
+    let run = Run::new(&prepared, &plan, args, settings, printer, faults);
     run.gate_confirm_execute(
         Some("Do you want to apply these changes?"),
         apply_kind(&plan),
@@ -187,7 +170,25 @@ struct Run<'a> {
     faults: &'a Faults,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(
+        prepared: &'a Prepared,
+        plan: &'a Plan,
+        args: &'a Args,
+        settings: &'a Settings,
+        printer: &'a Printer,
+        faults: &'a Faults,
+    ) -> Run<'a> {
+        Run {
+            prepared,
+            plan,
+            args,
+            settings,
+            printer,
+            faults,
+        }
+    }
+
     /// The promotion gate, then the confirmation (when there is a question), then the apply.
     async fn gate_confirm_execute(&self, question: Option<&str>, kind: &str) -> ExitStatus {
         let override_reason = match promotion_gate(
@@ -402,14 +403,7 @@ async fn apply_saved(
     if plan.is_empty() && !needs_record(&prepared) {
         return ExitStatus::Success;
     }
-    let run = Run {
-        prepared: &prepared,
-        plan: &plan,
-        args,
-        settings,
-        printer,
-        faults,
-    };
+    let run = Run::new(&prepared, &plan, args, settings, printer, faults);
     run.gate_confirm_execute(
         Some("Do you want to apply this saved plan?"),
         apply_kind(&plan),

@@ -13,7 +13,6 @@ use super::output::Style;
 use super::plan::{Format as PlanFormat, print_plan, print_warnings};
 use super::{ExitStatus, Printer, desired_file};
 use crate::apply::backup_steps::server_answers;
-use crate::apply::faults::Faults;
 use crate::backups::schedule::{ScheduleInput, Scheduler, render};
 use crate::backups::{BackupTarget, shown};
 use crate::deployment::Deployment;
@@ -617,23 +616,15 @@ fn same_database(left: &str, right: &str) -> bool {
 }
 
 fn restore(args: RestoreArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
-    let faults = match settings.fault.as_deref().map(Faults::parse).transpose() {
-        Ok(faults) => faults.unwrap_or_default(),
-        Err(error) => {
-            printer.error(&error);
-            return ExitStatus::Error;
-        }
+    let faults = match super::common::faults(settings, printer) {
+        Ok(faults) => faults,
+        Err(status) => return status,
     };
     let file = desired_file(args.file.clone());
     runtime().block_on(async {
-        let prepared = match async {
-            let loaded = pipeline::load(&file, settings, false).await?;
-            pipeline::observe(loaded).await
-        }
-        .await
-        {
+        let prepared = match super::common::load_and_observe(&file, settings, printer).await {
             Ok(prepared) => prepared,
-            Err(error) => return report_pipeline_error(error, printer),
+            Err(status) => return status,
         };
         let deployment = &prepared.loaded.deployment;
         let (Some(target), Some(observation)) = (&deployment.backup, &prepared.backups) else {

@@ -13,6 +13,41 @@ use crate::settings::Settings;
 use crate::spec::diagnostic::render_text;
 use crate::state::StateError;
 
+/// The injected faults (`--fault`, test builds), or the exit status after saying why they do
+/// not parse. Every command that executes steps starts here.
+pub fn faults(
+    settings: &Settings,
+    printer: &Printer,
+) -> Result<crate::apply::faults::Faults, ExitStatus> {
+    match settings
+        .fault
+        .as_deref()
+        .map(crate::apply::faults::Faults::parse)
+        .transpose()
+    {
+        Ok(faults) => Ok(faults.unwrap_or_default()),
+        Err(error) => {
+            printer.error(&error);
+            Err(ExitStatus::Error)
+        }
+    }
+}
+
+/// Loads the desired state in `file` and observes its deployment, or the exit status after
+/// reporting why not.
+pub async fn load_and_observe(
+    file: &std::path::Path,
+    settings: &Settings,
+    printer: &Printer,
+) -> Result<crate::pipeline::Prepared, ExitStatus> {
+    let prepared = async {
+        let loaded = crate::pipeline::load(file, settings, false).await?;
+        crate::pipeline::observe(loaded).await
+    }
+    .await;
+    prepared.map_err(|error| report_pipeline_error(error, printer))
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

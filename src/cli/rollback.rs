@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::apply::{execute, report_apply_error, report_outcome};
-use super::common::{LineReporter, confirm, report_pipeline_error, report_state_error, runtime};
+use super::common::{LineReporter, confirm, report_state_error, runtime};
 use super::plan::{Format, print_plan};
 use super::{ExitStatus, Printer, desired_file};
 use crate::apply::checkpoint;
@@ -40,12 +40,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
-    let faults = match settings.fault.as_deref().map(Faults::parse).transpose() {
-        Ok(faults) => faults.unwrap_or_default(),
-        Err(error) => {
-            printer.error(&error);
-            return ExitStatus::Error;
-        }
+    let faults = match super::common::faults(settings, printer) {
+        Ok(faults) => faults,
+        Err(status) => return status,
     };
     let runtime = runtime();
     if args.unfinished {
@@ -153,14 +150,9 @@ async fn earlier(
     faults: &Faults,
 ) -> ExitStatus {
     let file = desired_file(args.file.clone());
-    let prepared = match async {
-        let loaded = pipeline::load(&file, settings, false).await?;
-        pipeline::observe(loaded).await
-    }
-    .await
-    {
+    let prepared = match super::common::load_and_observe(&file, settings, printer).await {
         Ok(prepared) => prepared,
-        Err(error) => return report_pipeline_error(error, printer),
+        Err(status) => return status,
     };
     let store = &prepared.loaded.store;
     let key = &prepared.loaded.key;
@@ -353,28 +345,7 @@ fn restore_plan(
                 }],
             });
         }
-        if !deployment.health.is_empty() {
-            steps.push(Step {
-                index: 0,
-                kind: StepKind::HealthGate,
-                target: deployment
-                    .health
-                    .iter()
-                    .map(|check| check.url.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                addresses: Vec::new(),
-                operations: deployment
-                    .health
-                    .iter()
-                    .map(|check| Operation::Check {
-                        url: check.url.clone(),
-                        expect_status: check.expect_status,
-                        expect_json: check.expect_json.clone(),
-                    })
-                    .collect(),
-            });
-        }
+        steps.extend(crate::plan::service::health_gate_step(&deployment.health));
     }
     for (index, step) in steps.iter_mut().enumerate() {
         step.index = index as u32;
@@ -536,16 +507,26 @@ fn env_changes(
         } else {
             Address::env(&key).to_string()
         };
-        let is_secret = sensitive.contains(&address)
-            || now
-                .as_deref()
-                .is_some_and(|value| is_sensitive(&key, value))
-            || then
-                .as_deref()
-                .is_some_and(|value| is_sensitive(&key, value));
+        let is_secret = is_secret_change(sensitive, &address, &key, &now, &then);
         changes.push(change(address, now, then, is_secret, salt));
     }
     changes
+}
+
+/// Whether a restored entry is shown as a fingerprint: the YAML declares it sensitive, or either
+/// value looks like a secret.
+fn is_secret_change(
+    sensitive: &BTreeSet<String>,
+    address: &str,
+    key: &str,
+    now: &Option<String>,
+    then: &Option<String>,
+) -> bool {
+    sensitive.contains(address)
+        || [now, then]
+            .into_iter()
+            .flatten()
+            .any(|value| is_sensitive(key, value))
 }
 
 fn config_changes(
@@ -574,13 +555,7 @@ fn config_changes(
             continue;
         }
         let address = Address::config(&section, &key).to_string();
-        let is_secret = sensitive.contains(&address)
-            || now
-                .as_deref()
-                .is_some_and(|value| is_sensitive(&key, value))
-            || then
-                .as_deref()
-                .is_some_and(|value| is_sensitive(&key, value));
+        let is_secret = is_secret_change(sensitive, &address, &key, &now, &then);
         changes.push(change(address, now, then, is_secret, salt));
     }
     changes

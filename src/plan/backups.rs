@@ -442,28 +442,7 @@ pub fn restore_plan(base: Plan, input: &RestoreInput<'_>) -> Plan {
     });
     if let Some(start) = input.start {
         steps.push(run(StepKind::StartService, start));
-        if !input.health.is_empty() {
-            steps.push(Step {
-                index: 0,
-                kind: StepKind::HealthGate,
-                target: input
-                    .health
-                    .iter()
-                    .map(|check| check.url.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                addresses: Vec::new(),
-                operations: input
-                    .health
-                    .iter()
-                    .map(|check| Operation::Check {
-                        url: check.url.clone(),
-                        expect_status: check.expect_status,
-                        expect_json: check.expect_json.clone(),
-                    })
-                    .collect(),
-            });
-        }
+        steps.extend(super::service::health_gate_step(input.health));
     }
     renumber(&mut steps);
     Plan {

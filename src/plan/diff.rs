@@ -415,23 +415,8 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
             }],
         );
     }
-    if files_changed && !input.health.is_empty() {
-        let operations = input
-            .health
-            .iter()
-            .map(|check| Operation::Check {
-                url: check.url.clone(),
-                expect_status: check.expect_status,
-                expect_json: check.expect_json.clone(),
-            })
-            .collect::<Vec<_>>();
-        let target = input
-            .health
-            .iter()
-            .map(|check| check.url.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        push(StepKind::HealthGate, target, operations);
+    if files_changed && let Some(gate) = super::service::health_gate_step(input.health) {
+        steps.push(gate);
     }
     for (index, step) in steps.iter_mut().enumerate() {
         step.index = index as u32;

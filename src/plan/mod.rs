@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::model::Address;
+
 pub use diff::{PlanInput, plan};
 
 /// The version of the plan file format.
@@ -180,6 +182,51 @@ pub struct Step {
     pub target: String,
     pub addresses: Vec<String>,
     pub operations: Vec<Operation>,
+}
+
+impl Step {
+    /// The step's `.env` or `config.txt` entry edits, in order, with their addresses parsed.
+    ///
+    /// The executor, the file preview and the undo of an earlier apply all walk a file step's
+    /// `Set` and `Remove` operations; this is the one place that picks them out, so the three
+    /// cannot disagree about which operations edit an entry. An address that does not parse is
+    /// yielded as an error where it stands: the executor fails the step on it, the preview skips
+    /// it.
+    pub fn entry_edits(
+        &self,
+    ) -> impl Iterator<Item = Result<EntryEdit<'_>, crate::model::address::AddressError>> {
+        self.operations
+            .iter()
+            .filter_map(|operation| match operation {
+                Operation::Set {
+                    address,
+                    value,
+                    secret,
+                } => Some(Address::parse(address).map(|address| EntryEdit::Set {
+                    address,
+                    value: value.as_deref(),
+                    secret: secret.as_ref(),
+                })),
+                Operation::Remove { address } => {
+                    Some(Address::parse(address).map(|address| EntryEdit::Remove { address }))
+                }
+                _ => None,
+            })
+    }
+}
+
+/// A `Set` or `Remove` operation of a file step with its address parsed (see
+/// [`Step::entry_edits`]).
+#[derive(Debug, Clone)]
+pub enum EntryEdit<'a> {
+    Set {
+        address: Address,
+        value: Option<&'a str>,
+        secret: Option<&'a SecretOperation>,
+    },
+    Remove {
+        address: Address,
+    },
 }
 
 /// One edit inside a step. Values of sensitive addresses are never here: the executor reads them

@@ -10,6 +10,33 @@ pub struct HealthCheck {
     pub expect_json: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// The step that runs the health gates, or `None` when the target declares none. Its index is
+/// set when the plan numbers its steps. A change plan, a backup restore and a rollback all end
+/// with this step, built here so they check the same way and show the same target.
+pub fn health_gate_step(health: &[HealthCheck]) -> Option<super::Step> {
+    if health.is_empty() {
+        return None;
+    }
+    Some(super::Step {
+        index: 0,
+        kind: super::StepKind::HealthGate,
+        target: health
+            .iter()
+            .map(|check| check.url.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        addresses: Vec::new(),
+        operations: health
+            .iter()
+            .map(|check| super::Operation::Check {
+                url: check.url.clone(),
+                expect_status: check.expect_status,
+                expect_json: check.expect_json.clone(),
+            })
+            .collect(),
+    })
+}
+
 /// An argv shown as a shell would need it typed, for people (it is never run through a shell).
 pub fn shell_words(argv: &[String]) -> String {
     argv.iter()

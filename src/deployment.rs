@@ -3,7 +3,7 @@
 //! them.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::model::{Address, AddressKind, Observed};
 use crate::plan::service::HealthCheck;
@@ -11,14 +11,6 @@ use crate::providers::config_file::{ConfigFile, ConfigFileError};
 use crate::providers::env_file::{EnvFile, EnvFileError};
 use crate::spec::Checked;
 use crate::spec::types::{DEFAULT_CONFIG_FILE, DEFAULT_ENV_FILE, DEFAULT_USER_DB_BASE_DIR};
-
-/// `path` as the desired state means it: a relative path is relative to the directory of the
-/// YAML file (main file or `extends:` layer) that declares the value at `pointer`. The target
-/// root, the backup destination, the API token file and secret files all resolve here, so a
-/// path means the same thing wherever tldw-ops reads it.
-pub fn declared_path(checked: &Checked, pointer: &str, path: impl AsRef<Path>) -> PathBuf {
-    checked.declaring_directory(pointer).join(path)
-}
 
 /// Where everything is.
 #[derive(Debug, Clone)]
@@ -42,7 +34,7 @@ pub struct Deployment {
 impl Deployment {
     pub fn from_checked(checked: &Checked) -> Deployment {
         let target = &checked.spec.target;
-        let root = declared_path(checked, "/target/root", &target.root);
+        let root = checked.declared_path("/target/root", &target.root);
         let env_file = root.join(target.env_file.as_deref().unwrap_or(DEFAULT_ENV_FILE));
         let config_file = root.join(target.config_file.as_deref().unwrap_or(DEFAULT_CONFIG_FILE));
         let user_db_base_dir = root.join(

@@ -45,7 +45,7 @@ pub fn client(checked: &Checked, settings: &Settings) -> Result<Option<TldwApi>,
             .ok_or_else(|| ApiSetupError::MissingTokenVariable(variable.clone()))?
     } else if let Some(path) = &api.token.from_file {
         // Relative to the file that declares it, as every other path of the desired state.
-        let file = crate::deployment::declared_path(checked, "/target/api/token/from_file", path);
+        let file = checked.declared_path("/target/api/token/from_file", path);
         crate::secrets::read_secret_file(&file)
             .map_err(|error| ApiSetupError::TokenFile(error.to_string()))?
     } else {

@@ -126,7 +126,7 @@ fn secret_file_checks(checked: &crate::spec::Checked) -> Vec<crate::spec::Diagno
     }
     let mut diagnostics = Vec::new();
     for (pointer, path) in sources {
-        let full = crate::deployment::declared_path(checked, &pointer, path);
+        let full = checked.declared_path(&pointer, path);
         let location = crate::spec::semantic::locate(&checked.loaded.root, &pointer);
         // A source that is there but can never be read (`/dev/zero`, a FIFO, a huge file) is
         // an error now, as `plan` would make it; an absent one is not (CI lacks the secrets).

@@ -114,11 +114,7 @@ impl BackupTarget {
             .as_ref()
             .is_some_and(|secrets| secrets.values.contains_key(PASSWORD_SECRET));
         Some(BackupTarget {
-            destination: crate::deployment::declared_path(
-                checked,
-                "/backup/destination",
-                &policy.destination,
-            ),
+            destination: checked.declared_path("/backup/destination", &policy.destination),
             environment: checked.spec.environment.clone(),
             policy,
             authnz,

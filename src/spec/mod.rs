@@ -59,6 +59,14 @@ impl Checked {
     pub fn declaring_directory(&self, pointer: &str) -> PathBuf {
         declaring_directory(&self.loaded, pointer)
     }
+
+    /// `path` as the desired state means it: a relative path is relative to the directory of
+    /// the YAML file (main file or `extends:` layer) that declares the value at `pointer`. The
+    /// target root, the backup destination, the API token file and secret files all resolve
+    /// here, so a path means the same thing wherever tldw-ops reads it.
+    pub fn declared_path(&self, pointer: &str, path: impl AsRef<Path>) -> PathBuf {
+        self.declaring_directory(pointer).join(path)
+    }
 }
 
 /// The directory of the layer that declares the value at `pointer`, or of the main file when

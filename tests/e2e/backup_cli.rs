@@ -1110,13 +1110,7 @@ fn a_postgres_authnz_database_is_dumped_and_restored_with_the_password_kept_out_
         "tldw-ops.yaml",
         &yaml("", KEEP, false, "info").replace("sqlite:///./Databases/users.db", &with_password),
     );
-    // pg_dump and pg_restore are found on PATH; the cluster's client tools come first.
-    #[allow(clippy::disallowed_methods)]
-    let path = format!(
-        "{}:{}",
-        cluster.bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with(cluster);
     let (code, stdout, stderr) = sample.run_command(
         sample
             .command(&["apply", "--auto-approve"], T0)
@@ -1188,6 +1182,13 @@ fn same_day_applies_keep_the_sets_taken_before_each_of_the_last_three() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(sample.sets().len(), 1, "{:?}", sample.sets());
     sample.assert_no_secret_anywhere();
+}
+
+/// `PATH` with the cluster's client tools first: pg_dump and pg_restore are found on it.
+fn path_with(cluster: &crate::support::pg::PgCluster) -> String {
+    #[allow(clippy::disallowed_methods)]
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{path}", cluster.bin_dir().display())
 }
 
 /// The hidden scratch directories drills leave in the location (none unless `--keep`).
@@ -1389,12 +1390,7 @@ fn a_drill_restores_a_postgres_dump_into_the_scratch_database_it_is_given() {
         "tldw-ops.yaml",
         &yaml("", KEEP, false, "info").replace("sqlite:///./Databases/users.db", &live),
     );
-    #[allow(clippy::disallowed_methods)]
-    let path = format!(
-        "{}:{}",
-        cluster.bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with(cluster);
     let (code, stdout, stderr) = sample.run_command(
         sample
             .command(&["apply", "--auto-approve"], T0)

@@ -122,11 +122,24 @@ async fn apply_file(
         Ok(prepared) => prepared,
         Err(error) => return report_pipeline_error(error, printer),
     };
-    let plan = pipeline::make_plan(&prepared, settings.now());
+    let status = apply_prepared(&prepared, args, settings, printer, faults).await;
+    // A clean close checkpoints the journal into the state database, so no -wal is left.
+    prepared.loaded.store.close().await;
+    status
+}
+
+async fn apply_prepared(
+    prepared: &pipeline::Prepared,
+    args: &Args,
+    settings: &Settings,
+    printer: &Printer,
+    faults: &Faults,
+) -> ExitStatus {
+    let plan = pipeline::make_plan(prepared, settings.now());
     let plan = match args.only {
         None => plan,
         Some(super::common::Part::Backup) => {
-            match crate::pipeline::only_backups(&prepared, plan, settings.now()) {
+            match crate::pipeline::only_backups(prepared, plan, settings.now()) {
                 Ok(plan) => plan,
                 Err(message) => {
                     printer.error(&message);
@@ -135,24 +148,24 @@ async fn apply_file(
             }
         }
     };
-    print_warnings(&prepared, &plan, printer);
+    print_warnings(prepared, &plan, printer);
     if args.only.is_none()
         && !crate::plan::backups::is_backup_only(&plan)
-        && let Err(status) = super::common::check_effective_policy(&prepared, &plan, printer)
+        && let Err(status) = super::common::check_effective_policy(prepared, &plan, printer)
     {
         return status;
     }
     if plan.is_empty() {
         print_plan(&plan, Format::Text, printer);
-        if args.only.is_none() && needs_record(&prepared) {
+        if args.only.is_none() && needs_record(prepared) {
             // Nothing changes, so nothing to confirm: only the record is written.
-            let run = Run::new(&prepared, &plan, args, settings, printer, faults);
+            let run = Run::new(prepared, &plan, args, settings, printer, faults);
             return run.gate_confirm_execute(None, "apply").await;
         }
         return ExitStatus::Success;
     }
     print_plan(&plan, Format::Text, printer);
-    let run = Run::new(&prepared, &plan, args, settings, printer, faults);
+    let run = Run::new(prepared, &plan, args, settings, printer, faults);
     run.gate_confirm_execute(
         Some("Do you want to apply these changes?"),
         apply_kind(&plan),

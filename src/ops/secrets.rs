@@ -25,8 +25,10 @@ pub struct Row {
 
 /// One row per secret the file manages, in address order.
 pub async fn status(file: &Path, settings: &Settings) -> Result<Vec<Row>, PipelineError> {
-    let loaded = pipeline::load(file, settings, true).await?;
+    // Only reads the state: opened once, read-only, and closed before the rows are built.
+    let loaded = pipeline::load_to_read(file, settings, true).await?;
     let prepared = pipeline::observe(loaded).await?;
+    prepared.loaded.store.close().await;
     let loaded = &prepared.loaded;
     let salt = loaded.state.salt.as_slice();
     let now = settings.now();

@@ -800,8 +800,8 @@ fn a_no_op_plan_only_reads_the_state_database() {
     let site = served_site(&fake);
     let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
     assert_eq!(code, 0, "{stderr}");
-    // Apply's process may exit with its -wal still there; then once after a clean close,
-    // without -wal and -shm.
+    // Apply closes the store cleanly: the journal is checkpointed and no -wal is left.
+    assert_eq!(state_files(&site)[1].1, None, "apply left a -wal behind");
     read_only_commands_leave_the_state_as_it_was(&site);
     checkpoint_and_close(&site);
     assert_eq!(
@@ -836,6 +836,7 @@ fn read_only_commands_leave_the_state_as_it_was(site: &Site) {
         &["drift"][..],
         &["history", "--format", "json"][..],
         &["state", "list"][..],
+        &["secrets", "status"][..],
     ] {
         let (code, stdout, stderr) = run(&mut command(site, args));
         assert_eq!(code, 0, "{args:?}:\n{stdout}\n{stderr}");

@@ -32,6 +32,9 @@ pub trait Reporter {
     fn undo_started(&self, step: &Step);
     fn undo_finished(&self, step: &Step, result: &Result<(), String>);
     fn note(&self, text: &str);
+    /// What runs now, between steps (the restart and health wait of a rollback): shown as the
+    /// spinner's text on a terminal.
+    fn activity(&self, _text: &str) {}
 }
 
 /// How one step ended.
@@ -864,8 +867,16 @@ impl<S: StateStore> ApplyContext<'_, S> {
         )
         .await;
         let final_health = if outcome.undone_files && self.deployment.restart.is_some() {
+            self.reporter
+                .note("restarting tldw_server on the restored files, then waiting for its health");
+            self.reporter
+                .activity("restarting tldw_server and waiting for its health (rollback)");
             Some(restart_and_check(self.deployment).await)
         } else if outcome.undone_files && !self.deployment.health.is_empty() {
+            self.reporter
+                .note("waiting for tldw_server's health on the restored files");
+            self.reporter
+                .activity("waiting for tldw_server's health (rollback)");
             Some(
                 wait_healthy(
                     &self.deployment.health,

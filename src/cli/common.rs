@@ -275,6 +275,12 @@ impl Reporter for LineReporter {
     fn note(&self, text: &str) {
         self.line(text);
     }
+
+    fn activity(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.to_string());
+        }
+    }
 }
 
 impl Drop for LineReporter {

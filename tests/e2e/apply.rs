@@ -165,6 +165,13 @@ fn a_health_gate_that_fails_after_restart_rolls_back_and_the_server_is_healthy_a
     assert_eq!(code, 6, "{stderr}");
     assert!(stderr.contains("health gates did not pass"), "{stderr}");
     assert!(stderr.contains("final health: healthy"), "{stderr}");
+    // The restart and health wait of the rollback are said as they start, after the undo lines,
+    // not hidden behind the last "undo step" line.
+    let undone = stderr.rfind("undo step ").expect("undo lines");
+    let restarting = stderr
+        .find("restarting tldw_server on the restored files, then waiting for its health")
+        .unwrap_or_else(|| panic!("the rollback's restart is announced: {stderr}"));
+    assert!(undone < restarting, "{stderr}");
     assert_eq!(fake.restart_count(), 2, "restarted again after the undo");
     assert_eq!(site.env_text(), env_before);
 }

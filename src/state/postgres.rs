@@ -64,6 +64,22 @@ struct HolderRow {
 }
 
 impl PostgresStore {
+    /// A store whose pool connects on first use: four connections, or one when it only reads.
+    fn lazy(location: String, options: PgConnectOptions, read_only: bool) -> PostgresStore {
+        let pool = PgPoolOptions::new()
+            .max_connections(if read_only { 1 } else { 4 })
+            .connect_lazy_with(options.clone());
+        PostgresStore {
+            pool,
+            location,
+            backend: PostgresBackend {
+                options: Box::new(options),
+                held: Mutex::new(HashMap::new()),
+            },
+            read_only,
+        }
+    }
+
     /// Connects to `url` (`postgres://` or `postgresql://`) and runs the migrations.
     pub async fn connect(url: &str) -> Result<PostgresStore, StateError> {
         let (location, options, mut connection) = first_connection(url).await?;
@@ -78,18 +94,7 @@ impl PostgresStore {
                 source,
             })?;
         let _ = connection.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_lazy_with(options.clone());
-        let store = PostgresStore {
-            pool,
-            location,
-            backend: PostgresBackend {
-                options: Box::new(options),
-                held: Mutex::new(HashMap::new()),
-            },
-            read_only: false,
-        };
+        let store = PostgresStore::lazy(location, options, false);
         store.ensure_salt().await?;
         Ok(store)
     }
@@ -100,18 +105,7 @@ impl PostgresStore {
     pub async fn connect_read_only(url: &str) -> Result<Option<PostgresStore>, StateError> {
         let (location, options, connection) = first_connection(url).await?;
         let _ = connection.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with(options.clone());
-        let store = PostgresStore {
-            pool,
-            location,
-            backend: PostgresBackend {
-                options: Box::new(options),
-                held: Mutex::new(HashMap::new()),
-            },
-            read_only: true,
-        };
+        let store = PostgresStore::lazy(location, options, true);
         let migrator: Migrator = sqlx::migrate!("./migrations/postgres");
         let newest = migrator.iter().map(|migration| migration.version).max();
         if !store.readable_as_is(newest.unwrap_or_default()).await {

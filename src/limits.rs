@@ -148,17 +148,8 @@ pub fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> 
         source,
     };
     let metadata = std::fs::metadata(path).map_err(io)?;
-    if let Some(kind) = kind_of(metadata.file_type()) {
-        return Err(ReadError::NotRegular {
-            path: path.to_path_buf(),
-            kind,
-        });
-    }
-    if metadata.len() > limit {
-        return Err(ReadError::TooLarge {
-            path: path.to_path_buf(),
-            limit,
-        });
+    if let Some(refused) = refusal(path, &metadata, limit) {
+        return Err(refused);
     }
     let file = {
         use std::os::unix::fs::OpenOptionsExt;
@@ -190,11 +181,9 @@ pub fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> 
     Ok(bytes)
 }
 
-/// Why [`read_regular_file`] would refuse `path` as it is now, judged by its metadata alone:
-/// not a regular file, or larger than `limit`. `None` when it would be read, and when it cannot
-/// be looked at (absent, or no permission): the caller that reads it reports those.
-pub fn refusal(path: &Path, limit: u64) -> Option<ReadError> {
-    let metadata = std::fs::metadata(path).ok()?;
+/// Why [`read_regular_file`] refuses `path`, judged by its `metadata` alone: not a regular
+/// file, or larger than `limit`. `None` when it would be read.
+pub fn refusal(path: &Path, metadata: &std::fs::Metadata, limit: u64) -> Option<ReadError> {
     if let Some(kind) = kind_of(metadata.file_type()) {
         return Some(ReadError::NotRegular {
             path: path.to_path_buf(),

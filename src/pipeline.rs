@@ -128,9 +128,14 @@ fn secret_file_checks(checked: &crate::spec::Checked) -> Vec<crate::spec::Diagno
     for (pointer, path) in sources {
         let full = checked.declared_path(&pointer, path);
         let location = crate::spec::semantic::locate(&checked.loaded.root, &pointer);
-        // A source that is there but can never be read (`/dev/zero`, a FIFO, a huge file) is
-        // an error now, as `plan` would make it; an absent one is not (CI lacks the secrets).
-        if let Some(refusal) = crate::limits::refusal(&full, crate::limits::MAX_SECRET_FILE_BYTES) {
+        // An absent source is not an error here (CI lacks the secrets); one that is there but
+        // can never be read (`/dev/zero`, a FIFO, a huge file) is, as `plan` would make it.
+        let Ok(metadata) = std::fs::metadata(&full) else {
+            continue;
+        };
+        if let Some(refusal) =
+            crate::limits::refusal(&full, &metadata, crate::limits::MAX_SECRET_FILE_BYTES)
+        {
             diagnostics.push(
                 crate::spec::Diagnostic::error(
                     "secret.file_refused",
@@ -142,9 +147,6 @@ fn secret_file_checks(checked: &crate::spec::Checked) -> Vec<crate::spec::Diagno
             );
             continue;
         }
-        let Ok(metadata) = std::fs::metadata(&full) else {
-            continue;
-        };
         let mode = metadata.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             diagnostics.push(

@@ -17,7 +17,9 @@ use jiff::Timestamp;
 
 use super::copy;
 use super::create::AuthnzSource;
-use super::manifest::{Drill, ItemKind, VerificationProblem, read_manifest, write_manifest};
+use super::manifest::{
+    Drill, ItemKind, Manifest, VerificationProblem, read_manifest, write_manifest,
+};
 use super::restore::{RestoreTargets, restore_set};
 use super::verify::{VerifyOptions, verify_set_with};
 use super::{BackupError, DEFAULT_CONCURRENCY, sqlite};
@@ -109,7 +111,7 @@ pub async fn drill_set(
             path: scratch.clone(),
             source,
         })?;
-    let result = restore_and_check(set_dir, &scratch, options, &mut report).await;
+    let result = restore_and_check(set_dir, &manifest, &scratch, options, &mut report).await;
     if options.keep {
         report.kept = true;
     } else {
@@ -129,11 +131,11 @@ pub async fn drill_set(
 
 async fn restore_and_check(
     set_dir: &Path,
+    manifest: &Manifest,
     scratch: &Path,
     options: &DrillOptions,
     report: &mut DrillReport,
 ) -> Result<(), BackupError> {
-    let manifest = read_manifest(set_dir)?;
     let authnz = manifest.items.iter().find_map(|item| match item.kind {
         ItemKind::AuthnzSqlite => {
             let file = Path::new(&item.path)

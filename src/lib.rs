@@ -12,7 +12,9 @@ pub mod drift;
 pub mod effective;
 pub mod envdiff;
 pub mod environments;
+pub mod faults;
 pub mod import;
+pub mod kinds;
 pub mod limits;
 pub mod model;
 pub mod observe_api;
@@ -35,7 +37,7 @@ mod architecture {
     use std::path::Path;
 
     /// The modules that do I/O or drive it. The pure core must not name them.
-    const IMPURE: [&str; 13] = [
+    const IMPURE: [&str; 14] = [
         "apply",
         "backups",
         "cli",
@@ -44,6 +46,7 @@ mod architecture {
         "envdiff",
         "environments",
         "import",
+        "kinds",
         "observe_api",
         "pipeline",
         "preview",

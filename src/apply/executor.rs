@@ -7,19 +7,18 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use super::checkpoint::{self, CheckpointError};
-use super::faults::{Faults, Point};
-use super::service::{ServiceError, run_command, wait_healthy};
+use super::undo::{instructions_after_failed_undo, undo_steps};
 use crate::deployment::Deployment;
+use crate::faults::Faults;
+use crate::kinds::service::restart_and_check;
+use crate::kinds::{self, Effects, Journal, StepContext, StepError, StepFuture};
 use crate::model::{Address, AddressKind, Desired, DesiredState, SecretSource};
-use crate::plan::{EntryEdit, Operation, Plan, SecretFrom, Step, StepKind};
-use crate::providers::config_file::{ConfigEdit, ConfigFile};
-use crate::providers::env_file::{EnvEdit, EnvFile};
-use crate::providers::files::{
-    DirectoryLocks, content_hash, read_snapshot, remove_durably, write_atomic_if,
-};
+use crate::plan::{Plan, Step};
+use crate::providers::checkpoint::{self, CheckpointError};
+use crate::providers::files::DirectoryLocks;
+use crate::providers::service::wait_healthy;
 use crate::providers::tldw_api::TldwApi;
-use crate::secrets::{OsRandom, RandomSource, generate, show_hash, value_hash};
+use crate::secrets::value_hash;
 use crate::state::{
     ApplyRecord, EnvironmentKey, EnvironmentState, LockHolder, Outcome, Record, SecretMeta,
     StateError, StateStore, StepRecord, StepStatus,
@@ -114,35 +113,6 @@ pub enum ApplyError {
     TargetLocked(#[from] crate::providers::files::DirectoryLockError),
 }
 
-/// One step's error.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum StepError {
-    #[error("{0}")]
-    Message(String),
-    /// The server says the plan no longer matches it (a stale retention value).
-    #[error("{0}")]
-    Stale(String),
-    #[error(transparent)]
-    State(#[from] StateError),
-}
-
-impl From<String> for StepError {
-    fn from(message: String) -> StepError {
-        StepError::Message(message)
-    }
-}
-
-/// What the executor learned while acting, for the record.
-#[derive(Default)]
-struct Effects {
-    /// Address -> value now in place (`None`: removed).
-    values: BTreeMap<Address, Option<String>>,
-    /// Secret names that got a new value, and whether it was a rotation.
-    secrets_set: BTreeMap<String, bool>,
-    restarted: bool,
-    health_checked: bool,
-}
-
 impl<S: StateStore> ApplyContext<'_, S> {
     pub(super) fn now(&self) -> Timestamp {
         (self.clock)()
@@ -171,48 +141,51 @@ impl<S: StateStore> ApplyContext<'_, S> {
     /// the plan was computed from. Another apply may have finished while this one waited for
     /// its confirmation or its lock. Returns the addresses that moved.
     pub async fn moved_since_plan(&self) -> Result<Vec<(String, String, String)>, String> {
-        let salt = self.state.salt.as_slice();
-        let env = EnvFile::read(&self.deployment.env_file).map_err(|error| error.to_string())?;
-        let config =
-            ConfigFile::read(&self.deployment.config_file).map_err(|error| error.to_string())?;
-        let mut moved = Vec::new();
-        let mut api_addresses = Vec::new();
+        // The plan's fingerprints, grouped by the provider that owns each address.
+        let mut owners: BTreeMap<&str, (&dyn kinds::Provider, BTreeMap<String, String>)> =
+            BTreeMap::new();
         for (address, then) in &self.plan.fingerprints {
             let Ok(parsed) = Address::parse(address) else {
                 continue;
             };
-            let value = match parsed.kind() {
-                AddressKind::Env | AddressKind::Secret => env.observe(&parsed),
-                AddressKind::Config => config.observe(&parsed),
-                AddressKind::QuotaUser | AddressKind::Retention => {
-                    api_addresses.push((address.clone(), then.clone()));
-                    continue;
-                }
-                AddressKind::BackupSet => continue,
-            };
-            let now = value
-                .canonical()
-                .map(|value| value_hash(salt, &value))
-                .unwrap_or_else(|| crate::plan::ABSENT.to_string());
-            if now != *then {
-                moved.push((address.clone(), then.clone(), now));
-            }
+            let (name, provider) = kinds::owner(parsed.kind());
+            owners
+                .entry(name)
+                .or_insert_with(|| (provider, BTreeMap::new()))
+                .1
+                .insert(address.clone(), then.clone());
         }
-        if let (Some(api), false) = (self.api, api_addresses.is_empty()) {
-            let fingerprints: BTreeMap<String, String> = api_addresses.iter().cloned().collect();
-            let current =
-                super::api_steps::current_hashes(api, &fingerprints, self.user_ids, salt).await?;
-            for (address, then) in api_addresses {
-                let now = current
-                    .get(&address)
-                    .cloned()
-                    .unwrap_or_else(|| crate::plan::ABSENT.to_string());
-                if now != then {
-                    moved.push((address, then, now));
+        let cx = self.step_context();
+        let mut moved = Vec::new();
+        for (provider, fingerprints) in owners.values() {
+            let now = provider.fingerprints_now(&cx, fingerprints).await?;
+            for (address, then) in fingerprints {
+                if let Some(now) = now.get(address)
+                    && now != then
+                {
+                    moved.push((address.clone(), then.clone(), now.clone()));
                 }
             }
         }
         Ok(moved)
+    }
+
+    /// What a provider sees of this apply.
+    fn step_context(&self) -> StepContext<'_> {
+        StepContext {
+            journal: self,
+            plan: self.plan,
+            desired: self.desired,
+            salt: self.state.salt.as_slice(),
+            secret_values: self.secret_values,
+            deployment: self.deployment,
+            observed: self.observed,
+            checkpoint_root: &self.checkpoint_root,
+            apply_id: &self.apply_id,
+            faults: self.faults,
+            api: self.api,
+            user_ids: self.user_ids,
+        }
     }
 
     /// Ends an apply that did not succeed, and releases the lock.
@@ -310,25 +283,13 @@ impl<S: StateStore> ApplyContext<'_, S> {
         mut journal: Vec<StepRecord>,
     ) -> Result<ApplyOutcome, ApplyError> {
         let mut effects = Effects::default();
-        // Secrets set by steps an earlier, interrupted run completed.
+        // What steps an earlier, interrupted run completed did.
         for row in &journal {
-            let Some(step) = self.plan.steps.iter().find(|step| step.index == row.index) else {
+            if row.status != StepStatus::Done {
                 continue;
-            };
-            if step.kind == StepKind::EnsureEnvFile && row.status == StepStatus::Done {
-                for address in &step.addresses {
-                    if let Ok(address) = Address::parse(address)
-                        && address.kind() == AddressKind::Secret
-                    {
-                        let rotated = self.plan.changes.iter().any(|change| {
-                            change.address == address.as_str()
-                                && change.action == crate::plan::Action::Rotate
-                        });
-                        effects
-                            .secrets_set
-                            .insert(address.name().to_string(), rotated);
-                    }
-                }
+            }
+            if let Some(step) = self.plan.steps.iter().find(|step| step.index == row.index) {
+                kinds::provider(step.kind).resumed(self.plan, step, &mut effects);
             }
         }
         for step in &self.plan.steps[first..] {
@@ -363,8 +324,7 @@ impl<S: StateStore> ApplyContext<'_, S> {
     }
 
     async fn finish_success(&self, effects: &Effects) -> Result<ApplyOutcome, ApplyError> {
-        let record =
-            super::backup_steps::records_managed_state(self.kind).then(|| self.record(effects));
+        let record = kinds::backups::records_managed_state(self.kind).then(|| self.record(effects));
         let health = if effects.health_checked {
             Some(true)
         } else {
@@ -459,21 +419,8 @@ impl<S: StateStore> ApplyContext<'_, S> {
                 step.kind.as_str()
             )));
         }
-        let result = match step.kind {
-            StepKind::EnsureEnvFile | StepKind::EnsureConfigFile => {
-                self.ensure_file(step, effects).await
-            }
-            StepKind::Restart => self.restart(step, effects).await,
-            StepKind::HealthGate => self.health_gate(step, effects).await,
-            StepKind::CreateBackup => self.ensure_backup_created(step).await,
-            StepKind::PruneBackups => self.ensure_backups_pruned(step).await,
-            StepKind::StopService => self.ensure_service_stopped(step).await,
-            StepKind::RestoreBackup => self.ensure_backup_restored(step).await,
-            StepKind::StartService => self.ensure_service_started(step).await,
-            StepKind::EnsureQuotas | StepKind::EnsureRetention => {
-                self.ensure_api(step, effects).await
-            }
-        };
+        let cx = self.step_context();
+        let result = kinds::provider(step.kind).ensure(&cx, step, effects).await;
         match result {
             Ok(record) if self.faults.fail_after.contains(&step.index) => {
                 let mut failed = record;
@@ -488,350 +435,6 @@ impl<S: StateStore> ApplyContext<'_, S> {
             }
             other => other,
         }
-    }
-
-    /// The value an operation writes: from the desired state, or generated now.
-    fn value_for(
-        &self,
-        address: &Address,
-        value: Option<&str>,
-        secret: Option<&crate::plan::SecretOperation>,
-        random: &mut dyn RandomSource,
-    ) -> Result<String, StepError> {
-        let salt = self.state.salt.as_slice();
-        let resource = self.desired.get(address).ok_or_else(|| {
-            StepError::Message(format!(
-                "{address} is in the plan but not in the desired state"
-            ))
-        })?;
-        match (secret, &resource.desired) {
-            (Some(operation), Desired::Secret(desired))
-                if operation.from == SecretFrom::Generate =>
-            {
-                match &desired.source {
-                    SecretSource::Generate(spec) => Ok(generate(spec, random)),
-                    _ => Err(StepError::Message(format!(
-                        "{address}: the plan generates it but the desired state has a source"
-                    ))),
-                }
-            }
-            (_, Desired::Secret(_)) => {
-                let value = self.secret_values.get(address.name()).ok_or_else(|| {
-                    StepError::Message(format!("{address}: its source could not be read"))
-                })?;
-                if let Some(expected) = secret.and_then(|operation| operation.expect.as_deref())
-                    && show_hash(&value_hash(salt, value)) != expected
-                {
-                    return Err(StepError::Message(format!(
-                        "{address}: its source changed since the plan was made (plan {expected}, now {})",
-                        show_hash(&value_hash(salt, value))
-                    )));
-                }
-                Ok(value.clone())
-            }
-            (_, desired) => {
-                let wanted = desired.canonical().unwrap_or_default();
-                if let Some(planned) = value
-                    && planned != wanted
-                {
-                    return Err(StepError::Message(format!(
-                        "{address}: the desired value changed since the plan was made"
-                    )));
-                }
-                Ok(wanted)
-            }
-        }
-    }
-
-    async fn ensure_file(
-        &self,
-        step: &Step,
-        effects: &mut Effects,
-    ) -> Result<StepRecord, StepError> {
-        let is_env = step.kind == StepKind::EnsureEnvFile;
-        let path = if is_env {
-            &self.deployment.env_file
-        } else {
-            &self.deployment.config_file
-        };
-        let snapshot = read_snapshot(path).map_err(|error| error.to_string())?;
-        let before_hash = snapshot.hash();
-        let mut random = OsRandom;
-        let mut values: Vec<(Address, Option<String>)> = Vec::new();
-        let restore = step
-            .operations
-            .iter()
-            .find_map(|operation| match operation {
-                Operation::RestoreFile {
-                    checkpoint,
-                    checkpoint_hash,
-                } => Some((checkpoint, checkpoint_hash)),
-                _ => None,
-            });
-        let new_content = if let Some((checkpoint_path, checkpoint_hash)) = restore {
-            let content = checkpoint::load(std::path::Path::new(checkpoint_path), checkpoint_hash)
-                .map_err(|error| error.to_string())?;
-            values.extend(self.values_in(is_env, &content));
-            content
-        } else if is_env {
-            let file =
-                EnvFile::from_snapshot(snapshot.clone()).map_err(|error| error.to_string())?;
-            let mut edits = Vec::new();
-            for edit in step.entry_edits() {
-                match edit.map_err(|error| error.to_string())? {
-                    EntryEdit::Set {
-                        address,
-                        value,
-                        secret,
-                    } => {
-                        let key = address.env_name().unwrap_or_default().to_string();
-                        let new_value = self.value_for(&address, value, secret, &mut random)?;
-                        if let Some(previous_key) =
-                            secret.and_then(|secret| secret.keep_previous_as.as_ref())
-                            && let Some(old) = file.get(&key)
-                            && !old.is_empty()
-                            && old != new_value
-                        {
-                            edits.push(EnvEdit {
-                                address: Address::env(previous_key),
-                                key: previous_key.clone(),
-                                value: Some(old.to_string()),
-                            });
-                        }
-                        if address.kind() == AddressKind::Secret {
-                            let rotated = matches!(
-                                self.plan.changes.iter().find(|change| change.address == address.as_str()),
-                                Some(change) if change.action == crate::plan::Action::Rotate
-                            );
-                            effects
-                                .secrets_set
-                                .insert(address.name().to_string(), rotated);
-                        }
-                        values.push((address.clone(), Some(new_value.clone())));
-                        edits.push(EnvEdit {
-                            address,
-                            key,
-                            value: Some(new_value),
-                        });
-                    }
-                    EntryEdit::Remove { address } => {
-                        let key = address.env_name().unwrap_or_default().to_string();
-                        values.push((address.clone(), None));
-                        edits.push(EnvEdit {
-                            address,
-                            key,
-                            value: None,
-                        });
-                    }
-                }
-            }
-            file.edited(&edits).map_err(|error| error.to_string())?
-        } else {
-            let file =
-                ConfigFile::from_snapshot(snapshot.clone()).map_err(|error| error.to_string())?;
-            let mut edits = Vec::new();
-            for edit in step.entry_edits() {
-                match edit.map_err(|error| error.to_string())? {
-                    EntryEdit::Set {
-                        address,
-                        value,
-                        secret,
-                    } => {
-                        let new_value = self.value_for(&address, value, secret, &mut random)?;
-                        values.push((address.clone(), Some(new_value.clone())));
-                        edits.push(ConfigEdit {
-                            address,
-                            value: Some(new_value),
-                        });
-                    }
-                    EntryEdit::Remove { address } => {
-                        values.push((address.clone(), None));
-                        edits.push(ConfigEdit {
-                            address,
-                            value: None,
-                        });
-                    }
-                }
-            }
-            file.edited(&edits).map_err(|error| error.to_string())?
-        };
-        let after_hash = content_hash(Some(&new_content));
-        let mut record = self.step_record(step, StepStatus::Started);
-        record.before_hash = Some(before_hash.clone());
-        record.after_hash = Some(after_hash.clone());
-        if before_hash == after_hash {
-            record.status = StepStatus::Skipped;
-            record.finished_at = Some(self.now());
-            self.store.write_step(&record).await?;
-            effects.values.extend(values);
-            return Ok(record);
-        }
-        if let Some(content) = &snapshot.content {
-            let name = if is_env { "env" } else { "config.txt" };
-            let (checkpoint_path, checkpoint_hash) = checkpoint::save(
-                &self.checkpoint_root,
-                &self.apply_id,
-                step.index,
-                name,
-                content,
-            )
-            .map_err(|error| error.to_string())?;
-            record.checkpoint_path = Some(checkpoint_path.display().to_string());
-            record.checkpoint_hash = Some(checkpoint_hash);
-        }
-        self.store.write_step(&record).await?;
-        self.faults.pause_at(step.index, Point::Before).await;
-        // A new .env holds secrets: 0600. An existing file keeps its mode and owner. The file
-        // must still hold what was read: a writer outside tldw-ops fails the step, not its
-        // edit.
-        let mode = snapshot.mode.unwrap_or(if is_env { 0o600 } else { 0o644 });
-        write_atomic_if(
-            path,
-            new_content.as_bytes(),
-            mode,
-            snapshot.owner,
-            &before_hash,
-        )
-        .map_err(|error| error.to_string())?;
-        self.faults.pause_at(step.index, Point::After).await;
-        record.status = StepStatus::Done;
-        record.finished_at = Some(self.now());
-        self.store.write_step(&record).await?;
-        effects.values.extend(values);
-        Ok(record)
-    }
-
-    async fn ensure_api(
-        &self,
-        step: &Step,
-        effects: &mut Effects,
-    ) -> Result<StepRecord, StepError> {
-        let api = self.api.ok_or_else(|| {
-            StepError::Message(
-                "the plan changes the admin API but `target.api` is not configured".to_string(),
-            )
-        })?;
-        let prepared =
-            super::api_steps::prepare(step, self.observed, self.user_ids).map_err(|error| {
-                if error.stale {
-                    StepError::Stale(error.message)
-                } else {
-                    StepError::Message(error.message)
-                }
-            })?;
-        let mut record = self.step_record(step, StepStatus::Started);
-        record.before_hash = Some(prepared.before_hash());
-        record.after_hash = Some(prepared.after_hash());
-        record.before_values =
-            Some(serde_json::to_string(&prepared.before).expect("before-values serialise"));
-        self.store.write_step(&record).await?;
-        self.faults.pause_at(step.index, Point::Before).await;
-        let result = super::api_steps::perform(api, &prepared).await;
-        self.faults.pause_at(step.index, Point::After).await;
-        match result {
-            Ok(values) => {
-                record.status = StepStatus::Done;
-                record.finished_at = Some(self.now());
-                self.store.write_step(&record).await?;
-                effects.values.extend(values);
-                Ok(record)
-            }
-            Err(error) => {
-                record.status = StepStatus::Failed;
-                record.error = Some(error.message.clone());
-                record.finished_at = Some(self.now());
-                self.store.write_step(&record).await?;
-                Err(if error.stale {
-                    StepError::Stale(error.message)
-                } else {
-                    StepError::Message(error.message)
-                })
-            }
-        }
-    }
-
-    /// The value of every desired address of one file in `content` (for restored files).
-    fn values_in(&self, is_env: bool, content: &str) -> Vec<(Address, Option<String>)> {
-        let snapshot = |content: &str| crate::providers::files::FileSnapshot {
-            path: std::path::PathBuf::new(),
-            content: Some(content.to_string()),
-            mode: None,
-            owner: None,
-        };
-        let mut values = Vec::new();
-        if is_env {
-            if let Ok(file) = EnvFile::from_snapshot(snapshot(content)) {
-                for address in self.desired.resources.keys() {
-                    if matches!(address.kind(), AddressKind::Env | AddressKind::Secret) {
-                        values.push((address.clone(), file.observe(address).canonical()));
-                    }
-                }
-            }
-        } else if let Ok(file) = ConfigFile::from_snapshot(snapshot(content)) {
-            for address in self.desired.resources.keys() {
-                if address.kind() == AddressKind::Config {
-                    values.push((address.clone(), file.observe(address).canonical()));
-                }
-            }
-        }
-        values
-    }
-
-    async fn restart(&self, step: &Step, effects: &mut Effects) -> Result<StepRecord, StepError> {
-        let mut record = self.step_record(step, StepStatus::Started);
-        self.store.write_step(&record).await?;
-        self.faults.pause_at(step.index, Point::Before).await;
-        let argv = match step.operations.first() {
-            Some(Operation::Run { argv }) => argv.clone(),
-            _ => {
-                return Err(StepError::Message(
-                    "restart step without a command".to_string(),
-                ));
-            }
-        };
-        let result = run_command(&argv, self.deployment.service_timeout).await;
-        self.faults.pause_at(step.index, Point::After).await;
-        self.close(&mut record, result.as_ref().err().map(ToString::to_string))
-            .await?;
-        result.map_err(|error| StepError::Message(error.to_string()))?;
-        effects.restarted = true;
-        Ok(record)
-    }
-
-    async fn health_gate(
-        &self,
-        step: &Step,
-        effects: &mut Effects,
-    ) -> Result<StepRecord, StepError> {
-        let mut record = self.step_record(step, StepStatus::Started);
-        self.store.write_step(&record).await?;
-        self.faults.pause_at(step.index, Point::Before).await;
-        let result = wait_healthy(
-            &self.deployment.health,
-            Instant::now() + self.deployment.service_timeout,
-        )
-        .await;
-        self.faults.pause_at(step.index, Point::After).await;
-        self.close(&mut record, result.as_ref().err().map(ToString::to_string))
-            .await?;
-        result.map_err(|error| StepError::Message(error.to_string()))?;
-        effects.health_checked = true;
-        Ok(record)
-    }
-
-    pub(super) async fn close(
-        &self,
-        record: &mut StepRecord,
-        error: Option<String>,
-    ) -> Result<(), StateError> {
-        record.status = if error.is_some() {
-            StepStatus::Failed
-        } else {
-            StepStatus::Done
-        };
-        record.error = error;
-        record.finished_at = Some(self.now());
-        self.store.write_step(record).await
     }
 
     /// Undoes `journal` in reverse after `failed` failed, restarts and re-checks health.
@@ -935,165 +538,24 @@ impl<S: StateStore> ApplyContext<'_, S> {
     }
 }
 
-/// What undoing a list of steps achieved.
-pub struct UndoOutcome {
-    pub undone: Vec<String>,
-    pub errors: Vec<String>,
-    /// Whether a file tldw_server reads at start was restored (a restart is needed).
-    pub undone_files: bool,
-}
+impl<S: StateStore> Journal for ApplyContext<'_, S> {
+    fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
 
-/// Undoes journaled steps in reverse. File steps go back to their checkpoint (or are removed
-/// when there was no file) provided the file still holds what the step wrote; a step whose
-/// file already holds its before-state is counted as undone. Undo is idempotent.
-#[allow(clippy::too_many_arguments)]
-pub async fn undo_steps<S: StateStore>(
-    store: &S,
-    plan: &Plan,
-    deployment: &Deployment,
-    api: Option<&TldwApi>,
-    journal: &[StepRecord],
-    faults: &Faults,
-    reporter: &dyn Reporter,
-    clock: &(dyn Fn() -> Timestamp + Sync),
-) -> UndoOutcome {
-    let mut outcome = UndoOutcome {
-        undone: Vec::new(),
-        errors: Vec::new(),
-        undone_files: false,
-    };
-    for row in journal.iter().rev() {
-        let Some(step) = plan.steps.iter().find(|step| step.index == row.index) else {
-            continue;
-        };
-        let is_file = matches!(
-            step.kind,
-            StepKind::EnsureEnvFile | StepKind::EnsureConfigFile
-        );
-        let is_api = matches!(
-            step.kind,
-            StepKind::EnsureQuotas | StepKind::EnsureRetention
-        );
-        let backup = super::backup_steps::undoes(step.kind);
-        if !(is_file || is_api || backup) || row.status == StepStatus::Skipped {
-            continue;
-        }
-        reporter.undo_started(step);
-        let mut undo_row = row.clone();
-        undo_row.status = StepStatus::UndoStarted;
-        let _ = store.write_step(&undo_row).await;
-        let mut described = None;
-        let result = if faults.fail_undo.contains(&step.index) {
-            Err("injected undo failure (TLDW_OPS_FAULT)".to_string())
-        } else if is_api {
-            match (api, &row.before_values) {
-                (Some(api), Some(before)) => {
-                    super::api_steps::undo(api, step, before).await.map(|text| {
-                        described = Some(format!("{} ({}): {text}", step.index + 1, step.target));
-                    })
-                }
-                (None, _) => Err(
-                    "the admin API is not configured, so its changes cannot be written back"
-                        .to_string(),
-                ),
-                (_, None) => Ok(()),
-            }
-        } else if backup {
-            super::backup_steps::undo(step, deployment)
-                .await
-                .map(|text| described = Some(text))
-        } else {
-            let path = if step.kind == StepKind::EnsureEnvFile {
-                &deployment.env_file
-            } else {
-                &deployment.config_file
-            };
-            undo_file(row, path).map(|restored| {
-                if restored {
-                    outcome.undone_files = true;
-                }
-            })
-        };
-        reporter.undo_finished(step, &result);
-        undo_row.finished_at = Some(clock());
-        match result {
-            Ok(()) => {
-                undo_row.status = StepStatus::Undone;
-                outcome.undone.push(
-                    described.unwrap_or_else(|| format!("{} ({})", step.index + 1, step.target)),
-                );
-            }
-            Err(error) => {
-                undo_row.status = StepStatus::UndoFailed;
-                undo_row.error = Some(error.clone());
-                outcome.errors.push(format!(
-                    "step {} ({}): {error}",
-                    step.index + 1,
-                    step.target
-                ));
-            }
-        }
-        let _ = store.write_step(&undo_row).await;
+    fn row(&self, step: &Step, status: StepStatus) -> StepRecord {
+        self.step_record(step, status)
     }
-    outcome
-}
 
-/// Restores one file from its checkpoint. Returns whether anything was written.
-pub fn undo_file(row: &StepRecord, path: &std::path::Path) -> Result<bool, String> {
-    let snapshot = read_snapshot(path).map_err(|error| error.to_string())?;
-    let current = snapshot.hash();
-    let before = row.before_hash.clone().unwrap_or_default();
-    let after = row.after_hash.clone().unwrap_or_default();
-    if current == before {
-        return Ok(false);
+    fn write<'a>(&'a self, row: &'a StepRecord) -> StepFuture<'a, Result<(), StateError>> {
+        Box::pin(self.store.write_step(row))
     }
-    if current != after {
-        return Err(format!(
-            "{} changed since this apply wrote it (now {}, wrote {}); not overwriting",
-            path.display(),
-            show_hash(&current),
-            show_hash(&after)
-        ));
-    }
-    match (&row.checkpoint_path, &row.checkpoint_hash) {
-        (Some(checkpoint_path), Some(checkpoint_hash)) => {
-            let content = checkpoint::load(std::path::Path::new(checkpoint_path), checkpoint_hash)
-                .map_err(|error| error.to_string())?;
-            let mode = snapshot.mode.unwrap_or(0o600);
-            write_atomic_if(path, content.as_bytes(), mode, snapshot.owner, &current)
-                .map_err(|error| error.to_string())?;
-        }
-        _ if before == "absent" => {
-            remove_durably(path).map_err(|error| error.to_string())?;
-        }
-        _ => return Err(format!("no checkpoint was recorded for {}", path.display())),
-    }
-    Ok(true)
-}
 
-/// Restarts (when configured) and waits for the gates.
-pub async fn restart_and_check(deployment: &Deployment) -> Result<(), String> {
-    let deadline = Instant::now() + deployment.service_timeout;
-    if let Some(restart) = &deployment.restart {
-        run_command(restart, deployment.service_timeout)
-            .await
-            .map_err(|error: ServiceError| error.to_string())?;
+    fn rows(&self) -> StepFuture<'_, Result<Vec<StepRecord>, StateError>> {
+        Box::pin(self.store.steps(&self.apply_id))
     }
-    if deployment.health.is_empty() {
-        return Ok(());
-    }
-    wait_healthy(&deployment.health, deadline)
-        .await
-        .map_err(|error| error.to_string())
-}
 
-pub fn instructions_after_failed_undo(apply_id: &str, errors: &[String]) -> String {
-    format!(
-        "Some changes could not be undone automatically:\n  {}\n\
-         The journal of apply {apply_id} records every step and its checkpoint.\n\
-         To finish by hand: restore each file listed above from its checkpoint \
-         (`tldw-ops show {apply_id}` lists the checkpoint paths), restart tldw_server, \
-         then run `tldw-ops plan` to confirm the deployment is where you expect.",
-        errors.join("\n  ")
-    )
+    fn note(&self, text: &str) {
+        self.reporter.note(text);
+    }
 }

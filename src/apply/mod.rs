@@ -7,13 +7,9 @@
 //! hashes) → act (atomic: rename for files, one request for the API) → journal `done`. A step
 //! whose after-state is already there is journaled `skipped`. Every step is idempotent.
 
-pub mod api_steps;
-pub mod backup_steps;
-pub mod checkpoint;
 pub mod executor;
-pub mod faults;
 pub mod recover;
-pub mod service;
+pub mod undo;
 
 pub use executor::{ApplyContext, ApplyError, ApplyOutcome, Reporter, StepReport};
 

@@ -5,12 +5,11 @@
 
 use jiff::Timestamp;
 
-use super::executor::{
-    ApplyContext, ApplyError, ApplyOutcome, Reporter, instructions_after_failed_undo,
-    restart_and_check, undo_steps,
-};
-use super::faults::Faults;
+use super::executor::{ApplyContext, ApplyError, ApplyOutcome, Reporter};
+use super::undo::{instructions_after_failed_undo, undo_steps};
 use crate::deployment::Deployment;
+use crate::faults::Faults;
+use crate::kinds::service::restart_and_check;
 use crate::plan::{Plan, StepKind};
 use crate::providers::files::read_snapshot;
 use crate::state::{
@@ -162,7 +161,8 @@ pub async fn rollback_unfinished<S: StateStore>(
                     | StepStatus::UndoStarted
                     | StepStatus::UndoFailed
             ) && (row.after_hash.is_some()
-                || super::backup_steps::undone_when_unfinished(&row.kind))
+                || crate::kinds::provider_of_row(&row.kind)
+                    .is_some_and(|provider| provider.undone_when_unfinished()))
         })
         .collect();
     let outcome = undo_steps(

@@ -1,7 +1,7 @@
 //! Backups as reconciled state, the I/O part: where an environment's sets live and what goes
 //! into them (resolved from the desired state and the deployment), and observing the sets for
 //! the planner. The decisions are pure and live in `plan::backups`; the steps that create,
-//! prune and restore sets live in `apply::backup_steps`; the library that makes, verifies and
+//! prune and restore sets live in `kinds::backups`; the library that makes, verifies and
 //! restores a set is `providers::backups`.
 //!
 //! Paths: a relative `backup.destination` resolves against the directory of the YAML file that

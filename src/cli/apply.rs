@@ -7,12 +7,12 @@ use super::common::{LineReporter, confirm, report_pipeline_error, report_state_e
 use super::output::Style;
 use super::plan::{Format, print_plan, print_warnings};
 use super::{ExitStatus, Printer, desired_file};
-use crate::apply::checkpoint;
-use crate::apply::faults::Faults;
 use crate::apply::recover::{resume, take_over_lock};
 use crate::apply::{ApplyContext, ApplyError, ApplyOutcome, new_apply_id};
+use crate::faults::Faults;
 use crate::pipeline::{self, PipelineError, Prepared, observed_values, staleness, state_location};
 use crate::plan::{FORMAT_VERSION, Plan, render};
+use crate::providers::checkpoint;
 use crate::settings::Settings;
 use crate::state::{LockHolder, StateStore};
 
@@ -764,7 +764,7 @@ async fn resume_command(
             clock: &clock,
             apply_id: unfinished.id.clone(),
             // A resumed backup-only apply or restore still records no managed state.
-            kind: if crate::apply::backup_steps::records_managed_state(&unfinished.kind) {
+            kind: if crate::kinds::backups::records_managed_state(&unfinished.kind) {
                 "resume"
             } else {
                 &unfinished.kind

@@ -12,10 +12,10 @@ use super::common::{confirm, report_pipeline_error, runtime};
 use super::output::Style;
 use super::plan::{Format as PlanFormat, print_plan, print_warnings};
 use super::{ExitStatus, Printer, desired_file};
-use crate::apply::backup_steps::server_answers;
 use crate::backups::schedule::{ScheduleInput, Scheduler, render};
 use crate::backups::{BackupTarget, shown};
 use crate::deployment::Deployment;
+use crate::kinds::service::server_answers;
 use crate::pipeline::{self, PipelineError};
 use crate::plan::backups::{
     RestoreInput, item_name, keep_text, next_decisions, release_reason, restore_plan, state_word,

@@ -15,14 +15,11 @@ use crate::state::StateError;
 
 /// The injected faults (`--fault`, test builds), or the exit status after saying why they do
 /// not parse. Every command that executes steps starts here.
-pub fn faults(
-    settings: &Settings,
-    printer: &Printer,
-) -> Result<crate::apply::faults::Faults, ExitStatus> {
+pub fn faults(settings: &Settings, printer: &Printer) -> Result<crate::faults::Faults, ExitStatus> {
     match settings
         .fault
         .as_deref()
-        .map(crate::apply::faults::Faults::parse)
+        .map(crate::faults::Faults::parse)
         .transpose()
     {
         Ok(faults) => Ok(faults.unwrap_or_default()),

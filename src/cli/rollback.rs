@@ -9,12 +9,12 @@ use super::apply::{execute, report_apply_error, report_outcome};
 use super::common::{LineReporter, confirm, report_state_error, runtime};
 use super::plan::{Format, print_plan};
 use super::{ExitStatus, Printer, desired_file};
-use crate::apply::checkpoint;
-use crate::apply::faults::Faults;
 use crate::apply::recover::{rollback_unfinished, take_over_lock};
+use crate::faults::Faults;
 use crate::model::Address;
 use crate::pipeline::{self, Prepared};
 use crate::plan::{Action, Change, FORMAT_VERSION, Operation, Plan, Step, StepKind};
+use crate::providers::checkpoint;
 use crate::providers::config_file::document::IniDocument;
 use crate::providers::env_file::document::EnvDocument;
 use crate::secrets::{is_sensitive, sha256_hex, shown, value_hash};
@@ -177,7 +177,7 @@ async fn earlier(
             Ok(records) => match records.into_iter().find(|record| {
                 record.outcome == Outcome::Succeeded
                     && record.changes > 0
-                    && crate::apply::backup_steps::records_managed_state(&record.kind)
+                    && crate::kinds::backups::records_managed_state(&record.kind)
             }) {
                 Some(record) => record,
                 None => {
@@ -378,7 +378,7 @@ fn api_restore_step(
     changes: &mut Vec<Change>,
     fingerprints: &mut std::collections::BTreeMap<String, String>,
 ) -> Result<Option<Step>, String> {
-    let before: crate::apply::api_steps::BeforeValues =
+    let before: crate::kinds::admin_api::BeforeValues =
         serde_json::from_str(before).map_err(|error| {
             format!(
                 "the journal's before-values of step {} are unreadable: {error}",

@@ -156,6 +156,21 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// Every kind of step, for lookups by name.
+    pub const ALL: [StepKind; 11] = [
+        StepKind::EnsureEnvFile,
+        StepKind::EnsureConfigFile,
+        StepKind::EnsureRetention,
+        StepKind::EnsureQuotas,
+        StepKind::CreateBackup,
+        StepKind::Restart,
+        StepKind::HealthGate,
+        StepKind::PruneBackups,
+        StepKind::StopService,
+        StepKind::RestoreBackup,
+        StepKind::StartService,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::EnsureEnvFile => "ensure_env_file",

@@ -1,4 +1,5 @@
-//! Steps that act through the tldw admin API: per-user quotas and retention overrides.
+//! The admin API kinds: per-user storage quotas (`quota.user.*`) and retention overrides
+//! (`retention.*`), acted on through the tldw admin API.
 //!
 //! Each step records the values it replaces (never secret) as JSON in the journal before it
 //! acts, so undo — after a failed step, a failed health gate, or a crash — writes them back.
@@ -14,11 +15,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undone};
+use crate::faults::Point;
 use crate::model::{Address, AddressKind};
 use crate::plan::diff::default_retention_days;
 use crate::plan::{Operation, Step};
 use crate::providers::tldw_api::{ApiError, TldwApi};
 use crate::secrets::{sha256_hex, value_hash};
+use crate::state::{StepRecord, StepStatus};
 
 /// The before-values of an API step, as journaled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -388,6 +392,115 @@ pub async fn current_hashes(
         }
     }
     Ok(out)
+}
+
+pub struct AdminApiProvider;
+
+impl From<ApiStepError> for StepError {
+    fn from(error: ApiStepError) -> StepError {
+        if error.stale {
+            StepError::Stale(error.message)
+        } else {
+            StepError::Message(error.message)
+        }
+    }
+}
+
+async fn ensure(
+    cx: &StepContext<'_>,
+    step: &Step,
+    effects: &mut Effects,
+) -> Result<StepRecord, StepError> {
+    let api = cx.api.ok_or_else(|| {
+        StepError::Message(
+            "the plan changes the admin API but `target.api` is not configured".to_string(),
+        )
+    })?;
+    let prepared = prepare(step, cx.observed, cx.user_ids)?;
+    let mut record = cx.journal.row(step, StepStatus::Started);
+    record.before_hash = Some(prepared.before_hash());
+    record.after_hash = Some(prepared.after_hash());
+    record.before_values =
+        Some(serde_json::to_string(&prepared.before).expect("before-values serialise"));
+    cx.write(&record).await?;
+    cx.pause(step, Point::Before).await;
+    let result = perform(api, &prepared).await;
+    cx.pause(step, Point::After).await;
+    match result {
+        Ok(values) => {
+            record.status = StepStatus::Done;
+            record.finished_at = Some(cx.now());
+            cx.write(&record).await?;
+            effects.values.extend(values);
+            Ok(record)
+        }
+        Err(error) => {
+            record.status = StepStatus::Failed;
+            record.error = Some(error.message.clone());
+            record.finished_at = Some(cx.now());
+            cx.write(&record).await?;
+            Err(error.into())
+        }
+    }
+}
+
+impl Provider for AdminApiProvider {
+    fn ensure<'a>(
+        &'a self,
+        cx: &'a StepContext<'a>,
+        step: &'a Step,
+        effects: &'a mut Effects,
+    ) -> StepFuture<'a, Result<StepRecord, StepError>> {
+        Box::pin(ensure(cx, step, effects))
+    }
+
+    fn undoes(&self) -> bool {
+        true
+    }
+
+    fn undo<'a>(
+        &'a self,
+        cx: &'a UndoContext<'a>,
+        step: &'a Step,
+        row: &'a StepRecord,
+    ) -> StepFuture<'a, Result<Undone, String>> {
+        Box::pin(async move {
+            match (cx.api, &row.before_values) {
+                (Some(api), Some(before)) => undo(api, step, before).await.map(|text| Undone {
+                    described: Some(format!("{} ({}): {text}", step.index + 1, step.target)),
+                    restored_files: false,
+                }),
+                (None, _) => Err(
+                    "the admin API is not configured, so its changes cannot be written back"
+                        .to_string(),
+                ),
+                (_, None) => Ok(Undone::default()),
+            }
+        })
+    }
+
+    fn fingerprints_now<'a>(
+        &'a self,
+        cx: &'a StepContext<'a>,
+        fingerprints: &'a BTreeMap<String, String>,
+    ) -> StepFuture<'a, Result<BTreeMap<String, String>, String>> {
+        Box::pin(async move {
+            let Some(api) = cx.api else {
+                return Ok(BTreeMap::new());
+            };
+            let current = current_hashes(api, fingerprints, cx.user_ids, cx.salt).await?;
+            Ok(fingerprints
+                .keys()
+                .map(|address| {
+                    let now = current
+                        .get(address)
+                        .cloned()
+                        .unwrap_or_else(|| crate::plan::ABSENT.to_string());
+                    (address.clone(), now)
+                })
+                .collect())
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,108 @@
+//! The `config.txt` kind: `config.<Section>.<key>` addresses. The document code (comments and
+//! order kept, keys compared as configparser does) is in `providers::config_file`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::files::{self, FileDocument};
+use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undone};
+use crate::deployment::Deployment;
+use crate::model::{Address, AddressKind, DesiredState};
+use crate::plan::{EntryEdit, Step};
+use crate::providers::config_file::{ConfigEdit, ConfigFile};
+use crate::providers::files::FileSnapshot;
+use crate::state::StepRecord;
+
+pub struct ConfigFileProvider;
+
+impl FileDocument for ConfigFileProvider {
+    fn path<'d>(&self, deployment: &'d Deployment) -> &'d Path {
+        &deployment.config_file
+    }
+
+    fn checkpoint_name(&self) -> &'static str {
+        "config.txt"
+    }
+
+    fn new_mode(&self) -> u32 {
+        0o644
+    }
+
+    fn edited(
+        &self,
+        cx: &StepContext<'_>,
+        snapshot: &FileSnapshot,
+        step: &Step,
+        _effects: &mut Effects,
+        values: &mut Vec<(Address, Option<String>)>,
+    ) -> Result<String, StepError> {
+        let file = ConfigFile::from_snapshot(snapshot.clone())?;
+        let mut edits = Vec::new();
+        for edit in step.entry_edits() {
+            let (address, value) = match edit? {
+                EntryEdit::Set {
+                    address,
+                    value,
+                    secret,
+                } => {
+                    let value = files::value_for(cx, &address, value, secret)?;
+                    (address, Some(value))
+                }
+                EntryEdit::Remove { address } => (address, None),
+            };
+            values.push((address.clone(), value.clone()));
+            edits.push(ConfigEdit { address, value });
+        }
+        Ok(file.edited(&edits)?)
+    }
+
+    fn values_in(&self, desired: &DesiredState, content: &str) -> Vec<(Address, Option<String>)> {
+        let Ok(file) = ConfigFile::from_snapshot(files::snapshot_of(content)) else {
+            return Vec::new();
+        };
+        desired
+            .resources
+            .keys()
+            .filter(|address| address.kind() == AddressKind::Config)
+            .map(|address| (address.clone(), file.observe(address).canonical()))
+            .collect()
+    }
+}
+
+impl Provider for ConfigFileProvider {
+    fn ensure<'a>(
+        &'a self,
+        cx: &'a StepContext<'a>,
+        step: &'a Step,
+        effects: &'a mut Effects,
+    ) -> StepFuture<'a, Result<StepRecord, StepError>> {
+        Box::pin(files::ensure(self, cx, step, effects))
+    }
+
+    fn undoes(&self) -> bool {
+        true
+    }
+
+    fn undo<'a>(
+        &'a self,
+        cx: &'a UndoContext<'a>,
+        _step: &'a Step,
+        row: &'a StepRecord,
+    ) -> StepFuture<'a, Result<Undone, String>> {
+        Box::pin(async move { files::undo(self, cx.deployment, row) })
+    }
+
+    fn fingerprints_now<'a>(
+        &'a self,
+        cx: &'a StepContext<'a>,
+        fingerprints: &'a BTreeMap<String, String>,
+    ) -> StepFuture<'a, Result<BTreeMap<String, String>, String>> {
+        Box::pin(async move {
+            let file =
+                ConfigFile::read(&cx.deployment.config_file).map_err(|error| error.to_string())?;
+            Ok(files::fingerprints_in(cx.salt, fingerprints, |address| {
+                file.observe(address).canonical()
+            }))
+        })
+    }
+}

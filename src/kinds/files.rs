@@ -1,0 +1,236 @@
+//! What the two file kinds (`.env` and `config.txt`) share: the step that edits a file in place
+//! under its before-hash precondition with a checkpoint of what it held, the undo that puts the
+//! checkpoint back, and the value each operation writes. A file kind only says where its file
+//! is and how its document applies edits ([`FileDocument`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{Effects, StepContext, StepError, Undone};
+use crate::deployment::Deployment;
+use crate::faults::Point;
+use crate::model::{Address, Desired, DesiredState, SecretSource};
+use crate::plan::{Operation, SecretFrom, SecretOperation, Step};
+use crate::providers::checkpoint;
+use crate::providers::files::{
+    FileSnapshot, content_hash, read_snapshot, remove_durably, write_atomic_if,
+};
+use crate::secrets::{OsRandom, generate, show_hash, value_hash};
+use crate::state::{StepRecord, StepStatus};
+
+/// The part of a file step that differs between `.env` and `config.txt`.
+pub trait FileDocument: Sync {
+    /// The file this kind edits.
+    fn path<'d>(&self, deployment: &'d Deployment) -> &'d Path;
+    /// The checkpoint's file name.
+    fn checkpoint_name(&self) -> &'static str;
+    /// The mode of a file this kind creates (an existing file keeps its own).
+    fn new_mode(&self) -> u32;
+    /// The file's new content after the step's edits; `values` receives each address and the
+    /// value it now holds.
+    fn edited(
+        &self,
+        cx: &StepContext<'_>,
+        snapshot: &FileSnapshot,
+        step: &Step,
+        effects: &mut Effects,
+        values: &mut Vec<(Address, Option<String>)>,
+    ) -> Result<String, StepError>;
+    /// The value of every desired address of this file in `content` (for a restored file).
+    fn values_in(&self, desired: &DesiredState, content: &str) -> Vec<(Address, Option<String>)>;
+}
+
+/// A snapshot of `content` as if read from a file, for parsing a checkpoint.
+pub fn snapshot_of(content: &str) -> FileSnapshot {
+    FileSnapshot {
+        path: std::path::PathBuf::new(),
+        content: Some(content.to_string()),
+        mode: None,
+        owner: None,
+    }
+}
+
+/// Performs a file step: reads the file, computes its new content, checkpoints the old one,
+/// and writes the new one only if the file still holds what was read.
+pub async fn ensure(
+    document: &dyn FileDocument,
+    cx: &StepContext<'_>,
+    step: &Step,
+    effects: &mut Effects,
+) -> Result<StepRecord, StepError> {
+    let path = document.path(cx.deployment);
+    let snapshot = read_snapshot(path)?;
+    let before_hash = snapshot.hash();
+    let mut values: Vec<(Address, Option<String>)> = Vec::new();
+    let restore = step
+        .operations
+        .iter()
+        .find_map(|operation| match operation {
+            Operation::RestoreFile {
+                checkpoint,
+                checkpoint_hash,
+            } => Some((checkpoint, checkpoint_hash)),
+            _ => None,
+        });
+    let new_content = if let Some((checkpoint_path, checkpoint_hash)) = restore {
+        let content = checkpoint::load(Path::new(checkpoint_path), checkpoint_hash)?;
+        values.extend(document.values_in(cx.desired, &content));
+        content
+    } else {
+        document.edited(cx, &snapshot, step, effects, &mut values)?
+    };
+    let after_hash = content_hash(Some(&new_content));
+    let mut record = cx.journal.row(step, StepStatus::Started);
+    record.before_hash = Some(before_hash.clone());
+    record.after_hash = Some(after_hash.clone());
+    if before_hash == after_hash {
+        record.status = StepStatus::Skipped;
+        record.finished_at = Some(cx.now());
+        cx.write(&record).await?;
+        effects.values.extend(values);
+        return Ok(record);
+    }
+    if let Some(content) = &snapshot.content {
+        let (checkpoint_path, checkpoint_hash) = checkpoint::save(
+            cx.checkpoint_root,
+            cx.apply_id,
+            step.index,
+            document.checkpoint_name(),
+            content,
+        )?;
+        record.checkpoint_path = Some(checkpoint_path.display().to_string());
+        record.checkpoint_hash = Some(checkpoint_hash);
+    }
+    cx.write(&record).await?;
+    cx.pause(step, Point::Before).await;
+    // A new .env holds secrets: 0600. An existing file keeps its mode and owner. The file must
+    // still hold what was read: a writer outside tldw-ops fails the step, not its edit.
+    let mode = snapshot.mode.unwrap_or(document.new_mode());
+    write_atomic_if(
+        path,
+        new_content.as_bytes(),
+        mode,
+        snapshot.owner,
+        &before_hash,
+    )?;
+    cx.pause(step, Point::After).await;
+    record.status = StepStatus::Done;
+    record.finished_at = Some(cx.now());
+    cx.write(&record).await?;
+    effects.values.extend(values);
+    Ok(record)
+}
+
+/// Undoes a file step: puts back its checkpoint (or removes the file it created), provided the
+/// file still holds what the step wrote. A file already back at its before-state counts as
+/// undone.
+pub fn undo(
+    document: &dyn FileDocument,
+    deployment: &Deployment,
+    row: &StepRecord,
+) -> Result<Undone, String> {
+    undo_file(row, document.path(deployment)).map(|restored| Undone {
+        described: None,
+        restored_files: restored,
+    })
+}
+
+/// Restores one file from its checkpoint. Returns whether anything was written.
+pub fn undo_file(row: &StepRecord, path: &Path) -> Result<bool, String> {
+    let snapshot = read_snapshot(path).map_err(|error| error.to_string())?;
+    let current = snapshot.hash();
+    let before = row.before_hash.clone().unwrap_or_default();
+    let after = row.after_hash.clone().unwrap_or_default();
+    if current == before {
+        return Ok(false);
+    }
+    if current != after {
+        return Err(format!(
+            "{} changed since this apply wrote it (now {}, wrote {}); not overwriting",
+            path.display(),
+            show_hash(&current),
+            show_hash(&after)
+        ));
+    }
+    match (&row.checkpoint_path, &row.checkpoint_hash) {
+        (Some(checkpoint_path), Some(checkpoint_hash)) => {
+            let content = checkpoint::load(Path::new(checkpoint_path), checkpoint_hash)
+                .map_err(|error| error.to_string())?;
+            let mode = snapshot.mode.unwrap_or(0o600);
+            write_atomic_if(path, content.as_bytes(), mode, snapshot.owner, &current)
+                .map_err(|error| error.to_string())?;
+        }
+        _ if before == "absent" => {
+            remove_durably(path).map_err(|error| error.to_string())?;
+        }
+        _ => return Err(format!("no checkpoint was recorded for {}", path.display())),
+    }
+    Ok(true)
+}
+
+/// The value an operation writes: from the desired state, or generated now.
+pub fn value_for(
+    cx: &StepContext<'_>,
+    address: &Address,
+    value: Option<&str>,
+    secret: Option<&SecretOperation>,
+) -> Result<String, StepError> {
+    let resource = cx.desired.get(address).ok_or_else(|| {
+        StepError::Message(format!(
+            "{address} is in the plan but not in the desired state"
+        ))
+    })?;
+    match (secret, &resource.desired) {
+        (Some(operation), Desired::Secret(desired)) if operation.from == SecretFrom::Generate => {
+            match &desired.source {
+                SecretSource::Generate(spec) => Ok(generate(spec, &mut OsRandom)),
+                _ => Err(StepError::Message(format!(
+                    "{address}: the plan generates it but the desired state has a source"
+                ))),
+            }
+        }
+        (_, Desired::Secret(_)) => {
+            let value = cx.secret_values.get(address.name()).ok_or_else(|| {
+                StepError::Message(format!("{address}: its source could not be read"))
+            })?;
+            if let Some(expected) = secret.and_then(|operation| operation.expect.as_deref())
+                && show_hash(&value_hash(cx.salt, value)) != expected
+            {
+                return Err(StepError::Message(format!(
+                    "{address}: its source changed since the plan was made (plan {expected}, now {})",
+                    show_hash(&value_hash(cx.salt, value))
+                )));
+            }
+            Ok(value.clone())
+        }
+        (_, desired) => {
+            let wanted = desired.canonical().unwrap_or_default();
+            if let Some(planned) = value
+                && planned != wanted
+            {
+                return Err(StepError::Message(format!(
+                    "{address}: the desired value changed since the plan was made"
+                )));
+            }
+            Ok(wanted)
+        }
+    }
+}
+
+/// The fingerprint now of each address of `fingerprints`, by `observe` (`None`: absent).
+pub fn fingerprints_in(
+    salt: &[u8],
+    fingerprints: &BTreeMap<String, String>,
+    observe: impl Fn(&Address) -> Option<String>,
+) -> BTreeMap<String, String> {
+    fingerprints
+        .keys()
+        .filter_map(|text| {
+            let address = Address::parse(text).ok()?;
+            let now = observe(&address)
+                .map(|value| value_hash(salt, &value))
+                .unwrap_or_else(|| crate::plan::ABSENT.to_string());
+            Some((text.clone(), now))
+        })
+        .collect()
+}

@@ -1,0 +1,254 @@
+//! The kinds of managed thing, one folder each, and the registry that lists them.
+//!
+//! A kind's I/O half implements [`Provider`]: it performs a step of its kind (with the
+//! before-hash precondition and a checkpoint where the kind has one), undoes a journaled step,
+//! and says what the deployment holds now for the addresses it owns. The executor, rollback,
+//! resume and the stale-plan check loop over [`provider`] and [`owner`] and never match on a
+//! kind themselves, so a new kind is one folder here, one line in each of those two matches and
+//! its spec field; the matches are exhaustive, so a new `StepKind` or `AddressKind` cannot be
+//! silently ignored (docs/adding-a-kind.md walks through one).
+//!
+//! This module sits below `apply`: a provider sees the apply only through [`StepContext`] and
+//! its [`Journal`], so nothing here imports the executor.
+
+pub mod admin_api;
+pub mod backups;
+pub mod config_file;
+pub mod env_file;
+pub mod files;
+pub mod service;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+use jiff::Timestamp;
+
+use crate::deployment::Deployment;
+use crate::faults::{Faults, Point};
+use crate::model::{Address, AddressKind, DesiredState};
+use crate::plan::{Plan, Step, StepKind};
+use crate::providers::tldw_api::TldwApi;
+use crate::state::{StateError, StepRecord, StepStatus};
+
+/// A provider's future: boxed so the registry can hand out trait objects. Apply runs on one
+/// task, so it need not be `Send`.
+pub type StepFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// One step's error.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{0}")]
+    Message(String),
+    /// The server says the plan no longer matches it (a stale retention value).
+    #[error("{0}")]
+    Stale(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    File(#[from] crate::providers::files::FileError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::providers::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Service(#[from] crate::providers::service::ServiceError),
+    #[error(transparent)]
+    EnvFile(#[from] crate::providers::env_file::EnvFileError),
+    #[error(transparent)]
+    ConfigFile(#[from] crate::providers::config_file::ConfigFileError),
+    #[error(transparent)]
+    Address(#[from] crate::model::address::AddressError),
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> StepError {
+        StepError::Message(message)
+    }
+}
+
+/// What the steps did, for the record the apply writes when it succeeds.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Address -> value now in place (`None`: removed).
+    pub values: BTreeMap<Address, Option<String>>,
+    /// Secret names that got a new value, and whether it was a rotation.
+    pub secrets_set: BTreeMap<String, bool>,
+    pub restarted: bool,
+    pub health_checked: bool,
+}
+
+/// The apply's journal, as a provider sees it.
+pub trait Journal {
+    fn now(&self) -> Timestamp;
+    /// A fresh row for `step` (its kind, target and addresses filled in, started now).
+    fn row(&self, step: &Step, status: StepStatus) -> StepRecord;
+    fn write<'a>(&'a self, row: &'a StepRecord) -> StepFuture<'a, Result<(), StateError>>;
+    /// The rows this apply journaled so far (a resumed apply finds its earlier ones).
+    fn rows(&self) -> StepFuture<'_, Result<Vec<StepRecord>, StateError>>;
+    /// A line for the operator.
+    fn note(&self, text: &str);
+}
+
+/// What a provider may read and use while it performs a step.
+pub struct StepContext<'a> {
+    pub journal: &'a dyn Journal,
+    pub plan: &'a Plan,
+    pub desired: &'a DesiredState,
+    /// The state store's salt, for fingerprints.
+    pub salt: &'a [u8],
+    /// Values of `from_env`/`from_file` secrets, by secret name.
+    pub secret_values: &'a BTreeMap<String, String>,
+    pub deployment: &'a Deployment,
+    /// Observed canonical values at the start of the apply.
+    pub observed: &'a BTreeMap<Address, Option<String>>,
+    pub checkpoint_root: &'a Path,
+    pub apply_id: &'a str,
+    pub faults: &'a Faults,
+    /// The admin API, for quota and retention steps.
+    pub api: Option<&'a TldwApi>,
+    /// Username -> user id, resolved during observe.
+    pub user_ids: &'a BTreeMap<String, i64>,
+}
+
+impl StepContext<'_> {
+    pub fn now(&self) -> Timestamp {
+        self.journal.now()
+    }
+
+    pub async fn write(&self, row: &StepRecord) -> Result<(), StateError> {
+        self.journal.write(row).await
+    }
+
+    /// Sleeps at a pause point of the fault-injection hook (test builds only).
+    pub async fn pause(&self, step: &Step, point: Point) {
+        self.faults.pause_at(step.index, point).await;
+    }
+
+    /// Journals `row` as done, or as failed with `error`.
+    pub async fn close(
+        &self,
+        row: &mut StepRecord,
+        error: Option<String>,
+    ) -> Result<(), StateError> {
+        row.status = if error.is_some() {
+            StepStatus::Failed
+        } else {
+            StepStatus::Done
+        };
+        row.error = error;
+        row.finished_at = Some(self.now());
+        self.write(row).await
+    }
+
+    /// Journals `row` as done, or as failed with the error, and returns the step's result.
+    pub async fn settle<E: Into<StepError> + ToString>(
+        &self,
+        mut row: StepRecord,
+        result: Result<(), E>,
+    ) -> Result<StepRecord, StepError> {
+        self.close(&mut row, result.as_ref().err().map(ToString::to_string))
+            .await?;
+        result.map_err(Into::into)?;
+        Ok(row)
+    }
+}
+
+/// What undoing a step may use: the journal is the apply's, but the desired state may be gone
+/// (a later `rollback --unfinished` has only the plan and the deployment).
+pub struct UndoContext<'a> {
+    pub deployment: &'a Deployment,
+    pub api: Option<&'a TldwApi>,
+}
+
+/// What undoing one step did.
+#[derive(Debug, Default)]
+pub struct Undone {
+    /// How the report names it, when more than its number and target.
+    pub described: Option<String>,
+    /// A file tldw_server reads at start was written back: a restart is needed.
+    pub restored_files: bool,
+}
+
+/// The I/O half of a kind.
+pub trait Provider: Sync {
+    /// Performs `step`: journals it `started` before acting and `done`, `skipped` or `failed`
+    /// after, and is idempotent, so a resumed apply may run it again.
+    fn ensure<'a>(
+        &'a self,
+        cx: &'a StepContext<'a>,
+        step: &'a Step,
+        effects: &'a mut Effects,
+    ) -> StepFuture<'a, Result<StepRecord, StepError>>;
+
+    /// Whether a journaled step of this kind is undone when the apply rolls back.
+    fn undoes(&self) -> bool {
+        false
+    }
+
+    /// Whether `rollback --unfinished` undoes a step of this kind that has no after-hash yet
+    /// (an interrupted create leaves a partial set, an interrupted stop a stopped server).
+    fn undone_when_unfinished(&self) -> bool {
+        false
+    }
+
+    /// Undoes one journaled step (only called when [`Provider::undoes`]).
+    fn undo<'a>(
+        &'a self,
+        _cx: &'a UndoContext<'a>,
+        _step: &'a Step,
+        _row: &'a StepRecord,
+    ) -> StepFuture<'a, Result<Undone, String>> {
+        Box::pin(async { Ok(Undone::default()) })
+    }
+
+    /// What a completed step of an interrupted run did, for the record of the resumed one.
+    fn resumed(&self, _plan: &Plan, _step: &Step, _effects: &mut Effects) {}
+
+    /// The fingerprint of what the deployment holds now at each address of `fingerprints`
+    /// (address -> fingerprint when the plan was made; all owned by this provider), so the
+    /// executor can refuse a plan made against other values. An address left out is not this
+    /// provider's to check.
+    fn fingerprints_now<'a>(
+        &'a self,
+        _cx: &'a StepContext<'a>,
+        _fingerprints: &'a BTreeMap<String, String>,
+    ) -> StepFuture<'a, Result<BTreeMap<String, String>, String>> {
+        Box::pin(async { Ok(BTreeMap::new()) })
+    }
+}
+
+/// The provider that performs a step of `kind`.
+pub fn provider(kind: StepKind) -> &'static dyn Provider {
+    match kind {
+        StepKind::EnsureEnvFile => &env_file::EnvFileProvider,
+        StepKind::EnsureConfigFile => &config_file::ConfigFileProvider,
+        StepKind::EnsureQuotas | StepKind::EnsureRetention => &admin_api::AdminApiProvider,
+        StepKind::CreateBackup => &backups::CreateBackup,
+        StepKind::PruneBackups => &backups::PruneBackups,
+        StepKind::RestoreBackup => &backups::RestoreBackup,
+        StepKind::Restart => &service::Restart,
+        StepKind::HealthGate => &service::HealthGate,
+        StepKind::StopService => &service::StopService,
+        StepKind::StartService => &service::StartService,
+    }
+}
+
+/// The provider that owns the addresses of `kind`, and its name (providers compare by name).
+pub fn owner(kind: AddressKind) -> (&'static str, &'static dyn Provider) {
+    match kind {
+        AddressKind::Env | AddressKind::Secret => ("env_file", &env_file::EnvFileProvider),
+        AddressKind::Config => ("config_file", &config_file::ConfigFileProvider),
+        AddressKind::QuotaUser | AddressKind::Retention => {
+            ("admin_api", &admin_api::AdminApiProvider)
+        }
+        AddressKind::BackupSet => ("backups", &backups::CreateBackup),
+    }
+}
+
+/// The provider of a journaled row's kind, when the kind is one this build knows.
+pub fn provider_of_row(kind: &str) -> Option<&'static dyn Provider> {
+    StepKind::ALL
+        .iter()
+        .find(|step| step.as_str() == kind)
+        .map(|step| provider(*step))
+}

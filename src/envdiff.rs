@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value as JsonValue;
 
 use crate::environments::Resolved;
-use crate::model::{AddressKind, Desired, Resource, SecretDesired, SecretSource};
+use crate::model::{Desired, Resource, SecretDesired, SecretSource};
 use crate::secrets::{is_sensitive, show_hash, url_has_password, value_hash};
 use crate::spec::Location;
 use crate::spec::semantic::locate;
@@ -173,24 +173,8 @@ fn sides(resolved: &Resolved, salt: &[u8]) -> BTreeMap<(Rank, String, String), S
     };
     for resource in resolved.desired.resources.values() {
         let address = resource.address.as_str().to_string();
-        let (rank, section) = match resource.address.kind() {
-            AddressKind::Env => (0, "env".to_string()),
-            AddressKind::Secret => (1, "secrets".to_string()),
-            AddressKind::Config => (
-                2,
-                format!(
-                    "config [{}]",
-                    resource
-                        .address
-                        .config_parts()
-                        .map(|(section, _)| section)
-                        .unwrap_or("")
-                ),
-            ),
-            AddressKind::QuotaUser => (3, "quotas".to_string()),
-            AddressKind::Retention => (4, "retention".to_string()),
-            AddressKind::BackupSet => (5, "backups".to_string()),
-        };
+        let (rank, section) =
+            crate::kinds::kind(resource.address.kind()).section(&resource.address);
         let (shown, compared) = show_resource(resource, resolved, salt);
         out.insert(
             (rank, section, address),

@@ -15,87 +15,14 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use crate::model::{Address, AddressKind, DesiredState, Observed};
+use crate::model::{Address, DesiredState, Observed};
 use crate::plan::render::Paint;
 use crate::secrets::{is_sensitive, show_hash, value_hash};
 use crate::spec::Location;
 use crate::state::EnvironmentState;
 
-/// `.env` keys the tldw Docker entrypoint writes on every start.
-pub const ENTRYPOINT_KEYS: &[&str] = &[
-    "AUTH_MODE",
-    "DATABASE_URL",
-    "JOBS_DB_URL",
-    "SINGLE_USER_API_KEY",
-    "MCP_JWT_SECRET",
-    "MCP_API_KEY_SALT",
-    "BYOK_ENCRYPTION_KEY",
-];
-
-/// Who or what most likely changed a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LikelyCause {
-    /// The Docker entrypoint upserts its keys into `.env` when the container starts.
-    DockerEntrypoint,
-    /// The admin UI's registration settings rewrite `[AuthNZ]` in config.txt.
-    RegistrationSettings,
-    /// The first-run setup wizard writes `[Setup]` in config.txt.
-    SetupWizard,
-    /// A per-user quota changed through the admin API or web UI.
-    AdminQuota,
-    /// A retention policy changed through the admin API.
-    AdminRetention,
-    ByHand,
-}
-
-impl LikelyCause {
-    pub fn of(address: &Address) -> LikelyCause {
-        match address.kind() {
-            AddressKind::Env | AddressKind::Secret => {
-                if ENTRYPOINT_KEYS.contains(&address.name()) {
-                    LikelyCause::DockerEntrypoint
-                } else {
-                    LikelyCause::ByHand
-                }
-            }
-            AddressKind::Config => match address.config_parts() {
-                Some((section, "enable_registration" | "require_registration_code"))
-                    if section.eq_ignore_ascii_case("AuthNZ") =>
-                {
-                    LikelyCause::RegistrationSettings
-                }
-                Some((section, _)) if section.eq_ignore_ascii_case("Setup") => {
-                    LikelyCause::SetupWizard
-                }
-                _ => LikelyCause::ByHand,
-            },
-            AddressKind::QuotaUser => LikelyCause::AdminQuota,
-            AddressKind::Retention => LikelyCause::AdminRetention,
-            AddressKind::BackupSet => LikelyCause::ByHand,
-        }
-    }
-
-    /// One sentence for people and for the JSON report.
-    pub fn describe(self, address: &Address) -> String {
-        match self {
-            LikelyCause::DockerEntrypoint => format!(
-                "the tldw Docker entrypoint, which rewrites {} in .env when the container starts",
-                address.name()
-            ),
-            LikelyCause::RegistrationSettings => "the admin UI's registration settings, which rewrite [AuthNZ] in config.txt (POST /api/v1/admin/registration-settings)".to_string(),
-            LikelyCause::SetupWizard => {
-                "the first-run setup wizard, which writes [Setup] in config.txt".to_string()
-            }
-            LikelyCause::AdminQuota => {
-                "changed through the admin API or web UI (storage quotas)".to_string()
-            }
-            LikelyCause::AdminRetention => {
-                "changed through the admin API (retention policies)".to_string()
-            }
-            LikelyCause::ByHand => "edited by hand or by another tool".to_string(),
-        }
-    }
-}
+pub use crate::kinds::LikelyCause;
+pub use crate::kinds::env_file::ENTRYPOINT_KEYS;
 
 /// One address that changed outside tldw-ops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,11 +103,7 @@ pub fn detect(
             continue;
         }
         // A value can turn sensitive after the apply (a URL that gained a password).
-        let name = match address.kind() {
-            AddressKind::Config => address.config_parts().map(|(_, key)| key),
-            AddressKind::Env | AddressKind::Secret => Some(address.name()),
-            AddressKind::QuotaUser | AddressKind::Retention | AddressKind::BackupSet => None,
-        };
+        let name = crate::kinds::kind(address.kind()).key_name(&address);
         let sensitive = record.sensitive
             || resource.is_some_and(|resource| resource.sensitive)
             || matches!((name, &now), (Some(name), Some(value)) if is_sensitive(name, value));

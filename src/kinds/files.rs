@@ -234,3 +234,13 @@ pub fn fingerprints_in(
         })
         .collect()
 }
+
+/// A value shown as its fingerprint.
+pub fn masked(salt: &[u8], value: &str) -> String {
+    format!("(sensitive) {}", show_hash(&value_hash(salt, value)))
+}
+
+/// A value the plan already shows as a fingerprint or as generated.
+pub fn already_masked(value: &str) -> bool {
+    value.starts_with("(sensitive) fp:") || value == "(generated at apply)"
+}

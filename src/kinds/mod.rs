@@ -153,6 +153,14 @@ impl StepContext<'_> {
     }
 }
 
+/// What `plan --diff` shows a file kind.
+pub struct PreviewContext<'a> {
+    pub files: &'a crate::deployment::ObservedFiles,
+    pub salt: &'a [u8],
+    /// The addresses the desired state holds sensitive.
+    pub sensitive: &'a std::collections::BTreeSet<&'a Address>,
+}
+
 /// What undoing a step may use: the journal is the apply's, but the desired state may be gone
 /// (a later `rollback --unfinished` has only the plan and the deployment).
 pub struct UndoContext<'a> {
@@ -201,6 +209,11 @@ pub trait Provider: Sync {
         Box::pin(async { Ok(Undone::default()) })
     }
 
+    /// The masked text of the file `step` edits, before and after (`plan --diff`; file kinds).
+    fn preview(&self, _step: &Step, _cx: &PreviewContext<'_>) -> Option<(String, String)> {
+        None
+    }
+
     /// What a completed step of an interrupted run did, for the record of the resumed one.
     fn resumed(&self, _plan: &Plan, _step: &Step, _effects: &mut Effects) {}
 
@@ -214,6 +227,79 @@ pub trait Provider: Sync {
         _fingerprints: &'a BTreeMap<String, String>,
     ) -> StepFuture<'a, Result<BTreeMap<String, String>, String>> {
         Box::pin(async { Ok(BTreeMap::new()) })
+    }
+}
+
+/// The pure half of a kind: what drift, envdiff and the secret heuristics need to know about
+/// its addresses.
+pub trait Kind: Sync {
+    /// The heading `envdiff` groups an address under, and the rank that orders the groups.
+    fn section(&self, address: &Address) -> (u8, String);
+
+    /// The key whose name the secret heuristics read (`None`: not a key=value setting).
+    fn key_name<'a>(&self, address: &'a Address) -> Option<&'a str> {
+        let _ = address;
+        None
+    }
+
+    /// Who or what most likely changed the address when drift finds it changed.
+    fn likely_cause(&self, _address: &Address) -> LikelyCause {
+        LikelyCause::ByHand
+    }
+}
+
+/// The kind that owns addresses of `kind`.
+pub fn kind(kind: AddressKind) -> &'static dyn Kind {
+    match kind {
+        AddressKind::Env => &env_file::EnvFileProvider,
+        AddressKind::Secret => &env_file::Secrets,
+        AddressKind::Config => &config_file::ConfigFileProvider,
+        AddressKind::QuotaUser => &admin_api::Quotas,
+        AddressKind::Retention => &admin_api::Retention,
+        AddressKind::BackupSet => &backups::CreateBackup,
+    }
+}
+
+/// Who or what most likely changed a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LikelyCause {
+    /// The Docker entrypoint upserts its keys into `.env` when the container starts.
+    DockerEntrypoint,
+    /// The admin UI's registration settings rewrite `[AuthNZ]` in config.txt.
+    RegistrationSettings,
+    /// The first-run setup wizard writes `[Setup]` in config.txt.
+    SetupWizard,
+    /// A per-user quota changed through the admin API or web UI.
+    AdminQuota,
+    /// A retention policy changed through the admin API.
+    AdminRetention,
+    ByHand,
+}
+
+impl LikelyCause {
+    pub fn of(address: &Address) -> LikelyCause {
+        kind(address.kind()).likely_cause(address)
+    }
+
+    /// One sentence for people and for the JSON report.
+    pub fn describe(self, address: &Address) -> String {
+        match self {
+            LikelyCause::DockerEntrypoint => format!(
+                "the tldw Docker entrypoint, which rewrites {} in .env when the container starts",
+                address.name()
+            ),
+            LikelyCause::RegistrationSettings => "the admin UI's registration settings, which rewrite [AuthNZ] in config.txt (POST /api/v1/admin/registration-settings)".to_string(),
+            LikelyCause::SetupWizard => {
+                "the first-run setup wizard, which writes [Setup] in config.txt".to_string()
+            }
+            LikelyCause::AdminQuota => {
+                "changed through the admin API or web UI (storage quotas)".to_string()
+            }
+            LikelyCause::AdminRetention => {
+                "changed through the admin API (retention policies)".to_string()
+            }
+            LikelyCause::ByHand => "edited by hand or by another tool".to_string(),
+        }
     }
 }
 

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undone};
+use super::{
+    Effects, Kind, LikelyCause, Provider, StepContext, StepError, StepFuture, UndoContext, Undone,
+};
 use crate::faults::Point;
 use crate::model::{Address, AddressKind};
 use crate::plan::diff::default_retention_days;
@@ -395,6 +397,31 @@ pub async fn current_hashes(
 }
 
 pub struct AdminApiProvider;
+
+/// `quota.user.*`: per-user storage quotas.
+pub struct Quotas;
+/// `retention.*`: retention policy overrides.
+pub struct Retention;
+
+impl Kind for Quotas {
+    fn section(&self, _address: &Address) -> (u8, String) {
+        (3, "quotas".to_string())
+    }
+
+    fn likely_cause(&self, _address: &Address) -> LikelyCause {
+        LikelyCause::AdminQuota
+    }
+}
+
+impl Kind for Retention {
+    fn section(&self, _address: &Address) -> (u8, String) {
+        (4, "retention".to_string())
+    }
+
+    fn likely_cause(&self, _address: &Address) -> LikelyCause {
+        LikelyCause::AdminRetention
+    }
+}
 
 impl From<ApiStepError> for StepError {
     fn from(error: ApiStepError) -> StepError {

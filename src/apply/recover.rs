@@ -10,8 +10,8 @@ use super::undo::{instructions_after_failed_undo, undo_steps};
 use crate::deployment::Deployment;
 use crate::faults::Faults;
 use crate::kinds::service::restart_and_check;
-use crate::plan::{Plan, StepKind};
-use crate::providers::files::read_snapshot;
+use crate::kinds::{self, Interrupted};
+use crate::plan::Plan;
 use crate::state::{
     ApplyRecord, EnvironmentKey, LockHolder, Outcome, StateError, StateStore, StepRecord,
     StepStatus,
@@ -75,35 +75,14 @@ pub fn resume_point(
         };
         match row.status {
             StepStatus::Done | StepStatus::Skipped => journal.push(row.clone()),
-            StepStatus::Started
-                if matches!(
-                    step.kind,
-                    StepKind::EnsureEnvFile | StepKind::EnsureConfigFile
-                ) =>
-            {
-                let path = if step.kind == StepKind::EnsureEnvFile {
-                    &deployment.env_file
-                } else {
-                    &deployment.config_file
-                };
-                let current = read_snapshot(path)
-                    .map_err(|error| error.to_string())?
-                    .hash();
-                if Some(&current) == row.after_hash.as_ref() {
+            StepStatus::Started => match kinds::provider(step.kind).interrupted(row, deployment)? {
+                Interrupted::Done => {
                     let mut done = row.clone();
                     done.status = StepStatus::Done;
                     journal.push(done);
-                } else if Some(&current) == row.before_hash.as_ref() {
-                    return Ok((position, journal));
-                } else {
-                    return Err(format!(
-                        "{} holds neither what step {} found nor what it wrote; it was changed during or after the crash",
-                        path.display(),
-                        step.index + 1
-                    ));
                 }
-            }
-            StepStatus::Started => return Ok((position, journal)),
+                Interrupted::NotDone => return Ok((position, journal)),
+            },
             StepStatus::Failed
             | StepStatus::UndoStarted
             | StepStatus::Undone

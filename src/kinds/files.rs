@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{Effects, StepContext, StepError, Undone};
+use super::{Effects, Interrupted, StepContext, StepError, Undone};
 use crate::deployment::Deployment;
 use crate::faults::Point;
 use crate::model::{Address, Desired, DesiredState, SecretSource};
@@ -133,6 +133,30 @@ pub fn undo(
         described: None,
         restored_files: restored,
     })
+}
+
+/// Where an interrupted file step stands: the file holds what it wrote (done) or what it found
+/// (run it again); anything else was changed during or after the crash.
+pub fn interrupted(
+    document: &dyn FileDocument,
+    row: &StepRecord,
+    deployment: &Deployment,
+) -> Result<Interrupted, String> {
+    let path = document.path(deployment);
+    let current = read_snapshot(path)
+        .map_err(|error| error.to_string())?
+        .hash();
+    if Some(&current) == row.after_hash.as_ref() {
+        Ok(Interrupted::Done)
+    } else if Some(&current) == row.before_hash.as_ref() {
+        Ok(Interrupted::NotDone)
+    } else {
+        Err(format!(
+            "{} holds neither what step {} found nor what it wrote; it was changed during or after the crash",
+            path.display(),
+            row.index + 1
+        ))
+    }
 }
 
 /// Restores one file from its checkpoint. Returns whether anything was written.

@@ -168,6 +168,13 @@ pub struct UndoContext<'a> {
     pub api: Option<&'a TldwApi>,
 }
 
+/// Where an interrupted step stands (see [`Provider::interrupted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupted {
+    Done,
+    NotDone,
+}
+
 /// What undoing one step did.
 #[derive(Debug, Default)]
 pub struct Undone {
@@ -212,6 +219,18 @@ pub trait Provider: Sync {
     /// The masked text of the file `step` edits, before and after (`plan --diff`; file kinds).
     fn preview(&self, _step: &Step, _cx: &PreviewContext<'_>) -> Option<(String, String)> {
         None
+    }
+
+    /// Where a step stands that was journaled `started` when the apply stopped: whether it
+    /// finished acting (a resume counts it done) or must run again. Errors when the deployment
+    /// holds neither what the step found nor what it wrote. Steps are idempotent, so by default
+    /// they run again.
+    fn interrupted(
+        &self,
+        _row: &StepRecord,
+        _deployment: &Deployment,
+    ) -> Result<Interrupted, String> {
+        Ok(Interrupted::NotDone)
     }
 
     /// What a completed step of an interrupted run did, for the record of the resumed one.

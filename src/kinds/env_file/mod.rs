@@ -9,8 +9,8 @@ use std::path::Path;
 
 use super::files::{self, FileDocument};
 use super::{
-    Effects, Kind, LikelyCause, PreviewContext, Provider, StepContext, StepError, StepFuture,
-    UndoContext, Undone,
+    Effects, Interrupted, Kind, LikelyCause, PreviewContext, Provider, StepContext, StepError,
+    StepFuture, UndoContext, Undone,
 };
 use crate::deployment::Deployment;
 use crate::model::{Address, AddressKind, DesiredState};
@@ -169,6 +169,14 @@ impl Provider for EnvFileProvider {
 
     fn undoes(&self) -> bool {
         true
+    }
+
+    fn interrupted(
+        &self,
+        row: &StepRecord,
+        deployment: &Deployment,
+    ) -> Result<Interrupted, String> {
+        files::interrupted(self, row, deployment)
     }
 
     fn preview(&self, step: &Step, cx: &PreviewContext<'_>) -> Option<(String, String)> {

@@ -6,11 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{Effects, Interrupted, StepContext, StepError, Undone};
+use super::{
+    Effects, Interrupted, PreviewContext, Provider, StepContext, StepError, StepFuture,
+    UndoContext, Undone,
+};
 use crate::deployment::Deployment;
 use crate::faults::Point;
 use crate::model::{Address, Desired, DesiredState, SecretSource};
-use crate::plan::{Operation, SecretFrom, SecretOperation, Step};
+use crate::plan::{Operation, Plan, SecretFrom, SecretOperation, Step};
 use crate::providers::checkpoint;
 use crate::providers::files::{
     FileSnapshot, content_hash, read_snapshot, remove_durably, write_atomic_if,
@@ -38,6 +41,66 @@ pub trait FileDocument: Sync {
     ) -> Result<String, StepError>;
     /// The value of every desired address of this file in `content` (for a restored file).
     fn values_in(&self, desired: &DesiredState, content: &str) -> Vec<(Address, Option<String>)>;
+    /// The masked text of the file before and after `step` (`plan --diff`).
+    fn preview(&self, step: &Step, cx: &PreviewContext<'_>) -> Option<(String, String)>;
+    /// See [`Provider::fingerprints_now`]; the file is read once for all of them.
+    fn fingerprints_now(
+        &self,
+        cx: &StepContext<'_>,
+        fingerprints: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, String>;
+    /// See [`Provider::resumed`].
+    fn resumed(&self, _plan: &Plan, _step: &Step, _effects: &mut Effects) {}
+}
+
+/// Every file kind is a provider the same way: the step, its undo, resume and preview are the
+/// ones in this module.
+impl<D: FileDocument> Provider for D {
+    fn ensure<'a>(
+        &'a self,
+        cx: &'a StepContext<'a>,
+        step: &'a Step,
+        effects: &'a mut Effects,
+    ) -> StepFuture<'a, Result<StepRecord, StepError>> {
+        Box::pin(ensure(self, cx, step, effects))
+    }
+
+    fn undoes(&self) -> bool {
+        true
+    }
+
+    fn undo<'a>(
+        &'a self,
+        cx: &'a UndoContext<'a>,
+        _step: &'a Step,
+        row: &'a StepRecord,
+    ) -> StepFuture<'a, Result<Undone, String>> {
+        Box::pin(async move { undo(self, cx.deployment, row) })
+    }
+
+    fn interrupted(
+        &self,
+        row: &StepRecord,
+        deployment: &Deployment,
+    ) -> Result<Interrupted, String> {
+        interrupted(self, row, deployment)
+    }
+
+    fn preview(&self, step: &Step, cx: &PreviewContext<'_>) -> Option<(String, String)> {
+        FileDocument::preview(self, step, cx)
+    }
+
+    fn resumed(&self, plan: &Plan, step: &Step, effects: &mut Effects) {
+        FileDocument::resumed(self, plan, step, effects);
+    }
+
+    fn fingerprints_now<'a>(
+        &'a self,
+        cx: &'a StepContext<'a>,
+        fingerprints: &'a BTreeMap<String, String>,
+    ) -> StepFuture<'a, Result<BTreeMap<String, String>, String>> {
+        Box::pin(async move { FileDocument::fingerprints_now(self, cx, fingerprints) })
+    }
 }
 
 /// A snapshot of `content` as if read from a file, for parsing a checkpoint.

@@ -7,16 +7,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::files::{self, FileDocument};
-use super::{
-    Effects, Interrupted, Kind, LikelyCause, PreviewContext, Provider, StepContext, StepError,
-    StepFuture, UndoContext, Undone,
-};
+use super::{Effects, Kind, LikelyCause, PreviewContext, StepContext, StepError};
 use crate::deployment::Deployment;
 use crate::model::{Address, AddressKind, DesiredState};
 use crate::plan::{EntryEdit, Step};
 use crate::providers::config_file::{ConfigEdit, ConfigFile};
 use crate::providers::files::FileSnapshot;
-use crate::state::StepRecord;
 
 pub struct ConfigFileProvider;
 
@@ -97,54 +93,20 @@ impl FileDocument for ConfigFileProvider {
             .map(|address| (address.clone(), file.observe(address).canonical()))
             .collect()
     }
-}
-
-impl Provider for ConfigFileProvider {
-    fn ensure<'a>(
-        &'a self,
-        cx: &'a StepContext<'a>,
-        step: &'a Step,
-        effects: &'a mut Effects,
-    ) -> StepFuture<'a, Result<StepRecord, StepError>> {
-        Box::pin(files::ensure(self, cx, step, effects))
-    }
-
-    fn undoes(&self) -> bool {
-        true
-    }
-
-    fn interrupted(
-        &self,
-        row: &StepRecord,
-        deployment: &Deployment,
-    ) -> Result<Interrupted, String> {
-        files::interrupted(self, row, deployment)
-    }
 
     fn preview(&self, step: &Step, cx: &PreviewContext<'_>) -> Option<(String, String)> {
         preview::preview(step, cx)
     }
 
-    fn undo<'a>(
-        &'a self,
-        cx: &'a UndoContext<'a>,
-        _step: &'a Step,
-        row: &'a StepRecord,
-    ) -> StepFuture<'a, Result<Undone, String>> {
-        Box::pin(async move { files::undo(self, cx.deployment, row) })
-    }
-
-    fn fingerprints_now<'a>(
-        &'a self,
-        cx: &'a StepContext<'a>,
-        fingerprints: &'a BTreeMap<String, String>,
-    ) -> StepFuture<'a, Result<BTreeMap<String, String>, String>> {
-        Box::pin(async move {
-            let file =
-                ConfigFile::read(&cx.deployment.config_file).map_err(|error| error.to_string())?;
-            Ok(files::fingerprints_in(cx.salt, fingerprints, |address| {
-                file.observe(address).canonical()
-            }))
-        })
+    fn fingerprints_now(
+        &self,
+        cx: &StepContext<'_>,
+        fingerprints: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let file =
+            ConfigFile::read(&cx.deployment.config_file).map_err(|error| error.to_string())?;
+        Ok(files::fingerprints_in(cx.salt, fingerprints, |address| {
+            file.observe(address).canonical()
+        }))
     }
 }

@@ -7,4 +7,5 @@ pub mod drift;
 pub mod envdiff;
 pub mod import;
 pub mod promote;
+pub mod rollback;
 pub mod secrets;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use crate::model::{Address, AddressKind, Observed};
-use crate::plan::service::HealthCheck;
+use crate::plan::service::{HealthCheck, SmokeCheck};
 use crate::providers::config_file::{ConfigFile, ConfigFileError};
 use crate::providers::env_file::{EnvFile, EnvFileError};
 use crate::spec::Checked;
@@ -25,6 +25,7 @@ pub struct Deployment {
     pub stop: Option<Vec<String>>,
     pub start: Option<Vec<String>>,
     pub health: Vec<HealthCheck>,
+    pub smoke: Vec<SmokeCheck>,
     /// Restart plus health gates, together.
     pub service_timeout: std::time::Duration,
     /// Where the backup sets go and what they hold, when there is a `backup:` policy.
@@ -65,6 +66,26 @@ impl Deployment {
                     .collect()
             })
             .unwrap_or_default();
+        let smoke = service
+            .map(|service| {
+                service
+                    .smoke
+                    .iter()
+                    .map(|gate| SmokeCheck {
+                        name: gate.name.clone().unwrap_or_else(|| gate.path.clone()),
+                        url: format!("{}{}", service_url.clone().unwrap_or_default(), gate.path),
+                        auth: gate.auth == Some(crate::spec::types::SmokeAuth::Api),
+                        expect_status: gate.expect_status.unwrap_or(200),
+                        expect_json: gate.expect_json.clone(),
+                        timeout_ms: gate
+                            .timeout
+                            .map(|timeout| timeout.as_seconds() * 1000)
+                            .unwrap_or(10_000),
+                        retries: gate.retries.unwrap_or(2),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let backup = crate::backups::BackupTarget::resolve(
             checked,
             &root,
@@ -83,6 +104,7 @@ impl Deployment {
             stop: service.and_then(|service| service.stop.clone()),
             start: service.and_then(|service| service.start.clone()),
             health,
+            smoke,
             service_timeout: service
                 .and_then(|service| service.timeout)
                 .map(|timeout| timeout.as_std())

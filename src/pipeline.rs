@@ -631,6 +631,7 @@ pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
         api_url: deployment.api_url.as_deref(),
         restart: deployment.restart.as_deref(),
         health: &deployment.health,
+        smoke: &deployment.smoke,
         backups: prepared
             .backups
             .as_ref()

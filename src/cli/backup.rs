@@ -704,6 +704,7 @@ fn restore(args: RestoreArgs, settings: &Settings, printer: &Printer) -> ExitSta
                 stop,
                 start: deployment.start.as_deref(),
                 health: &deployment.health,
+                smoke: &deployment.smoke,
                 source: observation.source.as_ref(),
             },
         );

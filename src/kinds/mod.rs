@@ -17,6 +17,7 @@ pub mod config_file;
 pub mod env_file;
 pub mod files;
 pub mod service;
+pub mod smoke;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -335,6 +336,7 @@ pub fn provider(kind: StepKind) -> &'static dyn Provider {
         StepKind::HealthGate => &service::HealthGate,
         StepKind::StopService => &service::StopService,
         StepKind::StartService => &service::StartService,
+        StepKind::SmokeGate => &smoke::SmokeGate,
     }
 }
 

@@ -187,7 +187,10 @@ pub fn restore_plan(
                 }],
             });
         }
-        steps.extend(crate::plan::service::health_gate_step(&deployment.health));
+        steps.extend(crate::plan::service::gate_steps(
+            &deployment.health,
+            &deployment.smoke,
+        ));
     }
     for (index, step) in steps.iter_mut().enumerate() {
         step.index = index as u32;

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::service::HealthCheck;
+use super::service::{HealthCheck, SmokeCheck};
 use super::{Action, Change, Operation, Plan, SourceRef, Step, StepKind};
 use crate::model::Address;
 use crate::plan::backup_policy::{
@@ -381,6 +381,7 @@ pub struct RestoreInput<'a> {
     pub start: Option<&'a [String]>,
     /// Run after the start.
     pub health: &'a [HealthCheck],
+    pub smoke: &'a [SmokeCheck],
     pub source: Option<&'a SourceRef>,
 }
 
@@ -442,7 +443,7 @@ pub fn restore_plan(base: Plan, input: &RestoreInput<'_>) -> Plan {
     });
     if let Some(start) = input.start {
         steps.push(run(StepKind::StartService, start));
-        steps.extend(super::service::health_gate_step(input.health));
+        steps.extend(super::service::gate_steps(input.health, input.smoke));
     }
     renumber(&mut steps);
     Plan {
@@ -835,6 +836,7 @@ mod tests {
                 stop: Some(&stop),
                 start: Some(&start),
                 health: &health,
+                smoke: &[],
                 source: None,
             },
         );

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use super::service::HealthCheck;
+use super::service::{HealthCheck, SmokeCheck};
 use super::{
     ABSENT, Action, Change, FORMAT_VERSION, Operation, Plan, SecretFrom, SecretOperation,
     SourceRef, Step, StepKind,
@@ -34,6 +34,7 @@ pub struct PlanInput<'a> {
     pub api_url: Option<&'a str>,
     pub restart: Option<&'a [String]>,
     pub health: &'a [HealthCheck],
+    pub smoke: &'a [SmokeCheck],
     /// The backup policy and the sets observed, when the desired state has a `backup:` policy.
     pub backups: Option<super::backups::BackupInput<'a>>,
 }
@@ -415,8 +416,8 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
             }],
         );
     }
-    if files_changed && let Some(gate) = super::service::health_gate_step(input.health) {
-        steps.push(gate);
+    if files_changed {
+        steps.extend(super::service::gate_steps(input.health, input.smoke));
     }
     for (index, step) in steps.iter_mut().enumerate() {
         step.index = index as u32;
@@ -437,6 +438,7 @@ fn operation_address(operation: &Operation) -> Option<String> {
         Operation::Run { .. }
         | Operation::RestoreFile { .. }
         | Operation::Check { .. }
+        | Operation::Smoke { .. }
         | Operation::CreateBackup { .. }
         | Operation::PruneBackup { .. }
         | Operation::RestoreBackup { .. } => None,
@@ -511,6 +513,7 @@ mod tests {
             api_url: None,
             restart: None,
             health: &[],
+            smoke: &[],
             backups: None,
         })
     }

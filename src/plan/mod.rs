@@ -153,11 +153,13 @@ pub enum StepKind {
     RestoreBackup,
     /// Start tldw_server again (a restore).
     StartService,
+    /// Requests that prove the server works (`target.service.smoke`).
+    SmokeGate,
 }
 
 impl StepKind {
     /// Every kind of step, for lookups by name.
-    pub const ALL: [StepKind; 11] = [
+    pub const ALL: [StepKind; 12] = [
         StepKind::EnsureEnvFile,
         StepKind::EnsureConfigFile,
         StepKind::EnsureRetention,
@@ -169,6 +171,7 @@ impl StepKind {
         StepKind::StopService,
         StepKind::RestoreBackup,
         StepKind::StartService,
+        StepKind::SmokeGate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -184,6 +187,7 @@ impl StepKind {
             StepKind::StopService => "stop_service",
             StepKind::RestoreBackup => "restore_backup",
             StepKind::StartService => "start_service",
+            StepKind::SmokeGate => "smoke_gate",
         }
     }
 }
@@ -283,6 +287,19 @@ pub enum Operation {
         expect_status: u16,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expect_json: Option<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// A smoke request: its status and top-level JSON fields must match, within `retries`
+    /// more attempts of `timeout_ms` each. `auth`: send `target.api`'s token (read at apply).
+    Smoke {
+        name: String,
+        url: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        auth: bool,
+        expect_status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_json: Option<serde_json::Map<String, serde_json::Value>>,
+        timeout_ms: u64,
+        retries: u32,
     },
     /// Put a whole file back as a checkpoint of an earlier apply holds it (rollback).
     RestoreFile {

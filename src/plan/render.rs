@@ -192,6 +192,7 @@ fn markdown_step(step: &Step) -> String {
         StepKind::Restart => " — **restarts tldw_server**",
         StepKind::StopService => " — **stops tldw_server**",
         StepKind::HealthGate => " — **health gate**: a failure rolls the apply back",
+        StepKind::SmokeGate => " — **smoke gate**: a failure rolls the apply back",
         StepKind::CreateBackup => " — backup set",
         StepKind::PruneBackups => " — **deletes backup sets** the keep policy releases",
         StepKind::RestoreBackup => " — **puts data back** from a backup set",

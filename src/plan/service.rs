@@ -10,6 +10,60 @@ pub struct HealthCheck {
     pub expect_json: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// A smoke gate: a request that proves the server works, not just that it answers (the
+/// providers list with the API key, say). Credentials are named, never carried: `auth` says to
+/// send `target.api`'s token, which the executor reads from its source at apply time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmokeCheck {
+    pub name: String,
+    pub url: String,
+    pub auth: bool,
+    pub expect_status: u16,
+    pub expect_json: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Per attempt.
+    pub timeout_ms: u64,
+    /// Attempts after the first one fails.
+    pub retries: u32,
+}
+
+/// The steps that end a plan that restarted or put back what tldw_server reads at start: the
+/// health gates, then the smoke gates.
+pub fn gate_steps(health: &[HealthCheck], smoke: &[SmokeCheck]) -> Vec<super::Step> {
+    health_gate_step(health)
+        .into_iter()
+        .chain(smoke_gate_step(smoke))
+        .collect()
+}
+
+/// The step that runs the smoke gates, or `None` when the target declares none.
+pub fn smoke_gate_step(smoke: &[SmokeCheck]) -> Option<super::Step> {
+    if smoke.is_empty() {
+        return None;
+    }
+    Some(super::Step {
+        index: 0,
+        kind: super::StepKind::SmokeGate,
+        target: smoke
+            .iter()
+            .map(|check| check.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        addresses: Vec::new(),
+        operations: smoke
+            .iter()
+            .map(|check| super::Operation::Smoke {
+                name: check.name.clone(),
+                url: check.url.clone(),
+                auth: check.auth,
+                expect_status: check.expect_status,
+                expect_json: check.expect_json.clone(),
+                timeout_ms: check.timeout_ms,
+                retries: check.retries,
+            })
+            .collect(),
+    })
+}
+
 /// The step that runs the health gates, or `None` when the target declares none. Its index is
 /// set when the plan numbers its steps. A change plan, a backup restore and a rollback all end
 /// with this step, built here so they check the same way and show the same target.

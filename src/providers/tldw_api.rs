@@ -518,6 +518,27 @@ impl TldwApi {
         })
     }
 
+    /// A GET of `url` with the admin credential and `timeout`, for a smoke gate. Only a URL on
+    /// the API's own origin (scheme, host and port) gets one: a desired-state file cannot send
+    /// the token anywhere else. Redirects are not followed.
+    pub fn authorized_get(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let parsed = Url::parse(url).map_err(|_| format!("`{url}` is not a URL"))?;
+        let base = &self.inner.base;
+        if parsed.scheme() != base.scheme()
+            || parsed.host_str() != base.host_str()
+            || parsed.port_or_known_default() != base.port_or_known_default()
+        {
+            return Err(format!(
+                "{url} is not on the admin API's origin, so the API token is not sent there"
+            ));
+        }
+        Ok(self.inner.client.get(parsed).timeout(timeout))
+    }
+
     /// Resolves usernames to user ids in one pass. Up to a handful of names: one `search` per
     /// name (paging through the matches until the exact username shows up). More: every page of
     /// the users listing, 100 users a page, fetched concurrently after the first. Usernames are

@@ -294,6 +294,29 @@ fn check_target(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
                     .path("/target/service/url"),
             );
         }
+        if !service.smoke.is_empty() && service.url.is_none() && target.api.is_none() {
+            out.push(
+                Diagnostic::error(
+                    "value.smoke_url",
+                    "smoke gates need a base URL: set `target.service.url` or `target.api.url`",
+                )
+                .at(locate(root, "/target/service/smoke"))
+                .path("/target/service/smoke"),
+            );
+        }
+        for (index, gate) in service.smoke.iter().enumerate() {
+            if gate.auth == Some(super::types::SmokeAuth::Api) && target.api.is_none() {
+                let pointer = format!("/target/service/smoke/{index}/auth");
+                out.push(
+                    Diagnostic::error(
+                        "value.smoke_auth",
+                        "`auth: api` sends `target.api`'s token, but there is no `target.api`",
+                    )
+                    .at(locate(root, &pointer))
+                    .path(&pointer),
+                );
+            }
+        }
         if !service.health.is_empty() && service.url.is_none() && target.api.is_none() {
             out.push(
                 Diagnostic::error(

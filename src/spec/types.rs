@@ -345,6 +345,48 @@ pub struct Service {
     /// Checks that must all pass after a restart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health: Vec<HealthGate>,
+    /// Requests that prove the server works, not just that it answers, run after the health
+    /// gates; a failure rolls the apply back like a failed health gate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub smoke: Vec<SmokeGate>,
+}
+
+/// One smoke request: a GET below the service URL whose status and JSON fields must match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeGate {
+    /// What the plan and the report call it. Default: the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 80))]
+    pub name: Option<String>,
+    /// Path below the service URL, such as `/api/v1/llm/providers`.
+    #[schemars(regex(pattern = "^/"))]
+    pub path: String,
+    /// `api`: send `target.api`'s token as `target.api.auth` says (the token is read from its
+    /// source at apply and never shown). Default `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<SmokeAuth>,
+    /// Expected HTTP status. Default 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 599))]
+    pub expect_status: Option<u16>,
+    /// Top-level JSON fields the response must have, with these values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_json: Option<JsonMap<String, JsonValue>>,
+    /// How long one attempt may take. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Attempts after the first one fails, a second apart. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 20))]
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SmokeAuth {
+    None,
+    Api,
 }
 
 /// One HTTP check.

@@ -79,7 +79,7 @@ pub async fn restart_and_check(deployment: &Deployment) -> Result<(), String> {
 }
 
 /// Journals the step, runs `act` between the two pause points, and settles the row.
-async fn journaled<F: Future<Output = Result<(), StepError>>>(
+pub(super) async fn journaled<F: Future<Output = Result<(), StepError>>>(
     cx: &StepContext<'_>,
     step: &Step,
     after_hash: Option<&str>,

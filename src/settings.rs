@@ -2,12 +2,13 @@
 //! [`Settings`], so behaviour is reproducible in tests and the layering rule (no `std::env::var`
 //! elsewhere) holds; `clippy.toml` enforces it.
 //!
-//! The test hooks (`TLDW_OPS_NOW`, `TLDW_OPS_FAULT`) are read only by a build with the
-//! `test-hooks` cargo feature, which the end-to-end tests need and a release build leaves off:
-//! a production binary ignores them whatever the environment says.
+//! The test hooks (`TLDW_OPS_NOW`, `TLDW_OPS_FAULT`, `TLDW_OPS_SALT`, `TLDW_OPS_APPLY_ID`) are
+//! read only by a build with the `test-hooks` cargo feature, which the end-to-end tests need and
+//! a release build leaves off: a production binary ignores them whatever the environment says.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 /// Environment variable that overrides where state is kept (a path or a `postgres://` URL).
 pub const STATE_VARIABLE: &str = "TLDW_OPS_STATE";
@@ -15,6 +16,11 @@ pub const STATE_VARIABLE: &str = "TLDW_OPS_STATE";
 pub const FAULT_VARIABLE: &str = "TLDW_OPS_FAULT";
 /// Test hook: fix the clock (see docs/testing.md). Read only with `test-hooks`.
 pub const NOW_VARIABLE: &str = "TLDW_OPS_NOW";
+/// Test hook: the salt a new state store gets, 64 hex digits (see docs/testing.md). Read only
+/// with `test-hooks`.
+pub const SALT_VARIABLE: &str = "TLDW_OPS_SALT";
+/// Test hook: the id of the next apply (see docs/testing.md). Read only with `test-hooks`.
+pub const APPLY_ID_VARIABLE: &str = "TLDW_OPS_APPLY_ID";
 /// Whether this build honours the test hooks: only with `--features test-hooks`.
 pub const HOOKS_ENABLED: bool = cfg!(feature = "test-hooks");
 
@@ -63,7 +69,13 @@ impl Settings {
         let stdout_color = decide(std::io::stdout().is_terminal());
         let color = decide(stderr_terminal);
         let interactive = std::io::stdin().is_terminal() && stderr_terminal;
-        let TestHooks { fault, fixed_now } = TestHooks::read(&process_env, HOOKS_ENABLED);
+        let hooks = TestHooks::read(&process_env, HOOKS_ENABLED);
+        // The store's first open and the apply id have no `Settings` at hand: they ask
+        // [`injected_salt`] and [`injected_apply_id`]. The first read wins.
+        let _ = INJECTED.set(hooks.clone());
+        let TestHooks {
+            fault, fixed_now, ..
+        } = hooks;
         let user = actor(&process_env, uid_user_name);
         let host = hostname();
         Settings {
@@ -90,6 +102,48 @@ impl Settings {
 pub struct TestHooks {
     pub fault: Option<String>,
     pub fixed_now: Option<jiff::Timestamp>,
+    /// `TLDW_OPS_SALT`: the salt a new state store gets instead of a random one, so salted
+    /// fingerprints, the state id and the desired hash are the same on every run.
+    pub salt: Option<[u8; 32]>,
+    /// `TLDW_OPS_APPLY_ID`: the id of the next apply instead of `<time>-<random>`.
+    pub apply_id: Option<String>,
+}
+
+/// The hooks [`Settings::from_process`] read, for the code that has no `Settings`.
+static INJECTED: OnceLock<TestHooks> = OnceLock::new();
+
+/// The injected salt for a new state store (`TLDW_OPS_SALT`), when this build has
+/// `test-hooks` and the variable holds 64 hex digits; else none, and the salt is random.
+pub fn injected_salt() -> Option<[u8; 32]> {
+    INJECTED.get()?.salt
+}
+
+/// The injected id of the next apply (`TLDW_OPS_APPLY_ID`), when this build has `test-hooks`
+/// and the variable is a usable id; else none, and the id is made from the time and randomness.
+pub fn injected_apply_id() -> Option<String> {
+    INJECTED.get()?.apply_id.clone()
+}
+
+/// 64 hex digits as 32 bytes.
+fn parse_salt(text: &str) -> Option<[u8; 32]> {
+    let text = text.as_bytes();
+    // Digits only: `from_str_radix` alone would take a `+` sign as well.
+    if text.len() != 64 || !text.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut salt = [0u8; 32];
+    for (byte, pair) in salt.iter_mut().zip(text.chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(salt)
+}
+
+/// An apply id names a directory (the apply's checkpoints): letters, digits, `-` and `_` only.
+fn usable_apply_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
 impl TestHooks {
@@ -104,6 +158,13 @@ impl TestHooks {
             fixed_now: process_env
                 .get(NOW_VARIABLE)
                 .and_then(|text| text.parse().ok()),
+            salt: process_env
+                .get(SALT_VARIABLE)
+                .and_then(|text| parse_salt(text)),
+            apply_id: process_env
+                .get(APPLY_ID_VARIABLE)
+                .filter(|text| usable_apply_id(text))
+                .cloned(),
         }
     }
 }
@@ -194,9 +255,12 @@ mod tests {
 
     #[test]
     fn a_build_without_test_hooks_ignores_the_hook_variables() {
+        let salt = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
         let process_env = env(&[
             (NOW_VARIABLE, "2026-11-26T03:00:00Z"),
             (FAULT_VARIABLE, "fail:0"),
+            (SALT_VARIABLE, salt),
+            (APPLY_ID_VARIABLE, "20261126T030000Z-000001"),
         ]);
         assert_eq!(TestHooks::read(&process_env, false), TestHooks::default());
         let enabled = TestHooks::read(&process_env, true);
@@ -205,6 +269,30 @@ mod tests {
             enabled.fixed_now,
             Some("2026-11-26T03:00:00Z".parse().unwrap())
         );
+        let half: Vec<u8> = (0..16).map(|index| index * 0x11).collect();
+        let expected_salt: [u8; 32] = [half.clone(), half].concat().try_into().unwrap();
+        assert_eq!(enabled.salt, Some(expected_salt));
+        assert_eq!(enabled.apply_id.as_deref(), Some("20261126T030000Z-000001"));
+    }
+
+    #[test]
+    fn an_unusable_salt_or_apply_id_is_not_injected() {
+        for salt in [
+            "",
+            "00",
+            &"0".repeat(63),
+            &"0".repeat(65),
+            &"g".repeat(64),
+            &"é".repeat(32),
+            &"+f".repeat(32),
+        ] {
+            let hooks = TestHooks::read(&env(&[(SALT_VARIABLE, salt)]), true);
+            assert_eq!(hooks.salt, None, "{salt:?}");
+        }
+        for id in ["", "../x", "a/b", "a b", &"a".repeat(65)] {
+            let hooks = TestHooks::read(&env(&[(APPLY_ID_VARIABLE, id)]), true);
+            assert_eq!(hooks.apply_id, None, "{id:?}");
+        }
     }
 
     #[test]

@@ -13,8 +13,12 @@ pub mod undo;
 
 pub use executor::{ApplyContext, ApplyError, ApplyOutcome, Reporter, StepReport};
 
-/// A new apply id: sortable by time, unique enough for one environment.
+/// A new apply id: sortable by time, unique enough for one environment. A test build may
+/// inject it (`TLDW_OPS_APPLY_ID`) so outputs that show it are the same on every run.
 pub fn new_apply_id(now: jiff::Timestamp) -> String {
+    if let Some(id) = crate::settings::injected_apply_id() {
+        return id;
+    }
     let mut random = [0_u8; 3];
     getrandom::fill(&mut random).expect("the operating system random source is available");
     let stamp = now.strftime("%Y%m%dT%H%M%SZ").to_string();

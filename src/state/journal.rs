@@ -177,8 +177,12 @@ where
         if existing.is_some() {
             return Ok(());
         }
-        let mut salt = [0u8; 32];
-        getrandom::fill(&mut salt).expect("the operating system random source is available");
+        // Random, except that a test build may inject it (`TLDW_OPS_SALT`) for golden plans.
+        let salt = crate::settings::injected_salt().unwrap_or_else(|| {
+            let mut salt = [0u8; 32];
+            getrandom::fill(&mut salt).expect("the operating system random source is available");
+            salt
+        });
         query::<DB>(
             "INSERT INTO tldw_ops.meta (id, salt, created_at) VALUES (1, $1, $2)
              ON CONFLICT (id) DO NOTHING",

@@ -286,6 +286,8 @@ impl Ci {
                         .env("USER", "runner")
                         .env_remove("TLDW_OPS_NOW")
                         .env_remove("TLDW_OPS_FAULT")
+                        .env_remove("TLDW_OPS_SALT")
+                        .env_remove("TLDW_OPS_APPLY_ID")
                         .stdin(std::process::Stdio::null());
                     for (name, value) in workflow.env.iter().chain(&job.env).chain(&step.env) {
                         command.env(name, substitute(value, &expressions));
@@ -562,6 +564,8 @@ impl Ci {
             .env("USER", "gitlab-runner")
             .env_remove("TLDW_OPS_NOW")
             .env_remove("TLDW_OPS_FAULT")
+            .env_remove("TLDW_OPS_SALT")
+            .env_remove("TLDW_OPS_APPLY_ID")
             .stdin(std::process::Stdio::null());
         for (name, value) in &pipeline.variables {
             command.env(name, value);

@@ -25,6 +25,8 @@ pub fn tool(directory: &Path) -> std::process::Command {
         .env_remove("TLDW_OPS_STATE")
         .env_remove("TLDW_OPS_FAULT")
         .env_remove("TLDW_OPS_NOW")
+        .env_remove("TLDW_OPS_SALT")
+        .env_remove("TLDW_OPS_APPLY_ID")
         .env("NO_COLOR", "1")
         .env("USER", "tester")
         .stdin(std::process::Stdio::null());

@@ -365,3 +365,32 @@ fn the_test_hooks_are_honoured_by_this_test_build() {
         run(command(&site, &["apply", "--auto-approve"]).env("TLDW_OPS_FAULT", "fail:0"));
     assert_eq!(code, 6, "{stdout}\n{stderr}");
 }
+
+#[test]
+fn the_salt_and_apply_id_hooks_are_honoured_by_this_test_build() {
+    // `.ci/hooks-compiled-out` checks that a build without `test-hooks` ignores both, by the
+    // state id this salt gives; here the test build must honour them.
+    let zero_salt = "0".repeat(64);
+    let state_id = &tldw_ops::secrets::sha256_hex(&[0u8; 32])[..16];
+    assert_eq!(
+        state_id, "66687aadf862bd77",
+        "the value .ci/hooks-compiled-out names"
+    );
+    let site = Site::new();
+    site.write_yaml(
+        "tldw-ops.yaml",
+        &format!("{}env:\n  LOG_LEVEL: debug\n", header("")),
+    );
+    let (code, stdout, stderr) = run(command(&site, &["apply", "--auto-approve"])
+        .env("TLDW_OPS_SALT", &zero_salt)
+        .env("TLDW_OPS_APPLY_ID", "injected-apply-id"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (_, stdout, _) = run(&mut command(&site, &["history", "--format", "json"]));
+    let history: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(history["applies"][0]["id"], "injected-apply-id", "{stdout}");
+    // The salt is the store's from its first open on: a later salt changes nothing.
+    let (_, stdout, _) =
+        run(command(&site, &["plan", "--format", "json"]).env("TLDW_OPS_SALT", "1".repeat(64)));
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(plan["state_id"], state_id, "{stdout}");
+}

@@ -315,70 +315,37 @@ fn markdown_stays_under_the_comment_limit_and_says_when_it_cut() {
     assert!(stdout.contains("Plan: 3000 to create"));
 }
 
-/// Replaces what differs from run to run (salted fingerprints, hashes, times, paths) so the
-/// rest of a rendered plan can be compared with a golden file.
-fn normalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let bytes = text.as_bytes();
-    let mut index = 0;
-    while index < bytes.len() {
-        if text[index..].starts_with("fp:")
-            && bytes.len() >= index + 11
-            && bytes[index + 3..index + 11]
-                .iter()
-                .all(u8::is_ascii_hexdigit)
-        {
-            out.push_str("fp:XXXXXXXX");
-            index += 11;
-            continue;
-        }
-        // Hex runs of 16 or more characters are hashes.
-        let run = bytes[index..]
-            .iter()
-            .take_while(|byte| byte.is_ascii_hexdigit())
-            .count();
-        if run >= 16 && (index == 0 || !bytes[index - 1].is_ascii_alphanumeric()) {
-            out.push_str("<hash>");
-            index += run;
-            continue;
-        }
-        let character = text[index..].chars().next().unwrap();
-        out.push(character);
-        index += character.len_utf8();
+/// The salt the golden plans' state store gets (`TLDW_OPS_SALT`), so their salted
+/// fingerprints, state id and desired hash are the same on every run.
+const GOLDEN_SALT: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00123456789abcdeffedcba9876543210";
+/// The clock of the golden plans (`TLDW_OPS_NOW`), for the saved plan's `created_at`.
+const GOLDEN_NOW: &str = "2026-11-26T03:00:00Z";
+
+/// [`command`] with the injected salt and clock, and `state` as `TLDW_OPS_STATE` when given:
+/// its output needs no normalising.
+fn golden_command(site: &Site, state: Option<&str>, args: &[&str]) -> std::process::Command {
+    let mut command = command(site, args);
+    command
+        .env("TLDW_OPS_SALT", GOLDEN_SALT)
+        .env("TLDW_OPS_NOW", GOLDEN_NOW);
+    if let Some(state) = state {
+        command.env("TLDW_OPS_STATE", state);
     }
-    let mut lines = Vec::new();
-    for line in out.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("\"created_at\"") || trimmed.starts_with("\"tool_version\"") {
-            continue;
-        }
-        lines.push(line.replace(env!("CARGO_PKG_VERSION"), "<version>"));
-    }
-    lines.join("\n") + "\n"
+    command
 }
 
-fn golden_plan(name: &str, actual: &str) {
-    let path = crate::common::repo().join("tests/golden").join(name);
-    #[allow(clippy::disallowed_methods)]
-    let update = std::env::var_os("TLDW_OPS_UPDATE_GOLDEN").is_some();
-    if update || !path.exists() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        actual,
-        expected,
-        "{} differs; review and rerun with TLDW_OPS_UPDATE_GOLDEN=1",
-        path.display()
-    );
-}
-
-#[test]
-fn rendered_plans_match_their_golden_files_in_all_three_formats() {
+/// The golden plan in every rendering (text, JSON, Markdown, and the diff), by snapshot name,
+/// against the state store `state` (SQLite beside the YAML when `None`).
+fn golden_plans(state: Option<&str>) -> Vec<(&'static str, String)> {
     let site = site("");
-    // Some drift and a delete make every part of the output appear.
-    assert_eq!(run(&mut command(&site, &["apply", "--auto-approve"])).0, 0);
+    // Some drift and a delete make every part of the output appear. The apply creates the
+    // store, so it is the run that needs the injected salt.
+    let (code, _, stderr) = run(&mut golden_command(
+        &site,
+        state,
+        &["apply", "--auto-approve"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
     site.set_env_text(&site.env_text().replace("LOG_LEVEL=info", "LOG_LEVEL=debug"));
     site.write_yaml(
         "tldw-ops.yaml",
@@ -386,18 +353,43 @@ fn rendered_plans_match_their_golden_files_in_all_three_formats() {
             .replace("  DISABLE_CORS: false\n", "")
             .replace("rate_limit_per_minute: 120", "rate_limit_per_minute: 90"),
     );
-    for (format, file) in [
-        ("text", "plan.txt"),
-        ("json", "plan.json"),
-        ("markdown", "plan.md"),
+    let mut plans = Vec::new();
+    for (format, name) in [
+        ("text", "plan_text"),
+        ("json", "plan_json"),
+        ("markdown", "plan_markdown"),
     ] {
-        let (code, stdout, stderr) = run(&mut command(&site, &["plan", "--format", format]));
+        let (code, stdout, stderr) = run(&mut golden_command(
+            &site,
+            state,
+            &["plan", "--format", format],
+        ));
         assert_eq!(code, 0, "{stderr}");
-        golden_plan(file, &normalize(&stdout));
+        plans.push((name, stdout));
     }
-    let (_, stdout, _) = run(&mut command(&site, &["plan", "--diff"]));
+    let (code, stdout, stderr) = run(&mut golden_command(&site, state, &["plan", "--diff"]));
+    assert_eq!(code, 0, "{stderr}");
     let diff = &stdout[stdout.find("--- a/").expect("a diff")..];
-    golden_plan("plan.diff", &normalize(diff));
+    plans.push(("plan_diff", diff.to_string()));
+    plans
+}
+
+#[test]
+fn rendered_plans_match_their_snapshots_in_all_three_formats() {
+    for (name, rendered) in golden_plans(None) {
+        insta::assert_snapshot!(name, rendered);
+    }
+}
+
+#[test]
+fn a_postgres_state_store_renders_the_same_plans_as_sqlite() {
+    // Both stores take the injected salt in the same code (`SqlStore::ensure_salt`).
+    let Some((_, url)) = crate::environments::postgres("golden_plan") else {
+        return;
+    };
+    for (name, rendered) in golden_plans(Some(&url)) {
+        insta::assert_snapshot!(name, rendered);
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! `tldw-ops validate`: golden diagnostics for invalid specs (exact line and column), the
-//! examples, and exit codes.
+//! `tldw-ops validate`: snapshots of the diagnostics for invalid specs (exact line and column),
+//! the examples, and exit codes.
 
 use std::path::Path;
 
@@ -13,27 +13,15 @@ fn validate_json(directory: &Path, file: &str) -> (i32, serde_json::Value) {
     )
 }
 
-fn golden(name: &str, actual: &serde_json::Value) {
+/// The diagnostics of `name`.yaml against their reviewed snapshot, as pretty JSON.
+fn snapshot(name: &str, actual: &serde_json::Value) {
     // A secret file's mode depends on the checkout's umask, not on the spec.
     let mut actual = actual.clone();
     if let Some(diagnostics) = actual["diagnostics"].as_array_mut() {
         diagnostics.retain(|diagnostic| diagnostic["code"] != "secret.file_mode");
     }
-    let actual = &actual;
-    let path = fixture(&format!("specs/{name}.diagnostics.json"));
-    let text = format!("{}\n", serde_json::to_string_pretty(actual).unwrap());
-    #[allow(clippy::disallowed_methods)]
-    let update = std::env::var_os("TLDW_OPS_UPDATE_GOLDEN").is_some();
-    if update || !path.exists() {
-        std::fs::write(&path, &text).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        text,
-        expected,
-        "diagnostics of {name}.yaml differ from {}",
-        path.display()
-    );
+    let text = serde_json::to_string_pretty(&actual).unwrap();
+    insta::assert_snapshot!(format!("{name}.diagnostics"), text);
 }
 
 /// (code, line, column) of each diagnostic.
@@ -67,7 +55,7 @@ fn check(name: &str, expected: &[(&str, u64, u64)]) {
             "{name}.yaml: expected {code} at {line}:{column}, found {found:?}"
         );
     }
-    golden(name, &value);
+    snapshot(name, &value);
 }
 
 #[test]

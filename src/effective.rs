@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use crate::model::{Address, AddressKind};
+use crate::model::AddressKind;
 use crate::pipeline::Prepared;
 use crate::plan::{Action, Plan};
 use crate::providers::env_file::document::EnvWarning;
@@ -78,9 +78,7 @@ pub fn view(prepared: &Prepared, plan: &Plan) -> View {
     let mut changed: BTreeSet<String> = BTreeSet::new();
     let mut removed: BTreeSet<String> = BTreeSet::new();
     for change in &plan.changes {
-        let Ok(address) = Address::parse(&change.address) else {
-            continue;
-        };
+        let address = &change.address;
         if !matches!(address.kind(), AddressKind::Env | AddressKind::Secret) {
             continue;
         }

@@ -57,8 +57,6 @@ pub enum StepError {
     EnvFile(#[from] crate::providers::env_file::EnvFileError),
     #[error(transparent)]
     ConfigFile(#[from] crate::providers::config_file::ConfigFileError),
-    #[error(transparent)]
-    Address(#[from] crate::model::address::AddressError),
 }
 
 impl From<String> for StepError {

@@ -16,6 +16,38 @@ use super::Target;
 #[serde(try_from = "String")]
 pub struct Address(String);
 
+/// In a JSON Schema an address is a plain string, as it is in the files: the schemas committed
+/// under `schemas/` do not change with the Rust type.
+impl schemars::JsonSchema for Address {
+    fn inline_schema() -> bool {
+        String::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        String::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        String::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(generator)
+    }
+}
+
+impl PartialEq<str> for Address {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Address {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 impl TryFrom<String> for Address {
     type Error = AddressError;
 
@@ -155,9 +187,11 @@ impl Address {
     }
 }
 
+/// Shown as the bare string, honouring width and alignment as a `str` does, so a format that
+/// took the address as a `String` prints the same with an `Address`.
 impl fmt::Display for Address {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.0)
+        formatter.pad(&self.0)
     }
 }
 
@@ -193,6 +227,15 @@ mod tests {
         for bad in ["\"bogus\"", "\"env.\"", "\"config.nokey\""] {
             assert!(serde_json::from_str::<Address>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_address_formats_and_compares_as_its_string() {
+        let address = Address::env("LOG_LEVEL");
+        assert_eq!(format!("[{address:<15}]"), "[env.LOG_LEVEL  ]");
+        assert_eq!(format!("[{address:>15}]"), "[  env.LOG_LEVEL]");
+        assert!(address == "env.LOG_LEVEL");
+        assert!(address != "env.OTHER");
     }
 
     proptest::proptest! {

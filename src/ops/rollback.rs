@@ -77,12 +77,12 @@ pub fn restore_plan(
     let mut changes = Vec::new();
     let mut steps = Vec::new();
     let mut fingerprints = std::collections::BTreeMap::new();
-    let sensitive: BTreeSet<String> = loaded
+    let sensitive: BTreeSet<Address> = loaded
         .desired
         .resources
         .values()
         .filter(|resource| resource.sensitive)
-        .map(|resource| resource.address.to_string())
+        .map(|resource| resource.address.clone())
         .collect();
     let mut api_steps = Vec::new();
     for row in rows {
@@ -142,11 +142,9 @@ pub fn restore_plan(
             // Read the value from the file itself, as the executor's staleness check does: a
             // key the desired state does not manage (a rotation's `keep_previous_as`) is not in
             // `prepared.observed`, and would read as absent here but present at apply.
-            let observed = Address::parse(&change.address)
-                .ok()
-                .and_then(|address| crate::pipeline::observed_now(prepared, &address));
+            let observed = crate::pipeline::observed_now(prepared, &change.address);
             fingerprints.insert(
-                change.address.clone(),
+                change.address.to_string(),
                 observed
                     .map(|value| value_hash(salt, &value))
                     .unwrap_or_else(|| crate::plan::ABSENT.to_string()),
@@ -154,7 +152,7 @@ pub fn restore_plan(
         }
         let addresses = file_changes
             .iter()
-            .map(|change| change.address.clone())
+            .map(|change| change.address.to_string())
             .collect();
         changes.extend(file_changes);
         steps.push(Step {
@@ -243,7 +241,7 @@ fn api_restore_step(
                 .map(|value| value_hash(salt, value))
                 .unwrap_or_else(|| crate::plan::ABSENT.to_string()),
         );
-        changes.push(change(address.to_string(), now, then, false, salt));
+        changes.push(change(address.clone(), now, then, false, salt));
         operations.push(operation);
     };
     for (username, (_, quota)) in &before.quotas {
@@ -257,7 +255,7 @@ fn api_restore_step(
             address.clone(),
             then,
             Operation::SetQuota {
-                address: address.to_string(),
+                address,
                 username: username.clone(),
                 quota_mb: *quota,
             },
@@ -274,7 +272,7 @@ fn api_restore_step(
             address.clone(),
             Some(days.to_string()),
             Operation::SetRetention {
-                address: address.to_string(),
+                address,
                 policy_key: key.clone(),
                 current_days: current,
                 days: *days,
@@ -292,7 +290,7 @@ fn api_restore_step(
             .iter()
             .filter_map(|operation| match operation {
                 Operation::SetQuota { address, .. } | Operation::SetRetention { address, .. } => {
-                    Some(address.clone())
+                    Some(address.to_string())
                 }
                 _ => None,
             })
@@ -302,7 +300,7 @@ fn api_restore_step(
 }
 
 fn change(
-    address: String,
+    address: Address,
     before: Option<String>,
     after: Option<String>,
     sensitive: bool,
@@ -329,7 +327,7 @@ fn env_changes(
     current: &EnvDocument,
     before: &str,
     salt: &[u8],
-    sensitive: &BTreeSet<String>,
+    sensitive: &BTreeSet<Address>,
 ) -> Vec<Change> {
     let Ok(before) = EnvDocument::parse(before) else {
         return Vec::new();
@@ -346,11 +344,11 @@ fn env_changes(
         if now == then {
             continue;
         }
-        let secret_address = Address::secret(&key).to_string();
+        let secret_address = Address::secret(&key);
         let address = if sensitive.contains(&secret_address) {
             secret_address
         } else {
-            Address::env(&key).to_string()
+            Address::env(&key)
         };
         let is_secret = is_secret_change(sensitive, &address, &key, &now, &then);
         changes.push(change(address, now, then, is_secret, salt));
@@ -361,8 +359,8 @@ fn env_changes(
 /// Whether a restored entry is shown as a fingerprint: the YAML declares it sensitive, or either
 /// value looks like a secret.
 fn is_secret_change(
-    sensitive: &BTreeSet<String>,
-    address: &str,
+    sensitive: &BTreeSet<Address>,
+    address: &Address,
     key: &str,
     now: &Option<String>,
     then: &Option<String>,
@@ -378,7 +376,7 @@ fn config_changes(
     current: &IniDocument,
     before: &str,
     salt: &[u8],
-    sensitive: &BTreeSet<String>,
+    sensitive: &BTreeSet<Address>,
 ) -> Vec<Change> {
     let Ok(before) = IniDocument::parse(before) else {
         return Vec::new();
@@ -399,7 +397,7 @@ fn config_changes(
         if now == then {
             continue;
         }
-        let address = Address::config(&section, &key).to_string();
+        let address = Address::config(&section, &key);
         let is_secret = is_secret_change(sensitive, &address, &key, &now, &then);
         changes.push(change(address, now, then, is_secret, salt));
     }

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 
 use super::service::{HealthCheck, SmokeCheck};
 use super::{Action, Change, Operation, Plan, SourceRef, Step, StepKind};
-use crate::model::Address;
+use crate::model::{Address, AddressKind};
 use crate::plan::backup_policy::{
     self as policy, Decision, SetInfo, human_duration, parse_set_id, set_id,
 };
@@ -217,7 +217,7 @@ pub fn extend(
     warnings.extend(input.warnings.iter().cloned());
     warnings.extend(set_warnings(input.sets));
     let change = |address: &Address, action: Action, reason: String| Change {
-        address: address.to_string(),
+        address: address.clone(),
         action,
         reason,
         sensitive: false,
@@ -361,7 +361,7 @@ pub fn is_backup_only(plan: &Plan) -> bool {
         && plan
             .changes
             .iter()
-            .all(|change| change.address.starts_with("backup."))
+            .all(|change| change.address.kind() == AddressKind::BackupSet)
 }
 
 /// What a restore does, decided before it starts.
@@ -391,7 +391,7 @@ pub struct RestoreInput<'a> {
 /// starts the server again.
 pub fn restore_plan(base: Plan, input: &RestoreInput<'_>) -> Plan {
     let safety = free_set_id(input.now, input.sets);
-    let safety_address = Address::backup_set(&safety).to_string();
+    let safety_address = Address::backup_set(&safety);
     let what = match input.only {
         Some(item) => item_name(item).to_string(),
         None => "all of it".to_string(),
@@ -422,7 +422,7 @@ pub fn restore_plan(base: Plan, input: &RestoreInput<'_>) -> Plan {
         index: 0,
         kind: StepKind::CreateBackup,
         target: format!("{}/{safety}", input.location),
-        addresses: vec![safety_address],
+        addresses: vec![safety_address.to_string()],
         operations: vec![Operation::CreateBackup {
             set_id: safety.clone(),
         }],
@@ -521,7 +521,7 @@ mod tests {
                 index: 0,
                 kind: StepKind::EnsureEnvFile,
                 target: ".env".to_string(),
-                addresses: vec![change.address.clone()],
+                addresses: vec![change.address.to_string()],
                 operations: Vec::new(),
             })
             .collect();
@@ -568,7 +568,7 @@ mod tests {
 
     fn env_change() -> Change {
         Change {
-            address: "env.LOG_LEVEL".to_string(),
+            address: Address::env("LOG_LEVEL"),
             action: Action::Update,
             reason: "value differs".to_string(),
             sensitive: false,

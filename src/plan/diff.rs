@@ -79,7 +79,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             None => observed.canonical().map(|before| {
                 let sensitive = managed.is_some_and(|record| record.sensitive);
                 Change {
-                    address: address.to_string(),
+                    address: address.clone(),
                     action: Action::Delete,
                     reason: "no longer declared in the desired state".to_string(),
                     sensitive,
@@ -141,7 +141,7 @@ fn diff_one(
     let salt = input.state.salt.as_slice();
     let make =
         |action: Action, reason: String, before: Option<String>, after: Option<String>| Change {
-            address: address.to_string(),
+            address: address.clone(),
             action,
             reason,
             sensitive,
@@ -294,11 +294,9 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
     let mut retention_operations = Vec::new();
     let mut quota_operations = Vec::new();
     for change in changes {
-        let Ok(address) = Address::parse(&change.address) else {
-            continue;
-        };
+        let address = &change.address;
         let kind = address.kind();
-        let resource = input.desired.get(&address);
+        let resource = input.desired.get(address);
         let operation = match (kind, change.action) {
             (AddressKind::Env | AddressKind::Secret | AddressKind::Config, Action::Delete) => {
                 Operation::Remove {
@@ -356,7 +354,7 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
                 };
                 Operation::SetRetention {
                     address: change.address.clone(),
-                    current_days: match input.observed.get(&address) {
+                    current_days: match input.observed.get(address) {
                         ObservedValue::Days(days) => Some(*days),
                         _ => None,
                     },
@@ -434,7 +432,7 @@ fn operation_address(operation: &Operation) -> Option<String> {
         Operation::Set { address, .. }
         | Operation::Remove { address }
         | Operation::SetQuota { address, .. }
-        | Operation::SetRetention { address, .. } => Some(address.clone()),
+        | Operation::SetRetention { address, .. } => Some(address.to_string()),
         Operation::Run { .. }
         | Operation::RestoreFile { .. }
         | Operation::Check { .. }
@@ -536,14 +534,14 @@ mod tests {
             for operation in &step.operations {
                 match operation {
                     Operation::Set { address, value, .. } => {
-                        let name = address.strip_prefix("env.").unwrap().to_string();
+                        let name = address.as_str().strip_prefix("env.").unwrap().to_string();
                         model.insert(
                             name.clone(),
                             value.clone().unwrap_or_else(|| desired[&name].clone()),
                         );
                     }
                     Operation::Remove { address } => {
-                        model.remove(address.strip_prefix("env.").unwrap());
+                        model.remove(address.as_str().strip_prefix("env.").unwrap());
                     }
                     _ => {}
                 }
@@ -592,7 +590,7 @@ mod tests {
             }
             let plan = run(&desired_of(&desired), &observed_of(&observed), &state, Timestamp::UNIX_EPOCH);
             for change in plan.changes.iter().filter(|change| change.action == Action::Delete) {
-                let name = change.address.strip_prefix("env.").unwrap();
+                let name = change.address.as_str().strip_prefix("env.").unwrap();
                 prop_assert!(managed_names.contains(name));
                 prop_assert!(!desired.contains_key(name));
             }

@@ -120,7 +120,7 @@ pub struct SourceRef {
 /// One change to one address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Change {
-    pub address: String,
+    pub address: Address,
     pub action: Action,
     pub reason: String,
     pub sensitive: bool,
@@ -204,16 +204,13 @@ pub struct Step {
 }
 
 impl Step {
-    /// The step's `.env` or `config.txt` entry edits, in order, with their addresses parsed.
+    /// The step's `.env` or `config.txt` entry edits, in order.
     ///
     /// The executor, the file preview and the undo of an earlier apply all walk a file step's
     /// `Set` and `Remove` operations; this is the one place that picks them out, so the three
-    /// cannot disagree about which operations edit an entry. An address that does not parse is
-    /// yielded as an error where it stands: the executor fails the step on it, the preview skips
-    /// it.
-    pub fn entry_edits(
-        &self,
-    ) -> impl Iterator<Item = Result<EntryEdit<'_>, crate::model::address::AddressError>> {
+    /// cannot disagree about which operations edit an entry. The addresses were checked when the
+    /// plan was built or read, so no edit can fail.
+    pub fn entry_edits(&self) -> impl Iterator<Item = EntryEdit<'_>> {
         self.operations
             .iter()
             .filter_map(|operation| match operation {
@@ -221,21 +218,20 @@ impl Step {
                     address,
                     value,
                     secret,
-                } => Some(Address::parse(address).map(|address| EntryEdit::Set {
-                    address,
+                } => Some(EntryEdit::Set {
+                    address: address.clone(),
                     value: value.as_deref(),
                     secret: secret.as_ref(),
-                })),
-                Operation::Remove { address } => {
-                    Some(Address::parse(address).map(|address| EntryEdit::Remove { address }))
-                }
+                }),
+                Operation::Remove { address } => Some(EntryEdit::Remove {
+                    address: address.clone(),
+                }),
                 _ => None,
             })
     }
 }
 
-/// A `Set` or `Remove` operation of a file step with its address parsed (see
-/// [`Step::entry_edits`]).
+/// A `Set` or `Remove` operation of a file step (see [`Step::entry_edits`]).
 #[derive(Debug, Clone)]
 pub enum EntryEdit<'a> {
     Set {
@@ -255,7 +251,7 @@ pub enum EntryEdit<'a> {
 pub enum Operation {
     /// Set a `.env` or `config.txt` entry.
     Set {
-        address: String,
+        address: Address,
         /// The value, when it is not sensitive.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value: Option<String>,
@@ -265,16 +261,16 @@ pub enum Operation {
         secret: Option<SecretOperation>,
     },
     /// Remove a `.env` or `config.txt` entry that tldw-ops managed and the YAML dropped.
-    Remove { address: String },
+    Remove { address: Address },
     /// Set a user's storage quota through the admin API.
     SetQuota {
-        address: String,
+        address: Address,
         username: String,
         quota_mb: Option<u64>,
     },
     /// Set a retention policy through the admin API (preview, then signed PUT).
     SetRetention {
-        address: String,
+        address: Address,
         policy_key: String,
         current_days: Option<u64>,
         days: u64,
@@ -346,4 +342,40 @@ pub fn schema_text() -> String {
         .expect("the plan schema serialises");
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change_json(address: &str) -> String {
+        format!(
+            r#"{{"address":"{address}","action":"update","reason":"value differs","sensitive":false,"drift":false,"before":"a","after":"b","source":null}}"#
+        )
+    }
+
+    #[test]
+    fn a_change_keeps_its_address_as_the_bare_string_and_refuses_a_bad_one() {
+        let text = change_json("env.LOG_LEVEL");
+        let change: Change = serde_json::from_str(&text).unwrap();
+        assert_eq!(change.address, Address::env("LOG_LEVEL"));
+        assert_eq!(serde_json::to_string(&change).unwrap(), text);
+        for bad in ["bogus", "env.", "config.nokey"] {
+            assert!(
+                serde_json::from_str::<Change>(&change_json(bad)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn operations_keep_their_addresses_as_bare_strings() {
+        let text =
+            r#"{"op":"set_quota","address":"quota.user.alice","username":"alice","quota_mb":5}"#;
+        let operation: Operation = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&operation).unwrap(), text);
+        assert!(
+            serde_json::from_str::<Operation>(r#"{"op":"remove","address":"nothing.x"}"#).is_err()
+        );
+    }
 }

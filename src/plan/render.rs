@@ -68,7 +68,7 @@ fn change_line(change: &Change, paint: &dyn Paint) -> String {
         (Action::Delete, Some(before), _) => format!("{} (was {before})", change.address),
         (_, Some(before), Some(after)) => format!("{}: {before} -> {after}", change.address),
         // A change with no value to show (a backup set): the address says it all.
-        (Action::Create, _, None) | (Action::Delete, None, _) => change.address.clone(),
+        (Action::Create, _, None) | (Action::Delete, None, _) => change.address.to_string(),
         (_, before, after) => format!(
             "{}: {} -> {}",
             change.address,
@@ -259,6 +259,7 @@ pub fn markdown(plan: &Plan, extras: &MarkdownExtras, limit: usize) -> String {
     for change in &plan.changes {
         let group = change
             .address
+            .as_str()
             .split('.')
             .next()
             .unwrap_or("other")

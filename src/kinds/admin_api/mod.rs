@@ -112,9 +112,8 @@ pub fn prepare(
                     message: format!("user `{username}` was not found on the server"),
                     stale: true,
                 })?;
-                let before = Address::parse(address)
-                    .ok()
-                    .and_then(|address| observed.get(&address))
+                let before = observed
+                    .get(address)
                     .and_then(|value| parse_quota(value.as_ref()));
                 prepared
                     .before

@@ -65,7 +65,7 @@ impl FileDocument for ConfigFileProvider {
         let file = ConfigFile::from_snapshot(snapshot.clone())?;
         let mut edits = Vec::new();
         for edit in step.entry_edits() {
-            let (address, value) = match edit? {
+            let (address, value) = match edit {
                 EntryEdit::Set {
                     address,
                     value,

@@ -49,7 +49,7 @@ pub fn preview(step: &Step, cx: &PreviewContext<'_>) -> Option<(String, String)>
         .filter_map(|address| address.config_parts())
         .map(|(section, key)| (section.to_ascii_lowercase(), key.to_ascii_lowercase()))
         .collect();
-    for edit in step.entry_edits().flatten() {
+    for edit in step.entry_edits() {
         match edit {
             EntryEdit::Set {
                 address,

@@ -67,7 +67,7 @@ impl Kind for Secrets {
 fn rotates(plan: &Plan, address: &Address) -> bool {
     plan.changes
         .iter()
-        .any(|change| change.address == address.as_str() && change.action == Action::Rotate)
+        .any(|change| change.address == *address && change.action == Action::Rotate)
 }
 
 impl FileDocument for EnvFileProvider {
@@ -94,7 +94,7 @@ impl FileDocument for EnvFileProvider {
         let file = EnvFile::from_snapshot(snapshot.clone())?;
         let mut edits = Vec::new();
         for edit in step.entry_edits() {
-            match edit? {
+            match edit {
                 EntryEdit::Set {
                     address,
                     value,

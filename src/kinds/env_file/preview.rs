@@ -38,7 +38,7 @@ pub fn preview(step: &Step, cx: &PreviewContext<'_>) -> Option<(String, String)>
         .iter()
         .filter_map(|address| address.env_name().map(str::to_string))
         .collect();
-    for edit in step.entry_edits().flatten() {
+    for edit in step.entry_edits() {
         match edit {
             EntryEdit::Set {
                 address,

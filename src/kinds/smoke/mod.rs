@@ -39,7 +39,9 @@ async fn run_one(cx: &StepContext<'_>, operation: &Operation) -> Result<(), Stri
     loop {
         let request = if *auth {
             let api = cx.api.ok_or_else(|| {
-                format!("smoke gate `{name}` sends the API token, but `target.api` is not configured")
+                format!(
+                    "smoke gate `{name}` sends the API token, but `target.api` is not configured"
+                )
             })?;
             api.authorized_get(url, timeout)
                 .map_err(|problem| format!("smoke gate `{name}`: {problem}"))?

@@ -304,7 +304,33 @@ fn check_target(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
                 .path("/target/service/smoke"),
             );
         }
+        let origin = |url: &str| {
+            reqwest::Url::parse(url).ok().map(|url| {
+                (
+                    url.scheme().to_string(),
+                    url.host_str().map(str::to_string),
+                    url.port_or_known_default(),
+                )
+            })
+        };
+        let other_origin = match (&service.url, &target.api) {
+            (Some(service_url), Some(api)) => origin(service_url) != origin(&api.url),
+            _ => false,
+        };
         for (index, gate) in service.smoke.iter().enumerate() {
+            if gate.auth == Some(super::types::SmokeAuth::Api) && other_origin {
+                let pointer = format!("/target/service/smoke/{index}/auth");
+                out.push(
+                    Diagnostic::error(
+                        "value.smoke_auth",
+                        "`auth: api` would send `target.api`'s token to `target.service.url`, \
+                         which is another origin than `target.api.url`; the token is only sent to \
+                         the API's own origin",
+                    )
+                    .at(locate(root, &pointer))
+                    .path(&pointer),
+                );
+            }
             if gate.auth == Some(super::types::SmokeAuth::Api) && target.api.is_none() {
                 let pointer = format!("/target/service/smoke/{index}/auth");
                 out.push(

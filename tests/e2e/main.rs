@@ -35,6 +35,7 @@ mod preflight;
 mod promotion;
 mod saved_plans;
 mod secrets;
+mod smoke;
 mod support_contract;
 mod validate;
 mod writable;

@@ -138,3 +138,23 @@ fn base_urls_must_be_plain_http_or_https() {
     };
     assert!(!error.to_string().contains("pa55word"), "{error}");
 }
+
+#[test]
+fn the_token_goes_only_to_the_api_origin() {
+    let api = api("http://127.0.0.1:8000/prefix", "t0ken");
+    let timeout = Duration::from_secs(1);
+    assert!(
+        api.authorized_get("http://127.0.0.1:8000/api/v1/llm/providers", timeout)
+            .is_ok()
+    );
+    for elsewhere in [
+        "http://127.0.0.1:8001/api/v1/llm/providers",
+        "https://127.0.0.1:8000/api/v1/llm/providers",
+        "http://localhost:8000/api/v1/llm/providers",
+        "http://evil.example/api",
+        "not a url",
+    ] {
+        let refused = api.authorized_get(elsewhere, timeout).unwrap_err();
+        assert!(!refused.contains("t0ken"), "{refused}");
+    }
+}

@@ -16,7 +16,6 @@ use crate::model::{Address, AddressKind, Desired, DesiredState, SecretSource};
 use crate::plan::{Plan, Step};
 use crate::providers::checkpoint::{self, CheckpointError};
 use crate::providers::files::DirectoryLocks;
-use crate::providers::service::wait_healthy;
 use crate::providers::tldw_api::TldwApi;
 use crate::secrets::value_hash;
 use crate::state::{
@@ -474,20 +473,15 @@ impl<S: StateStore> ApplyContext<'_, S> {
                 .note("restarting tldw_server on the restored files, then waiting for its health");
             self.reporter
                 .activity("restarting tldw_server and waiting for its health (rollback)");
-            Some(restart_and_check(self.deployment).await)
-        } else if outcome.undone_files && !self.deployment.health.is_empty() {
+            Some(restart_and_check(self.deployment, self.api, true).await)
+        } else if outcome.undone_files
+            && !(self.deployment.health.is_empty() && self.deployment.smoke.is_empty())
+        {
             self.reporter
                 .note("waiting for tldw_server's health on the restored files");
             self.reporter
                 .activity("waiting for tldw_server's health (rollback)");
-            Some(
-                wait_healthy(
-                    &self.deployment.health,
-                    Instant::now() + self.deployment.service_timeout,
-                )
-                .await
-                .map_err(|error| error.to_string()),
-            )
+            Some(restart_and_check(self.deployment, self.api, false).await)
         } else {
             None
         };

@@ -149,9 +149,11 @@ pub async fn rollback_unfinished<S: StateStore>(
     )
     .await;
     let final_health = if outcome.undone_files
-        && (deployment.restart.is_some() || !deployment.health.is_empty())
+        && (deployment.restart.is_some()
+            || !deployment.health.is_empty()
+            || !deployment.smoke.is_empty())
     {
-        Some(restart_and_check(deployment).await)
+        Some(restart_and_check(deployment, api, true).await)
     } else {
         None
     };

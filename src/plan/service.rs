@@ -26,6 +26,32 @@ pub struct SmokeCheck {
     pub retries: u32,
 }
 
+impl SmokeCheck {
+    /// The check a plan's `smoke` operation runs.
+    pub fn of_operation(operation: &super::Operation) -> Option<SmokeCheck> {
+        match operation {
+            super::Operation::Smoke {
+                name,
+                url,
+                auth,
+                expect_status,
+                expect_json,
+                timeout_ms,
+                retries,
+            } => Some(SmokeCheck {
+                name: name.clone(),
+                url: url.clone(),
+                auth: *auth,
+                expect_status: *expect_status,
+                expect_json: expect_json.clone(),
+                timeout_ms: *timeout_ms,
+                retries: *retries,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The steps that end a plan that restarted or put back what tldw_server reads at start: the
 /// health gates, then the smoke gates.
 pub fn gate_steps(health: &[HealthCheck], smoke: &[SmokeCheck]) -> Vec<super::Step> {

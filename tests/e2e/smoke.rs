@@ -118,7 +118,8 @@ fn a_failing_smoke_gate_is_retried_then_rolls_the_files_back_byte_for_byte() {
     let fake = fake();
     let site = site(&fake, USERS_GATE, None);
     let before = site.env_text();
-    fake.fail_persistently("GET", USERS, 500);
+    // Both attempts of the apply's gate fail; the server answers again once rolled back.
+    fake.fail_next("GET", USERS, 500, 2);
     let (code, stdout, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
     assert_eq!(code, 6, "{stderr}");
     assert!(
@@ -126,7 +127,9 @@ fn a_failing_smoke_gate_is_retried_then_rolls_the_files_back_byte_for_byte() {
         "{stderr}"
     );
     assert!(stderr.contains("status 500, expected 200"), "{stderr}");
-    assert_eq!(fake.request_count("GET", USERS), 2, "one try and one retry");
+    // One try and one retry, then the rollback's own run of the gates on the restored file.
+    assert_eq!(fake.request_count("GET", USERS), 3);
+    assert!(stderr.contains("final health: healthy"), "{stderr}");
     assert_eq!(site.env_text(), before, "the .env is back byte for byte");
     // The rollback restarted the server on the restored file.
     assert_eq!(fake.restart_count(), 2);
@@ -192,4 +195,17 @@ target:
         stderr.contains("`auth: api` sends `target.api`'s token, but there is no `target.api`"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_smoke_gate_that_still_fails_after_the_rollback_is_reported_in_the_final_health() {
+    let fake = fake();
+    let site = site(&fake, USERS_GATE, None);
+    let before = site.env_text();
+    fake.fail_persistently("GET", USERS, 503);
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+    assert_eq!(code, 6, "{stderr}");
+    assert_eq!(site.env_text(), before);
+    assert!(stderr.contains("final health: UNHEALTHY"), "{stderr}");
+    assert!(stderr.contains("status 503, expected 200"), "{stderr}");
 }

@@ -16,6 +16,7 @@ use crate::faults::Point;
 use crate::plan::service::HealthCheck;
 use crate::plan::{Operation, Step};
 use crate::providers::service::{ServiceError, health_client, run_command, wait_healthy};
+use crate::providers::tldw_api::TldwApi;
 use crate::state::{StepRecord, StepStatus};
 
 pub struct Restart;
@@ -61,21 +62,26 @@ async fn run_service_command(
         .map_err(|error| error.to_string())
 }
 
-/// Restarts (when configured) and waits for the gates: what a rollback does once after it
-/// wrote back a file.
-pub async fn restart_and_check(deployment: &Deployment) -> Result<(), String> {
+/// Restarts (when configured), waits for the health gates and runs the smoke gates: what a
+/// rollback does once after it wrote back a file, so the final health it reports is the same
+/// verdict an apply's gates give.
+pub async fn restart_and_check(
+    deployment: &Deployment,
+    api: Option<&TldwApi>,
+    restart: bool,
+) -> Result<(), String> {
     let deadline = Instant::now() + deployment.service_timeout;
-    if let Some(restart) = &deployment.restart {
-        run_command(restart, deployment.service_timeout)
+    if restart && let Some(argv) = &deployment.restart {
+        run_command(argv, deployment.service_timeout)
             .await
             .map_err(|error: ServiceError| error.to_string())?;
     }
-    if deployment.health.is_empty() {
-        return Ok(());
+    if !deployment.health.is_empty() {
+        wait_healthy(&deployment.health, deadline)
+            .await
+            .map_err(|error| error.to_string())?;
     }
-    wait_healthy(&deployment.health, deadline)
-        .await
-        .map_err(|error| error.to_string())
+    super::smoke::check_all(api, &deployment.smoke).await
 }
 
 /// Journals the step, runs `act` between the two pause points, and settles the row.

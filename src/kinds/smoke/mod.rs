@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use super::service::journaled;
 use super::{Effects, Provider, StepContext, StepError, StepFuture};
-use crate::plan::{Operation, Step};
+use crate::plan::Step;
+use crate::plan::service::SmokeCheck;
 use crate::providers::service::{check_response, health_client};
+use crate::providers::tldw_api::TldwApi;
 use crate::state::StepRecord;
 
 pub struct SmokeGate;
@@ -20,8 +22,8 @@ pub struct SmokeGate;
 const BETWEEN_ATTEMPTS: Duration = Duration::from_secs(1);
 
 /// Runs one smoke request until it passes or its attempts run out.
-async fn run_one(cx: &StepContext<'_>, operation: &Operation) -> Result<(), String> {
-    let Operation::Smoke {
+async fn run_one(api: Option<&TldwApi>, check: &SmokeCheck) -> Result<(), String> {
+    let SmokeCheck {
         name,
         url,
         auth,
@@ -29,16 +31,13 @@ async fn run_one(cx: &StepContext<'_>, operation: &Operation) -> Result<(), Stri
         expect_json,
         timeout_ms,
         retries,
-    } = operation
-    else {
-        return Ok(());
-    };
+    } = check;
     let timeout = Duration::from_millis(*timeout_ms);
     let client = health_client();
     let mut attempt = 0;
     loop {
         let request = if *auth {
-            let api = cx.api.ok_or_else(|| {
+            let api = api.ok_or_else(|| {
                 format!(
                     "smoke gate `{name}` sends the API token, but `target.api` is not configured"
                 )
@@ -65,6 +64,21 @@ async fn run_one(cx: &StepContext<'_>, operation: &Operation) -> Result<(), Stri
     }
 }
 
+/// Runs every smoke request; the failures, joined, when any fails.
+pub async fn check_all(api: Option<&TldwApi>, checks: &[SmokeCheck]) -> Result<(), String> {
+    let mut failures = Vec::new();
+    for check in checks {
+        if let Err(failure) = run_one(api, check).await {
+            failures.push(failure);
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
 impl Provider for SmokeGate {
     fn ensure<'a>(
         &'a self,
@@ -73,17 +87,12 @@ impl Provider for SmokeGate {
         _effects: &'a mut Effects,
     ) -> StepFuture<'a, Result<StepRecord, StepError>> {
         Box::pin(journaled(cx, step, None, async {
-            let mut failures = Vec::new();
-            for operation in &step.operations {
-                if let Err(failure) = run_one(cx, operation).await {
-                    failures.push(failure);
-                }
-            }
-            if failures.is_empty() {
-                Ok(())
-            } else {
-                Err(StepError::Message(failures.join("; ")))
-            }
+            let checks: Vec<SmokeCheck> = step
+                .operations
+                .iter()
+                .filter_map(SmokeCheck::of_operation)
+                .collect();
+            check_all(cx.api, &checks).await.map_err(StepError::Message)
         }))
     }
 }

@@ -276,7 +276,7 @@ fn env_edit(
         .ok_or_else(|| Refusal::NotDeclared(address.clone()))?;
     let section = entry.pointer.trim_start_matches('/').replace('/', ".");
     let edit = match entry.origin {
-        EnvOrigin::Env => {
+        EnvOrigin::Env | EnvOrigin::Release => {
             let text = edit::template_safe(value).ok_or_else(|| {
                 does_not_map(
                     "env",

@@ -361,6 +361,7 @@ mod tests {
     #[test]
     fn only_managed_values_that_moved_are_drift_and_sensitive_ones_stay_masked() {
         let desired = DesiredState {
+            keep_previous: BTreeMap::new(),
             environment: "dev".to_string(),
             deployment: "default".to_string(),
             resources: [

@@ -156,7 +156,18 @@ pub fn compile(
             });
         }
     }
+    let keep_previous = spec
+        .release
+        .iter()
+        .map(|_| {
+            (
+                Address::env(crate::spec::mapping::APP_IMAGE),
+                crate::spec::mapping::ROLLBACK_IMAGE.to_string(),
+            )
+        })
+        .collect();
     Ok(DesiredState {
+        keep_previous,
         environment: spec.environment.clone(),
         deployment: spec
             .deployment

@@ -80,6 +80,9 @@ pub struct DesiredState {
     pub environment: String,
     pub deployment: String,
     pub resources: BTreeMap<Address, Resource>,
+    /// `.env` addresses whose old value is kept under another key when it changes: the
+    /// release image, kept as `TLDW_ROLLBACK_IMAGE`.
+    pub keep_previous: BTreeMap<Address, String>,
 }
 
 impl DesiredState {

@@ -27,6 +27,23 @@ use crate::plan::backup_policy::{
 use crate::secrets::value_hash;
 use crate::spec::types::{Backup, BackupItem, Keep};
 
+/// The reason of the create that comes first in an upgrade, whatever `before_apply` says.
+pub const UPGRADE_REASON: &str =
+    "upgrade: a checkpoint of the data before the release changes (always taken)";
+
+/// Whether `steps` change the release: a `.env` edit that keeps the app image it replaces.
+fn upgrades(steps: &[Step]) -> bool {
+    steps.iter().flat_map(Step::entry_edits).any(|edit| {
+        matches!(
+            edit,
+            super::EntryEdit::Set { address, secret: Some(secret), .. }
+                if address.env_name() == Some(crate::spec::mapping::APP_IMAGE)
+                    && secret.keep_previous_as.as_deref()
+                        == Some(crate::spec::mapping::ROLLBACK_IMAGE)
+        )
+    })
+}
+
 /// The reason of a create that is there only because `before_apply` is on.
 pub const BEFORE_APPLY_REASON: &str = "before_apply: a checkpoint of the data before this apply";
 
@@ -229,9 +246,12 @@ pub fn extend(
     let mut backup_changes = Vec::new();
     let mut candidates = input.sets.to_vec();
     let mut create_step = None;
-    let reason = due_reason(policy, input.sets, now).or_else(|| {
-        (policy.before_apply && others_change).then(|| BEFORE_APPLY_REASON.to_string())
-    });
+    let reason = upgrades(steps)
+        .then(|| UPGRADE_REASON.to_string())
+        .or_else(|| due_reason(policy, input.sets, now))
+        .or_else(|| {
+            (policy.before_apply && others_change).then(|| BEFORE_APPLY_REASON.to_string())
+        });
     if let Some(reason) = reason {
         let id = free_set_id(now, input.sets);
         let address = Address::backup_set(&id);

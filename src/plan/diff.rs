@@ -310,11 +310,19 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
                         .and_then(|resource| resource.desired.canonical())
                         .unwrap_or_default()
                 }),
-                secret: change.sensitive.then_some(SecretOperation {
-                    from: SecretFrom::Desired,
-                    keep_previous_as: None,
-                    expect: change.after.clone(),
-                }),
+                // A kept previous value (the release image) rides on the secret operation,
+                // which is what carries `keep_previous_as` to the executor.
+                secret: match (
+                    change.sensitive,
+                    input.desired.keep_previous.get(&change.address),
+                ) {
+                    (false, None) => None,
+                    (sensitive, keep) => Some(SecretOperation {
+                        from: SecretFrom::Desired,
+                        keep_previous_as: keep.cloned(),
+                        expect: sensitive.then(|| change.after.clone()).flatten(),
+                    }),
+                },
             },
             (AddressKind::Secret, _) => {
                 let Some(Desired::Secret(secret)) = resource.map(|resource| &resource.desired)
@@ -460,6 +468,7 @@ mod tests {
 
     fn desired_of(values: &BTreeMap<String, String>) -> DesiredState {
         DesiredState {
+            keep_previous: BTreeMap::new(),
             environment: "test".to_string(),
             deployment: "default".to_string(),
             resources: values
@@ -600,6 +609,7 @@ mod tests {
     fn secret_desired(rotate_after: Option<u64>) -> DesiredState {
         let address = Address::secret("JWT_SECRET_KEY");
         DesiredState {
+            keep_previous: BTreeMap::new(),
             environment: "test".to_string(),
             deployment: "default".to_string(),
             resources: BTreeMap::from([(

@@ -13,6 +13,7 @@ pub enum EnvOrigin {
     Registration,
     Quotas,
     Retention,
+    Release,
 }
 
 /// One plain (non-secret-section) `.env` entry the desired state asks for.
@@ -133,6 +134,11 @@ pub fn retention_key(policy_key: &str) -> Option<&'static RetentionKey> {
 }
 
 pub const ALLOWED_ORIGINS: &str = "ALLOWED_ORIGINS";
+/// The app image of a Compose deployment, which `release.image` sets.
+pub const APP_IMAGE: &str = "TLDW_APP_IMAGE";
+/// Where a release change keeps the image it replaces (tldw's `make production-rollback` reads
+/// it).
+pub const ROLLBACK_IMAGE: &str = "TLDW_ROLLBACK_IMAGE";
 pub const CORS_ALLOW_CREDENTIALS: &str = "CORS_ALLOW_CREDENTIALS";
 pub const ENABLE_REGISTRATION: &str = "ENABLE_REGISTRATION";
 pub const REQUIRE_REGISTRATION_CODE: &str = "REQUIRE_REGISTRATION_CODE";
@@ -213,6 +219,14 @@ pub fn env_entries(spec: &Spec) -> Vec<EnvEntry> {
                 origin: EnvOrigin::Retention,
             });
         }
+    }
+    if let Some(release) = &spec.release {
+        entries.push(EnvEntry {
+            name: APP_IMAGE.to_string(),
+            value: release.image.clone(),
+            pointer: "/release/image".to_string(),
+            origin: EnvOrigin::Release,
+        });
     }
     entries
 }

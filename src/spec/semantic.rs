@@ -35,6 +35,7 @@ pub fn check(spec: &Spec, root: &Node, rule_ids: &[&str]) -> Vec<Diagnostic> {
     check_conflicts(spec, &entries, root, &mut out);
     check_target(spec, root, &mut out);
     check_backup(spec, root, &mut out);
+    check_release(spec, root, &mut out);
     check_config_names(spec, root, &mut out);
     check_config_merges(spec, root, &mut out);
     check_writable(spec, &entries, root, &mut out);
@@ -239,6 +240,52 @@ fn check_conflicts(spec: &Spec, entries: &[EnvEntry], root: &Node, out: &mut Vec
         } else {
             seen.insert(name, pointer);
         }
+    }
+}
+
+/// An upgrade needs what makes it reversible: a backup policy (its set is step 1), a restart
+/// command (the new image runs only after one), and `TLDW_ROLLBACK_IMAGE` left to tldw-ops,
+/// which keeps the replaced image there.
+fn check_release(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
+    if spec.release.is_none() {
+        return;
+    }
+    let at = |code: &str, text: &str| {
+        Diagnostic::error(code, text)
+            .at(locate_key(root, "/release"))
+            .path("/release")
+    };
+    if spec.backup.is_none() {
+        out.push(at(
+            "value.release_backup",
+            "`release` needs a `backup:` policy: an upgrade takes a backup set first, so that \
+             a failed one can be undone",
+        ));
+    }
+    let restart = spec
+        .target
+        .service
+        .as_ref()
+        .and_then(|service| service.restart.as_ref());
+    if restart.is_none() {
+        out.push(at(
+            "value.release_restart",
+            "`release` needs `target.service.restart`: the new image runs only after a restart",
+        ));
+    }
+    let rollback = super::mapping::ROLLBACK_IMAGE;
+    if spec.env.contains_key(rollback) {
+        let pointer = format!("/env/{rollback}");
+        out.push(
+            Diagnostic::error(
+                "value.conflict",
+                format!(
+                    "`{rollback}` is kept by `release`: an upgrade writes the image it replaces there"
+                ),
+            )
+            .at(locate_key(root, &pointer))
+            .path(pointer),
+        );
     }
 }
 

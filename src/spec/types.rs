@@ -61,6 +61,11 @@ pub struct Spec {
     /// Retention of AuthNZ records, in whole days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// The release tldw_server runs: for a Compose deployment, the app image. Changing it is an
+    /// upgrade: a backup set is taken first, the old image is kept as `TLDW_ROLLBACK_IMAGE`, and a
+    /// failed restart, health gate or smoke gate puts the old image back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
     /// Backup policy, reconciled like the rest of the desired state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<Backup>,
@@ -70,6 +75,17 @@ pub struct Spec {
     /// Policy rules turned off for this file, each with a reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waivers: Vec<Waiver>,
+}
+
+/// The release of a Compose deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// The app image (`TLDW_APP_IMAGE`), pinned by digest (`…@sha256:<64 hex>`) or by commit
+    /// (`…:sha-<7..64 hex>`) as tldw's production preflight requires; `latest` and `main` are
+    /// refused in production.
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
 }
 
 /// The variables templates may read.

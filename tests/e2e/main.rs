@@ -33,6 +33,7 @@ mod plan;
 mod postgres_state;
 mod preflight;
 mod promotion;
+mod release;
 mod saved_plans;
 mod secrets;
 mod smoke;

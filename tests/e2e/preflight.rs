@@ -602,3 +602,29 @@ fn the_hardened_example_applies_a_deployment_tldw_accepts() {
     let (code, stdout, stderr) = run(&mut command(&["plan", "prod.yaml", "--detailed-exitcode"]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
 }
+
+#[test]
+fn a_release_image_that_is_not_pinned_is_refused_in_production_at_its_yaml_line() {
+    for image in [
+        "ghcr.io/rmusser01/tldw-server:latest",
+        "ghcr.io/rmusser01/tldw-server:main",
+    ] {
+        let site = site(&reference_env());
+        site.write_yaml(
+            "prod.yaml",
+            &spec(&format!(
+                "release: {{ image: \"{image}\" }}\n\
+                 backup: {{ destination: /srv/tldw-backups, every: 24h, keep: {{ daily: 7 }} }}\n"
+            ))
+            .replace(
+                "target: { root: site }",
+                "target: { root: site, service: { restart: [docker, compose, up, -d] } }",
+            ),
+        );
+        let (code, _, stderr) = plan(&site);
+        assert_eq!(code, 3, "{image}: {stderr}");
+        assert!(stderr.contains("policy.preflight-images"), "{image}: {stderr}");
+        let line = spec("").lines().count() + 1;
+        assert!(stderr.contains(&format!("prod.yaml:{line}:")), "{image}: {stderr}");
+    }
+}

@@ -55,7 +55,10 @@ pub fn preview(step: &Step, cx: &PreviewContext<'_>) -> Option<(String, String)>
                     (None, None) => String::new(),
                 };
                 if let Some(previous) = secret.and_then(|secret| secret.keep_previous_as.as_ref()) {
-                    sensitive_keys.insert(previous.clone());
+                    // A kept secret stays masked; a kept plain value (the release image) shows.
+                    if value.is_none() {
+                        sensitive_keys.insert(previous.clone());
+                    }
                     if let Some(old) = before.get(&key) {
                         let _ = after.set(previous, old);
                     }

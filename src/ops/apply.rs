@@ -517,3 +517,57 @@ pub async fn resume_run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_plan_finds_its_desired_file_beside_it_and_names_both_places_when_it_cannot() {
+        let directory = tempfile::tempdir().unwrap();
+        let plan_path = directory.path().join("plan.json");
+        let error = saved_plan_file(&plan_path, "tldw-ops.yaml").unwrap_err();
+        assert!(matches!(error, SavedPlanError::NoDesiredFile { .. }));
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the plan was made from tldw-ops.yaml, which is neither at {} nor at \
+                 tldw-ops.yaml; pass it with --file",
+                directory.path().join("tldw-ops.yaml").display()
+            )
+        );
+        std::fs::write(directory.path().join("tldw-ops.yaml"), "").unwrap();
+        assert_eq!(
+            saved_plan_file(&plan_path, "tldw-ops.yaml").unwrap(),
+            directory.path().join("tldw-ops.yaml")
+        );
+        assert_eq!(
+            saved_plan_file(&plan_path, "/srv/tldw/tldw-ops.yaml").unwrap(),
+            PathBuf::from("/srv/tldw/tldw-ops.yaml")
+        );
+    }
+
+    #[test]
+    fn only_a_json_target_is_read_as_a_plan_and_a_broken_one_says_why() {
+        let directory = tempfile::tempdir().unwrap();
+        let yaml = directory.path().join("tldw-ops.yaml");
+        assert!(matches!(read_saved_plan(&yaml), SavedPlan::NotAPlan));
+        let json = directory.path().join("plan.json");
+        std::fs::write(&json, "{}").unwrap();
+        match read_saved_plan(&json) {
+            SavedPlan::Invalid(error @ PlanFileError::NotAPlanFile { .. }) => assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("{} is not a tldw-ops plan file: ", json.display()))
+            ),
+            _ => panic!("an empty object is not a plan"),
+        }
+    }
+
+    #[test]
+    fn a_resumed_apply_keeps_a_kind_that_records_no_managed_state() {
+        assert_eq!(resume_kind("apply"), "resume");
+        assert_eq!(resume_kind("backup"), "backup");
+        assert_eq!(resume_kind("restore"), "restore");
+    }
+}

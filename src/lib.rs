@@ -141,6 +141,10 @@ mod architecture {
             &source.join("cli/apply.rs"),
             &["super::backup", "crate::cli::backup"],
         ));
+        breaches.extend(naming(
+            &source.join("ops/apply.rs"),
+            &["super::backup", "crate::ops::backup"],
+        ));
         assert!(
             breaches.is_empty(),
             "an upward or circular import:\n{}",

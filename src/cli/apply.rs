@@ -1,5 +1,7 @@
 //! `tldw-ops apply [FILE | PLAN.json]`: plan (or load a reviewed plan), confirm, and execute it
-//! step by step with automatic rollback. `--resume` finishes an interrupted apply.
+//! step by step with automatic rollback. `--resume` finishes an interrupted apply. The work is
+//! `ops::apply`'s; this prints the plan, the progress and the outcome, runs the promotion gate,
+//! asks for confirmation and picks the exit status.
 
 use std::path::{Path, PathBuf};
 
@@ -7,14 +9,15 @@ use super::common::{LineReporter, confirm, report_pipeline_error, report_state_e
 use super::output::Style;
 use super::plan::{Format, print_plan, print_warnings};
 use super::{ExitStatus, Printer, desired_file};
-use crate::apply::recover::{resume, take_over_lock};
-use crate::apply::{ApplyContext, ApplyError, ApplyOutcome, new_apply_id};
+use crate::apply::{ApplyError, ApplyOutcome, new_apply_id};
 use crate::faults::Faults;
-use crate::pipeline::{self, PipelineError, Prepared, observed_values, staleness, state_location};
-use crate::plan::{FORMAT_VERSION, Plan, render};
-use crate::providers::checkpoint;
+use crate::ops::apply::{
+    self as ops, ExecuteError, Parts, ResumeError, SavedPlan, SavedPlanError, SavedPlanRequest,
+    apply_context, apply_kind, needs_record, read_saved_plan,
+};
+use crate::pipeline::{Prepared, observed_values};
+use crate::plan::{Plan, render};
 use crate::settings::Settings;
-use crate::state::{LockHolder, StateStore};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -61,54 +64,14 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
         SavedPlan::Plan(plan) => runtime.block_on(apply_saved(
             *plan, &target, &args, settings, printer, &faults,
         )),
-        SavedPlan::Invalid(message) => {
-            printer.error(&message);
+        SavedPlan::Invalid(error) => {
+            printer.error(&error.to_string());
             ExitStatus::Error
         }
         SavedPlan::NotAPlan => {
             runtime.block_on(apply_file(&target, &args, settings, printer, &faults))
         }
     }
-}
-
-pub(super) enum SavedPlan {
-    Plan(Box<Plan>),
-    Invalid(String),
-    NotAPlan,
-}
-
-/// A `.json` target is a saved plan; anything else is a desired-state file.
-pub(super) fn read_saved_plan(target: &Path) -> SavedPlan {
-    if target.extension().and_then(|extension| extension.to_str()) != Some("json") {
-        return SavedPlan::NotAPlan;
-    }
-    let bytes = match crate::limits::read_regular_file(target, crate::limits::MAX_PLAN_FILE_BYTES) {
-        Ok(bytes) => bytes,
-        Err(crate::limits::ReadError::Io { source, .. }) => {
-            return SavedPlan::Invalid(format!("cannot read plan {}: {source}", target.display()));
-        }
-        Err(refused) => return SavedPlan::Invalid(format!("plan refused: {refused}")),
-    };
-    let Ok(text) = String::from_utf8(bytes) else {
-        return SavedPlan::Invalid(format!("plan {} is not UTF-8 text", target.display()));
-    };
-    match serde_json::from_str::<Plan>(&text) {
-        Ok(plan) if plan.format_version == FORMAT_VERSION => SavedPlan::Plan(Box::new(plan)),
-        Ok(plan) => SavedPlan::Invalid(format!(
-            "plan {} has format version {}; this tldw-ops reads version {FORMAT_VERSION}",
-            target.display(),
-            plan.format_version
-        )),
-        Err(error) => SavedPlan::Invalid(format!(
-            "{} is not a tldw-ops plan file: {error}",
-            target.display()
-        )),
-    }
-}
-
-async fn prepare(file: &Path, settings: &Settings) -> Result<Prepared, PipelineError> {
-    let loaded = pipeline::load(file, settings, false).await?;
-    pipeline::observe(loaded).await
 }
 
 async fn apply_file(
@@ -118,7 +81,7 @@ async fn apply_file(
     printer: &Printer,
     faults: &Faults,
 ) -> ExitStatus {
-    let prepared = match prepare(file, settings).await {
+    let prepared = match ops::prepare(file, settings).await {
         Ok(prepared) => prepared,
         Err(error) => return report_pipeline_error(error, printer),
     };
@@ -129,23 +92,18 @@ async fn apply_file(
 }
 
 async fn apply_prepared(
-    prepared: &pipeline::Prepared,
+    prepared: &Prepared,
     args: &Args,
     settings: &Settings,
     printer: &Printer,
     faults: &Faults,
 ) -> ExitStatus {
-    let plan = pipeline::make_plan(prepared, settings.now());
-    let plan = match args.only {
-        None => plan,
-        Some(super::common::Part::Backup) => {
-            match crate::pipeline::only_backups(prepared, plan, settings.now()) {
-                Ok(plan) => plan,
-                Err(message) => {
-                    printer.error(&message);
-                    return ExitStatus::Error;
-                }
-            }
+    let only_backup = args.only == Some(super::common::Part::Backup);
+    let plan = match ops::plan_for(prepared, only_backup, settings) {
+        Ok(plan) => plan,
+        Err(message) => {
+            printer.error(&message);
+            return ExitStatus::Error;
         }
     };
     print_warnings(prepared, &plan, printer);
@@ -258,76 +216,6 @@ async fn promotion_gate(
     .await
 }
 
-/// `backup` for a plan that changes backup sets and nothing else (`--only backup`, or a plan
-/// saved from one): it records no managed state, since with other changes left out the record
-/// would forget values still waiting to be applied or removed.
-fn apply_kind(plan: &Plan) -> &'static str {
-    if crate::plan::backups::is_backup_only(plan) {
-        "backup"
-    } else {
-        "apply"
-    }
-}
-
-/// Whether an empty plan still has something to record: addresses tldw-ops starts managing
-/// (adopting values already in place) or secrets whose age starts counting now.
-fn needs_record(prepared: &Prepared) -> bool {
-    let loaded = &prepared.loaded;
-    let managed: std::collections::BTreeSet<&str> =
-        loaded.state.managed.keys().map(String::as_str).collect();
-    let desired: std::collections::BTreeSet<&str> = loaded
-        .desired
-        .resources
-        .keys()
-        .filter(|address| prepared.observed.get(address).canonical().is_some())
-        .map(|address| address.as_str())
-        .collect();
-    // A value changed outside tldw-ops that the YAML now declares (`drift --adopt`) leaves the
-    // plan empty but the recorded hash stale; recording it ends the drift.
-    let stale = loaded.state.managed.iter().any(|(address, record)| {
-        crate::model::Address::parse(address)
-            .ok()
-            .filter(|address| loaded.desired.resources.contains_key(address))
-            .and_then(|address| prepared.observed.get(&address).canonical())
-            .is_some_and(|value| {
-                crate::secrets::value_hash(&loaded.state.salt, &value) != record.value_hash
-            })
-    });
-    managed != desired
-        || stale
-        || loaded
-            .desired
-            .resources
-            .keys()
-            .filter(|address| address.kind() == crate::model::AddressKind::Secret)
-            .any(|address| !loaded.state.secrets.contains_key(address.name()))
-}
-
-/// The desired-state file of a saved plan. The plan records it as given to `plan`, relative
-/// to the directory `plan` ran in, which is most often the plan file's own; so it is looked
-/// for beside the plan file first, then in the current directory, and an absolute path is
-/// taken as it is. `--file` overrides all of this.
-fn saved_plan_file(plan_path: &Path, recorded: &str) -> Result<PathBuf, String> {
-    let recorded = Path::new(recorded);
-    if recorded.is_absolute() {
-        return Ok(recorded.to_path_buf());
-    }
-    let beside = plan_path
-        .parent()
-        .map(|directory| directory.join(recorded))
-        .unwrap_or_else(|| recorded.to_path_buf());
-    let candidates = [beside, recorded.to_path_buf()];
-    if let Some(found) = candidates.iter().find(|candidate| candidate.is_file()) {
-        return Ok(found.clone());
-    }
-    Err(format!(
-        "the plan was made from {}, which is neither at {} nor at {}; pass it with --file",
-        recorded.display(),
-        candidates[0].display(),
-        candidates[1].display()
-    ))
-}
-
 async fn apply_saved(
     plan: Plan,
     plan_path: &Path,
@@ -336,76 +224,15 @@ async fn apply_saved(
     printer: &Printer,
     faults: &Faults,
 ) -> ExitStatus {
-    if let Some(required) = &args.require_commit {
-        let matches = plan
-            .git_commit
-            .as_deref()
-            .is_some_and(|commit| !required.is_empty() && commit.starts_with(required.as_str()));
-        if !matches {
-            printer.error(&format!(
-                "the plan was made from commit {}, but --require-commit asks for {required}",
-                plan.git_commit
-                    .as_deref()
-                    .unwrap_or("(none: not in a git checkout)")
-            ));
-            return ExitStatus::StalePlan;
-        }
-    }
-    let file = match &args.file {
-        Some(file) => file.clone(),
-        None => match saved_plan_file(plan_path, &plan.file) {
-            Ok(file) => file,
-            Err(message) => {
-                printer.error(&message);
-                return ExitStatus::Error;
-            }
-        },
+    let request = SavedPlanRequest {
+        plan_path,
+        file: args.file.as_deref(),
+        require_commit: args.require_commit.as_deref(),
     };
-    let prepared = match prepare(&file, settings).await {
+    let prepared = match ops::prepare_saved(&plan, &request, settings).await {
         Ok(prepared) => prepared,
-        Err(error) => return report_pipeline_error(error, printer),
+        Err(error) => return report_saved_plan_error(error, printer),
     };
-    if prepared.loaded.desired.environment != plan.environment {
-        printer.error(&format!(
-            "the plan is for environment {}, but {} describes {}",
-            plan.environment,
-            file.display(),
-            prepared.loaded.desired.environment
-        ));
-        return ExitStatus::StalePlan;
-    }
-    let (moved, reasons) = staleness(&plan, &prepared);
-    if !moved.is_empty() || !reasons.is_empty() {
-        let mut text = String::from("the saved plan is stale; nothing was applied.\n");
-        for reason in &reasons {
-            text.push_str(&format!("  {reason}\n"));
-        }
-        if !moved.is_empty() {
-            text.push_str("  moved since the plan was made:\n");
-            for item in &moved {
-                text.push_str(&format!(
-                    "    {}: then {}, now {}\n",
-                    item.address,
-                    crate::secrets::show_hash(&item.then),
-                    crate::secrets::show_hash(&item.now)
-                ));
-            }
-        }
-        text.push_str("A fresh plan follows; review it and make a new plan file to apply it.");
-        printer.error(&text);
-        let fresh = pipeline::make_plan(&prepared, settings.now());
-        printer.stderr(&render::text(&fresh, &render::Plain));
-        return ExitStatus::StalePlan;
-    }
-    if let Some(what) = differs_from_replan(&plan, &prepared) {
-        printer.error(&format!(
-            "the saved plan's {what} are not what the desired state and the deployment give \
-             when planned again at the plan's time ({}): the file was edited, or was made by \
-             another version of tldw-ops; nothing was applied. Make a new plan file.",
-            plan.created_at
-        ));
-        return ExitStatus::StalePlan;
-    }
     print_warnings(&prepared, &plan, printer);
     if !crate::plan::backups::is_backup_only(&plan)
         && let Err(status) = super::common::check_effective_policy(&prepared, &plan, printer)
@@ -422,128 +249,6 @@ async fn apply_saved(
         apply_kind(&plan),
     )
     .await
-}
-
-/// Plans again, at the saved plan's own time, and names the part of the saved plan that
-/// differs. With the fingerprints and the desired hash unchanged the plan is reproducible, so
-/// any difference is an edit of the file: it is refused before anything runs, not when the
-/// executor meets the edited value halfway through.
-fn differs_from_replan(plan: &Plan, prepared: &Prepared) -> Option<&'static str> {
-    let Ok(at) = plan.created_at.parse::<jiff::Timestamp>() else {
-        return Some("creation time");
-    };
-    let fresh = pipeline::make_plan(prepared, at);
-    // A plan of backups alone may have been made with `--only backup`: either plan is one this
-    // tool could have made.
-    let backups_only = crate::plan::backups::is_backup_only(plan)
-        .then(|| crate::pipeline::only_backups(prepared, fresh.clone(), at).ok())
-        .flatten();
-    fn json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
-        serde_json::to_value(value).ok()
-    }
-    // Paths for people (a change's source file, a step's target) are shown relative to the
-    // directory the command runs in, so a plan applied from another directory names them
-    // differently: `site/.env` then, `/srv/x/site/.env` now. They are compared as the same
-    // path seen from two places; everything else must be equal.
-    fn same_place(then: &str, now: &str) -> bool {
-        then == now || Path::new(now).ends_with(then) || Path::new(then).ends_with(now)
-    }
-    fn changes_json(changes: &[crate::plan::Change]) -> Option<serde_json::Value> {
-        let mut changes = changes.to_vec();
-        for change in &mut changes {
-            if let Some(source) = &mut change.source {
-                source.file.clear();
-            }
-        }
-        json(&changes)
-    }
-    fn steps_json(steps: &[crate::plan::Step]) -> Option<serde_json::Value> {
-        let mut steps = steps.to_vec();
-        for step in &mut steps {
-            step.target.clear();
-        }
-        json(&steps)
-    }
-    let same_changes = |fresh: &Plan| {
-        changes_json(&plan.changes) == changes_json(&fresh.changes)
-            && plan.changes.iter().zip(&fresh.changes).all(|(then, now)| {
-                match (&then.source, &now.source) {
-                    (Some(then), Some(now)) => same_place(&then.file, &now.file),
-                    (None, None) => true,
-                    _ => false,
-                }
-            })
-    };
-    let same_steps = |fresh: &Plan| {
-        steps_json(&plan.steps) == steps_json(&fresh.steps)
-            && plan
-                .steps
-                .iter()
-                .zip(&fresh.steps)
-                .all(|(then, now)| same_place(&then.target, &now.target))
-    };
-    let differs = |fresh: &Plan| {
-        if !same_changes(fresh) {
-            Some("changes")
-        } else if !same_steps(fresh) {
-            Some("steps")
-        } else if json(&plan.fingerprints) != json(&fresh.fingerprints) {
-            Some("fingerprints")
-        } else {
-            None
-        }
-    };
-    let full = differs(&fresh);
-    match (full, backups_only.as_ref().map(differs)) {
-        (None, _) | (_, Some(None)) => None,
-        (Some(what), _) => Some(what),
-    }
-}
-
-/// What an apply context takes besides the prepared pipeline.
-struct Parts<'a> {
-    observed: &'a std::collections::BTreeMap<crate::model::Address, Option<String>>,
-    faults: &'a Faults,
-    reporter: &'a LineReporter,
-    clock: &'a (dyn Fn() -> jiff::Timestamp + Sync),
-    apply_id: String,
-    kind: &'a str,
-    override_reason: Option<&'a str>,
-}
-
-/// The executor's context for `plan` over a prepared pipeline.
-fn apply_context<'a>(
-    prepared: &'a Prepared,
-    plan: &'a Plan,
-    settings: &'a Settings,
-    parts: Parts<'a>,
-) -> ApplyContext<'a, crate::state::Store> {
-    let loaded = &prepared.loaded;
-    ApplyContext {
-        store: &loaded.store,
-        key: &loaded.key,
-        plan,
-        desired: &loaded.desired,
-        state: &loaded.state,
-        secret_values: &loaded.secret_values,
-        deployment: &loaded.deployment,
-        observed: parts.observed,
-        checkpoint_root: checkpoint::root_for(
-            &state_location(&loaded.file, settings),
-            &loaded.file,
-        ),
-        faults: parts.faults,
-        reporter: parts.reporter,
-        apply_id: parts.apply_id,
-        kind: parts.kind,
-        user: &settings.user,
-        host: &settings.host,
-        override_reason: parts.override_reason,
-        clock: parts.clock,
-        api: loaded.api.as_ref(),
-        user_ids: &prepared.user_ids,
-        target_locks: std::sync::OnceLock::new(),
-    }
 }
 
 /// Locks, journals and runs `plan`; reports how it ended.
@@ -587,12 +292,10 @@ async fn execute_overriding(
             override_reason,
         },
     );
-    if let Err(error) = context.begin().await {
-        return report_apply_error(error, printer);
-    }
-    match context.moved_since_plan().await {
-        Ok(moved) if moved.is_empty() => {}
-        Ok(moved) => {
+    match ops::execute(&context).await {
+        Ok((outcome, elapsed)) => report_outcome(&outcome, elapsed, printer),
+        Err(ExecuteError::Apply(error)) => report_apply_error(error, printer),
+        Err(ExecuteError::Moved(moved)) => {
             let mut text = String::from("the plan went stale while waiting for the lock or the confirmation; nothing was applied.
   moved:
 ");
@@ -605,22 +308,55 @@ async fn execute_overriding(
                 ));
             }
             text.push_str("Run `tldw-ops plan` again.");
-            let _ = context
-                .abandon_stale("stale plan: nothing was applied")
-                .await;
             printer.error(&text);
-            return ExitStatus::StalePlan;
+            ExitStatus::StalePlan
         }
-        Err(error) => {
-            let _ = context.abandon_stale(&error).await;
+        Err(ExecuteError::Unchecked(error)) => {
             printer.error(&error);
-            return ExitStatus::Error;
+            ExitStatus::Error
         }
     }
-    let started = std::time::Instant::now();
-    match context.run(0, Vec::new()).await {
-        Ok(outcome) => report_outcome(&outcome, started.elapsed(), printer),
-        Err(error) => report_apply_error(error, printer),
+}
+
+/// Reports why a saved plan is not applied and returns its exit code.
+fn report_saved_plan_error(error: SavedPlanError, printer: &Printer) -> ExitStatus {
+    match error {
+        SavedPlanError::Pipeline(error) => report_pipeline_error(error, printer),
+        error @ SavedPlanError::NoDesiredFile { .. } => {
+            printer.error(&error.to_string());
+            ExitStatus::Error
+        }
+        SavedPlanError::Stale {
+            moved,
+            reasons,
+            fresh,
+        } => {
+            let mut text = String::from("the saved plan is stale; nothing was applied.\n");
+            for reason in &reasons {
+                text.push_str(&format!("  {reason}\n"));
+            }
+            if !moved.is_empty() {
+                text.push_str("  moved since the plan was made:\n");
+                for item in &moved {
+                    text.push_str(&format!(
+                        "    {}: then {}, now {}\n",
+                        item.address,
+                        crate::secrets::show_hash(&item.then),
+                        crate::secrets::show_hash(&item.now)
+                    ));
+                }
+            }
+            text.push_str("A fresh plan follows; review it and make a new plan file to apply it.");
+            printer.error(&text);
+            printer.stderr(&render::text(&fresh, &render::Plain));
+            ExitStatus::StalePlan
+        }
+        error @ (SavedPlanError::OtherCommit { .. }
+        | SavedPlanError::OtherEnvironment { .. }
+        | SavedPlanError::Edited { .. }) => {
+            printer.error(&error.to_string());
+            ExitStatus::StalePlan
+        }
     }
 }
 
@@ -720,36 +456,14 @@ async fn resume_command(
             Ok(found) => found,
             Err(status) => return status,
         };
-    if unfinished.desired_hash != loaded.desired_hash {
-        printer.error(&format!(
-            "{} resolves differently from when apply {} started; restore it to resume, or undo the apply with `tldw-ops rollback --unfinished`",
-            file.display(),
-            unfinished.id
-        ));
-        return ExitStatus::NeedsAttention;
-    }
-    let holder = LockHolder {
-        apply_id: unfinished.id.clone(),
-        host: settings.host.clone(),
-        pid: std::process::id(),
-        started_at: settings.now(),
-    };
-    if let Err(error) = take_over_lock(&loaded.store, &loaded.key, &holder, &settings.host).await {
-        return report_state_error(error, printer);
-    }
-    let rows = match loaded.store.steps(&unfinished.id).await {
-        Ok(rows) => rows,
-        Err(error) => return report_state_error(error, printer),
-    };
-    let prepared = match pipeline::observe(loaded).await {
-        Ok(prepared) => prepared,
-        Err(error) => return report_pipeline_error(error, printer),
+    let (prepared, rows) = match ops::prepare_resume(loaded, &unfinished, &file, settings).await {
+        Ok(found) => found,
+        Err(error) => return report_resume_error(error, printer),
     };
     printer.note(&format!(
         "resuming apply {} (started {})",
         unfinished.id, unfinished.started_at
     ));
-    let loaded = &prepared.loaded;
     let observed = observed_values(&prepared);
     let reporter = LineReporter::new(*printer, plan.steps.len(), settings.interactive);
     let clock = || settings.now();
@@ -763,29 +477,25 @@ async fn resume_command(
             reporter: &reporter,
             clock: &clock,
             apply_id: unfinished.id.clone(),
-            // A resumed backup-only apply or restore still records no managed state.
-            kind: if crate::kinds::backups::records_managed_state(&unfinished.kind) {
-                "resume"
-            } else {
-                &unfinished.kind
-            },
+            kind: ops::resume_kind(&unfinished.kind),
             override_reason: None,
         },
     );
-    if let Err(error) = context.lock_targets() {
-        return report_apply_error(error, printer);
+    match ops::resume_run(&context, &rows).await {
+        Ok((outcome, elapsed)) => report_outcome(&outcome, elapsed, printer),
+        Err(error) => report_resume_error(error, printer),
     }
-    let started = std::time::Instant::now();
-    match resume(&context, &rows).await {
-        Ok(Ok(outcome)) => report_outcome(&outcome, started.elapsed(), printer),
-        Ok(Err(problem)) => {
-            let _ = loaded.store.unlock(&loaded.key, &unfinished.id).await;
-            printer.error(&format!(
-                "apply {} cannot be resumed: {problem}\nUndo it with `tldw-ops rollback --unfinished`, or restore the file from its checkpoint (`tldw-ops show {}`).",
-                unfinished.id, unfinished.id
-            ));
+}
+
+/// Reports why an unfinished apply is not resumed and returns its exit code.
+fn report_resume_error(error: ResumeError, printer: &Printer) -> ExitStatus {
+    match error {
+        ResumeError::State(error) => report_state_error(error, printer),
+        ResumeError::Pipeline(error) => report_pipeline_error(error, printer),
+        ResumeError::Apply(error) => report_apply_error(error, printer),
+        error @ (ResumeError::ResolvesDifferently { .. } | ResumeError::CannotResume { .. }) => {
+            printer.error(&error.to_string());
             ExitStatus::NeedsAttention
         }
-        Err(error) => report_apply_error(error, printer),
     }
 }

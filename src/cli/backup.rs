@@ -1,9 +1,10 @@
 //! `tldw-ops backup {list,verify,drill,restore,schedule}`: look at the backup sets of an
 //! environment, verify them, drill a restore into a scratch copy, restore one (journaled as an apply of kind `restore`), and print a systemd timer
 //! or cron line that runs the backup part of the reconcile on schedule. Creating and pruning
-//! sets is not here: it is part of `plan`/`apply` (and `apply --only backup`).
+//! sets is not here: it is part of `plan`/`apply` (and `apply --only backup`). The work is
+//! `ops::backup`'s; this prints it and picks the exit status.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::json;
 
@@ -12,21 +13,15 @@ use super::common::{confirm, report_pipeline_error, runtime};
 use super::output::Style;
 use super::plan::{Format as PlanFormat, print_plan, print_warnings};
 use super::{ExitStatus, Printer, desired_file};
-use crate::backups::schedule::{ScheduleInput, Scheduler, render};
-use crate::backups::{BackupTarget, shown};
-use crate::deployment::Deployment;
-use crate::kinds::service::server_answers;
-use crate::pipeline::{self, PipelineError};
-use crate::plan::backups::{
-    RestoreInput, item_name, keep_text, next_decisions, release_reason, restore_plan, state_word,
+use crate::backups::schedule::{Scheduler, render};
+use crate::backups::shown;
+use crate::ops::backup::{
+    self as ops, BackupCommandError, DrillRequest, Listing, RestoreRequest, Verified,
 };
-use crate::providers::backups::{
-    AuthnzSource, DrillOptions, DrillReport, ItemKind, Manifest, SetInfo, VerifyOptions, drill_set,
-    list_sets, read_manifest, verify_set_with,
-};
+use crate::plan::backups::{item_name, keep_text, release_reason, state_word};
+use crate::providers::backups::{DrillReport, ItemKind};
 use crate::settings::Settings;
 use crate::spec::types::BackupItem;
-use crate::spec::{CheckError, Checked};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -157,61 +152,15 @@ pub fn run(command: Command, settings: &Settings, printer: &Printer) -> ExitStat
     }
 }
 
-/// Loads and checks the desired state and resolves its backup target, without opening the
-/// state store (listing, verifying and printing a schedule need none).
-fn target_of(
-    file: &Path,
-    settings: &Settings,
-    printer: &Printer,
-) -> Result<(Checked, BackupTarget), ExitStatus> {
-    let checked = match crate::pipeline::load_checked(file, settings) {
-        Ok(checked) if checked.has_errors() => {
-            let sources = checked.sources().clone();
-            return Err(report_pipeline_error(
-                PipelineError::Invalid {
-                    diagnostics: checked.diagnostics,
-                    sources,
-                },
-                printer,
-            ));
-        }
-        Ok(checked) => checked,
-        Err(CheckError::Invalid {
-            diagnostics,
-            sources,
-        }) => {
-            return Err(report_pipeline_error(
-                PipelineError::Invalid {
-                    diagnostics,
-                    sources,
-                },
-                printer,
-            ));
-        }
-        Err(CheckError::Unreadable(error)) => {
-            return Err(report_pipeline_error(
-                PipelineError::Unreadable(error),
-                printer,
-            ));
-        }
-    };
-    match Deployment::from_checked(&checked).backup {
-        Some(target) => Ok((checked, target)),
-        None => {
-            printer.error(&format!("{} has no `backup:` policy", file.display()));
-            Err(ExitStatus::Error)
+/// Reports why a backup command does nothing and returns its exit code.
+fn report_error(error: BackupCommandError, printer: &Printer) -> ExitStatus {
+    match error {
+        BackupCommandError::Pipeline(error) => report_pipeline_error(error, printer),
+        other => {
+            printer.error(&other.to_string());
+            ExitStatus::Error
         }
     }
-}
-
-fn listed(
-    target: &BackupTarget,
-    printer: &Printer,
-) -> Result<Vec<(SetInfo, Option<Manifest>)>, ExitStatus> {
-    list_sets(&target.destination, &target.environment).map_err(|error| {
-        printer.error(&format!("cannot list the backup sets: {error}"));
-        ExitStatus::Error
-    })
 }
 
 /// Bytes as people read them: `812 B`, `3.4 KiB`, `12.0 MiB`, `1.2 GiB`.
@@ -231,131 +180,123 @@ pub fn size_text(bytes: u64) -> String {
 
 fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
     let file = desired_file(args.file);
-    let (_, target) = match target_of(&file, settings, printer) {
-        Ok(found) => found,
-        Err(status) => return status,
+    let listing = match ops::list(&file, settings) {
+        Ok(listing) => listing,
+        Err(error) => return report_error(error, printer),
     };
-    let sets = match listed(&target, printer) {
-        Ok(sets) => sets,
-        Err(status) => return status,
-    };
-    let now = settings.now();
-    let infos: Vec<SetInfo> = sets.iter().map(|(set, _)| set.clone()).collect();
-    let (due, decisions) = next_decisions(&target.policy, &infos, now);
-    let policy = &target.policy;
-    let every = crate::plan::backup_policy::human_duration(policy.every.as_seconds());
-    let age = |set: &SetInfo| {
-        now.as_second()
-            .saturating_sub(set.created_at.as_second())
-            .max(0) as u64
-    };
-    let location = shown(&target.location());
     match args.format {
-        Format::Json => {
-            let items: Vec<serde_json::Value> = sets
-                .iter()
-                .zip(&decisions)
-                .map(|((set, manifest), decision)| {
-                    json!({
-                        "id": set.id,
-                        "created_at": set.created_at.to_string(),
-                        "age_seconds": age(set),
-                        "size": set.size,
-                        "state": state_word(set),
-                        "items": manifest.as_ref().map(|manifest| manifest.items.len()),
-                        "include": manifest.as_ref().map(|manifest| {
-                            manifest.include.iter().map(|item| item_name(*item)).collect::<Vec<_>>()
-                        }),
-                        "kept_by": decision.keep,
-                        "release": decision.release.as_ref().map(|release| release_reason(release, &crate::plan::backups::effective_keep(policy))),
-                    })
-                })
-                .collect();
-            let value = json!({
-                "environment": target.environment,
-                "location": location,
-                "policy": {
-                    "every": every,
-                    "keep": keep_text(&crate::plan::backups::effective_keep(policy)),
-                    "verify": policy.verify,
-                    "before_apply": policy.before_apply,
-                },
-                "due": due,
-                "sets": items,
-            });
-            let mut text = serde_json::to_string_pretty(&value).expect("the listing serialises");
-            text.push('\n');
-            printer.stdout(&text);
-        }
-        Format::Text => {
-            let mut text = format!(
-                "Backup sets of environment {} in {location}\nPolicy: every {every}, keep {}, verify {}\n\n",
-                target.environment,
-                keep_text(&crate::plan::backups::effective_keep(policy)),
-                if policy.verify { "on" } else { "off" },
-            );
-            if sets.is_empty() {
-                text.push_str("No sets yet.\n");
-            } else {
-                text.push_str(&format!(
-                    "{:<20} {:>7} {:>10}  {:<11} {}\n",
-                    "SET", "AGE", "SIZE", "STATE", "KEPT BY / DELETED BECAUSE"
-                ));
-                for ((set, _), decision) in sets.iter().zip(&decisions) {
-                    let why = match &decision.release {
-                        Some(release) => printer.paint_stdout(
-                            Style::Remove,
-                            &format!(
-                                "deleted by the next apply: {}",
-                                release_reason(release, &policy.keep)
-                            ),
-                        ),
-                        None => decision.keep.join(", "),
-                    };
-                    text.push_str(&format!(
-                        "{:<20} {:>7} {:>10}  {:<11} {why}\n",
-                        set.id,
-                        crate::plan::backup_policy::human_duration(age(set)),
-                        size_text(set.size),
-                        state_word(set),
-                    ));
-                }
-            }
-            match &due {
-                Some(reason) => text.push_str(&format!(
-                    "\nA new set is due: {reason}. The next apply makes it, then deletes what is \
-                     marked above.\n"
-                )),
-                None => text.push_str("\nNo new set is due.\n"),
-            }
-            printer.stdout(&text);
-        }
+        Format::Json => printer.stdout(&list_json(&listing)),
+        Format::Text => printer.stdout(&list_text(&listing, printer)),
     }
     ExitStatus::Success
 }
 
+fn list_json(listing: &Listing) -> String {
+    let Listing {
+        target,
+        sets,
+        due,
+        decisions,
+        ..
+    } = listing;
+    let policy = &target.policy;
+    let every = crate::plan::backup_policy::human_duration(policy.every.as_seconds());
+    let location = shown(&target.location());
+    let items: Vec<serde_json::Value> = sets
+        .iter()
+        .zip(decisions)
+        .map(|((set, manifest), decision)| {
+            json!({
+                "id": set.id,
+                "created_at": set.created_at.to_string(),
+                "age_seconds": listing.age(set),
+                "size": set.size,
+                "state": state_word(set),
+                "items": manifest.as_ref().map(|manifest| manifest.items.len()),
+                "include": manifest.as_ref().map(|manifest| {
+                    manifest.include.iter().map(|item| item_name(*item)).collect::<Vec<_>>()
+                }),
+                "kept_by": decision.keep,
+                "release": decision.release.as_ref().map(|release| release_reason(release, &crate::plan::backups::effective_keep(policy))),
+            })
+        })
+        .collect();
+    let value = json!({
+        "environment": target.environment,
+        "location": location,
+        "policy": {
+            "every": every,
+            "keep": keep_text(&crate::plan::backups::effective_keep(policy)),
+            "verify": policy.verify,
+            "before_apply": policy.before_apply,
+        },
+        "due": due,
+        "sets": items,
+    });
+    let mut text = serde_json::to_string_pretty(&value).expect("the listing serialises");
+    text.push('\n');
+    text
+}
+
+fn list_text(listing: &Listing, printer: &Printer) -> String {
+    let Listing {
+        target,
+        sets,
+        due,
+        decisions,
+        ..
+    } = listing;
+    let policy = &target.policy;
+    let every = crate::plan::backup_policy::human_duration(policy.every.as_seconds());
+    let location = shown(&target.location());
+    let mut text = format!(
+        "Backup sets of environment {} in {location}\nPolicy: every {every}, keep {}, verify {}\n\n",
+        target.environment,
+        keep_text(&crate::plan::backups::effective_keep(policy)),
+        if policy.verify { "on" } else { "off" },
+    );
+    if sets.is_empty() {
+        text.push_str("No sets yet.\n");
+    } else {
+        text.push_str(&format!(
+            "{:<20} {:>7} {:>10}  {:<11} {}\n",
+            "SET", "AGE", "SIZE", "STATE", "KEPT BY / DELETED BECAUSE"
+        ));
+        for ((set, _), decision) in sets.iter().zip(decisions) {
+            let why = match &decision.release {
+                Some(release) => printer.paint_stdout(
+                    Style::Remove,
+                    &format!(
+                        "deleted by the next apply: {}",
+                        release_reason(release, &policy.keep)
+                    ),
+                ),
+                None => decision.keep.join(", "),
+            };
+            text.push_str(&format!(
+                "{:<20} {:>7} {:>10}  {:<11} {why}\n",
+                set.id,
+                crate::plan::backup_policy::human_duration(listing.age(set)),
+                size_text(set.size),
+                state_word(set),
+            ));
+        }
+    }
+    match due {
+        Some(reason) => text.push_str(&format!(
+            "\nA new set is due: {reason}. The next apply makes it, then deletes what is \
+             marked above.\n"
+        )),
+        None => text.push_str("\nNo new set is due.\n"),
+    }
+    text
+}
+
 fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
     let file = desired_file(args.file);
-    let (_, target) = match target_of(&file, settings, printer) {
+    let (target, selected) = match ops::verify_selection(&file, settings, args.set.as_deref()) {
         Ok(found) => found,
-        Err(status) => return status,
-    };
-    let sets = match listed(&target, printer) {
-        Ok(sets) => sets,
-        Err(status) => return status,
-    };
-    let selected: Vec<&SetInfo> = match &args.set {
-        Some(id) => match sets.iter().find(|(set, _)| set.id == *id) {
-            Some((set, _)) => vec![set],
-            None => {
-                printer.error(&format!(
-                    "no backup set {id} in {} (see `tldw-ops backup list`)",
-                    shown(&target.location())
-                ));
-                return ExitStatus::Error;
-            }
-        },
-        None => sets.iter().map(|(set, _)| set).collect(),
+        Err(error) => return report_error(error, printer),
     };
     if selected.is_empty() {
         printer.note(&format!("no backup sets in {}", shown(&target.location())));
@@ -363,30 +304,25 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
     }
     let mut failed = 0;
     let runtime = runtime();
-    for set in selected {
-        if !set.complete {
-            printer.stdout(&format!(
-                "{}  incomplete: it has no manifest (an interrupted backup, or one still running)\n",
-                set.id
-            ));
-            if args.set.is_some() {
-                failed += 1;
+    for set in &selected {
+        // Each set is reported as soon as it is verified.
+        match runtime.block_on(ops::verify(&target, set, settings.now())) {
+            Verified::Incomplete => {
+                printer.stdout(&format!(
+                    "{}  incomplete: it has no manifest (an interrupted backup, or one still running)\n",
+                    set.id
+                ));
+                if args.set.is_some() {
+                    failed += 1;
+                }
             }
-            continue;
-        }
-        let result = runtime.block_on(verify_set_with(
-            &target.set_dir(&set.id),
-            settings.now(),
-            &VerifyOptions::default(),
-        ));
-        match result {
-            Ok(verification) if verification.ok => printer.stdout(&format!(
+            Verified::Checked(verification) if verification.ok => printer.stdout(&format!(
                 "{}  {} ({} items)\n",
                 set.id,
                 printer.paint_stdout(Style::Success, "verified"),
                 verification.items_checked
             )),
-            Ok(verification) => {
+            Verified::Checked(verification) => {
                 failed += 1;
                 let mut text = format!(
                     "{}  {}: {} problem(s)\n",
@@ -399,7 +335,7 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
                 }
                 printer.stdout(&text);
             }
-            Err(error) => {
+            Verified::Unverifiable(error) => {
                 failed += 1;
                 printer.error(&format!("could not verify {}: {error}", set.id));
             }
@@ -415,68 +351,18 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
 
 fn drill(args: DrillArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
     let file = desired_file(args.file);
-    let (_, target) = match target_of(&file, settings, printer) {
-        Ok(found) => found,
-        Err(status) => return status,
-    };
-    let postgres = match args
-        .postgres_url
-        .as_deref()
-        .map(|url| scratch_database(url, &target))
-    {
-        Some(Ok(source)) => Some(source),
-        Some(Err(message)) => {
-            printer.error(&message);
-            return ExitStatus::Error;
-        }
-        None => None,
-    };
-    let sets = match listed(&target, printer) {
-        Ok(sets) => sets,
-        Err(status) => return status,
-    };
-    let set = match &args.set {
-        Some(id) => sets.iter().map(|(set, _)| set).find(|set| set.id == *id),
-        None => sets
-            .iter()
-            .rev()
-            .map(|(set, _)| set)
-            .find(|set| set.complete),
-    };
-    let Some(set) = set else {
-        printer.error(&match &args.set {
-            Some(id) => format!(
-                "no backup set {id} in {} (see `tldw-ops backup list`)",
-                shown(&target.location())
-            ),
-            None => format!("no complete backup set in {}", shown(&target.location())),
-        });
-        return ExitStatus::Error;
-    };
-    if !set.complete {
-        printer.error(&format!(
-            "backup set {} is incomplete: it has no manifest (an interrupted backup, or one still running)",
-            set.id
-        ));
-        return ExitStatus::Error;
-    }
-    let options = DrillOptions {
-        scratch_parent: target.destination.join(&target.environment),
+    let request = DrillRequest {
+        set: args.set.as_deref(),
         keep: args.keep,
-        postgres,
-        pg_bin_dir: None,
+        postgres_url: args.postgres_url.as_deref(),
     };
-    let result = runtime().block_on(drill_set(
-        &target.set_dir(&set.id),
-        settings.now(),
-        &options,
-    ));
-    let report = match result {
+    let drill = match ops::drill_plan(&file, settings, &request) {
+        Ok(drill) => drill,
+        Err(error) => return report_error(error, printer),
+    };
+    let report = match runtime().block_on(ops::drill(&drill, settings.now())) {
         Ok(report) => report,
-        Err(error) => {
-            printer.error(&format!("could not drill backup set {}: {error}", set.id));
-            return ExitStatus::Error;
-        }
+        Err(error) => return report_error(error, printer),
     };
     match args.format {
         Format::Json => {
@@ -559,62 +445,6 @@ fn drill_text(report: &DrillReport, printer: &Printer) -> String {
     text
 }
 
-/// The scratch database of `--postgres-url`: refused when it is the deployment's own AuthNZ
-/// database, since a drill replaces every table in it, and when the URL holds a password.
-fn scratch_database(url: &str, target: &BackupTarget) -> Result<AuthnzSource, String> {
-    if crate::secrets::url_has_password(url) {
-        return Err(
-            "--postgres-url must not hold a password (it would show in the process list): \
-                    give it in PGPASSWORD or ~/.pgpass"
-                .to_string(),
-        );
-    }
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(format!("--postgres-url `{url}` is not a postgres:// URL"));
-    }
-    if let crate::backups::AuthnzLocation::Postgres(live) = &target.authnz
-        && same_database(url, live)
-    {
-        return Err(
-            "--postgres-url names the deployment's own AuthNZ database; a drill replaces every \
-             table of the database it is given, so give a scratch one"
-                .to_string(),
-        );
-    }
-    Ok(AuthnzSource::Postgres {
-        url: url.to_string(),
-        password: None,
-    })
-}
-
-/// Whether two PostgreSQL URLs name one database: host, port (5432 by default) and database
-/// name, ignoring the user, the password and the parameters.
-fn same_database(left: &str, right: &str) -> bool {
-    fn parts(url: &str) -> Option<(String, String, String)> {
-        let rest = url.split_once("://")?.1;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let host_port = authority
-            .rsplit_once('@')
-            .map_or(authority, |(_, host)| host);
-        let (host, port) = match host_port.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host_port.ends_with(']') => {
-                (host.to_string(), port.to_string())
-            }
-            _ => (host_port.to_string(), "5432".to_string()),
-        };
-        let database = path
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        Some((host.to_ascii_lowercase(), port, database))
-    }
-    match (parts(left), parts(right)) {
-        (Some(left), Some(right)) => left == right,
-        _ => left == right,
-    }
-}
-
 fn restore(args: RestoreArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
     let faults = match super::common::faults(settings, printer) {
         Ok(faults) => faults,
@@ -626,120 +456,44 @@ fn restore(args: RestoreArgs, settings: &Settings, printer: &Printer) -> ExitSta
             Ok(prepared) => prepared,
             Err(status) => return status,
         };
-        let deployment = &prepared.loaded.deployment;
-        let (Some(target), Some(observation)) = (&deployment.backup, &prepared.backups) else {
-            printer.error(&format!("{} has no `backup:` policy", file.display()));
-            return ExitStatus::Error;
+        let request = RestoreRequest {
+            set: &args.set,
+            only: args.only.map(BackupItem::from),
+            server_stopped: args.server_stopped,
         };
-        let Some(set) = observation.sets.iter().find(|set| set.id == args.set) else {
-            printer.error(&format!(
-                "no backup set {} in {} (see `tldw-ops backup list`)",
-                args.set, observation.location
+        let restore = match ops::restore(&prepared, &file, &request, settings.now()).await {
+            Ok(restore) => restore,
+            Err(error) => return report_error(error, printer),
+        };
+        if let Some(url) = &restore.still_answers {
+            printer.warning(&format!(
+                "{url} still answers although --server-stopped was given; restoring anyway, as asked"
             ));
-            return ExitStatus::Error;
-        };
-        let manifest = match read_manifest(&target.set_dir(&set.id)) {
-            Ok(manifest) => manifest,
-            Err(error) => {
-                printer.error(&format!("backup set {} cannot be restored: {error}", set.id));
-                return ExitStatus::Error;
-            }
-        };
-        if set.verified == Some(false) {
-            printer.error(&format!(
-                "backup set {} failed verification and is not restored (`tldw-ops backup verify {}` shows why)",
-                set.id, set.id
-            ));
-            return ExitStatus::Error;
         }
-        let only = args.only.map(BackupItem::from);
-        let items: Vec<_> = manifest
-            .items
-            .iter()
-            .filter(|item| only.is_none_or(|only| item.kind.include_item() == only))
-            .collect();
-        if items.is_empty() {
-            printer.error(&format!(
-                "backup set {} holds nothing of {}",
-                set.id,
-                only.map(item_name).unwrap_or("anything")
-            ));
-            return ExitStatus::Error;
-        }
-        // Restore only while the server is stopped.
-        let stop = if args.server_stopped {
-            if let Some(url) = server_answers(&deployment.health).await {
-                printer.warning(&format!(
-                    "{url} still answers although --server-stopped was given; restoring anyway, as asked"
-                ));
-            }
-            None
-        } else if let Some(stop) = &deployment.stop {
-            Some(stop.as_slice())
-        } else if deployment.health.is_empty() {
-            printer.error(
-                "cannot tell whether tldw_server is stopped: no health gates are configured. \
-                 Stop it and pass --server-stopped, or configure target.service.stop and start.",
-            );
-            return ExitStatus::Error;
-        } else if let Some(url) = server_answers(&deployment.health).await {
-            printer.error(&format!(
-                "tldw_server still answers at {url}; a restore needs it stopped. Stop it and pass \
-                 --server-stopped, or configure target.service.stop and target.service.start."
-            ));
-            return ExitStatus::Error;
-        } else {
-            None
-        };
-        let now = settings.now();
-        let base = pipeline::make_plan(&prepared, now);
-        let plan = restore_plan(
-            base,
-            &RestoreInput {
-                set_id: &set.id,
-                only,
-                sets: &observation.sets,
-                now,
-                location: &observation.location,
-                stop,
-                start: deployment.start.as_deref(),
-                health: &deployment.health,
-                smoke: &deployment.smoke,
-                source: observation.source.as_ref(),
-            },
-        );
+        let (set, plan) = (restore.set, &restore.plan);
         let mut preview = format!(
             "Restoring backup set {} (created {}, {}) of environment {}:\n",
             set.id,
             set.created_at,
             state_word(set),
-            target.environment
+            restore.target.environment
         );
-        let total: u64 = items.iter().map(|item| item.size).sum();
-        for part in [BackupItem::Authnz, BackupItem::UserDatabases, BackupItem::Config] {
-            let of_part: Vec<_> = items.iter().filter(|item| item.kind.include_item() == part).collect();
-            if of_part.is_empty() {
-                continue;
-            }
-            let destination = match part {
-                BackupItem::Authnz => match &target.authnz {
-                    crate::backups::AuthnzLocation::Sqlite(path) => shown(path),
-                    crate::backups::AuthnzLocation::Postgres(_) => "the PostgreSQL AuthNZ database".to_string(),
-                },
-                BackupItem::UserDatabases => shown(&target.user_db_base_dir),
-                BackupItem::Config => format!("{} and {}", shown(&target.env_file), shown(&target.config_file)),
-            };
+        for part in &restore.parts {
             preview.push_str(&format!(
-                "  {:<15} {} file(s), {} -> {destination}\n",
-                item_name(part),
-                of_part.len(),
-                size_text(of_part.iter().map(|item| item.size).sum()),
+                "  {:<15} {} file(s), {} -> {}\n",
+                item_name(part.part),
+                part.files,
+                size_text(part.size),
+                part.destination,
             ));
         }
-        preview.push_str(&format!("  ({} in all; what is there now is replaced)\n", size_text(total)));
+        preview.push_str(&format!(
+            "  ({} in all; what is there now is replaced)\n",
+            size_text(restore.total)
+        ));
         printer.stderr(&preview);
-        print_warnings(&prepared, &plan, printer);
-        print_plan(&plan, PlanFormat::Text, printer);
+        print_warnings(&prepared, plan, printer);
+        print_plan(plan, PlanFormat::Text, printer);
         if let Err(status) = confirm(
             &format!("Do you want to restore backup set {}?", set.id),
             args.auto_approve,
@@ -748,22 +502,17 @@ fn restore(args: RestoreArgs, settings: &Settings, printer: &Printer) -> ExitSta
         ) {
             return status;
         }
-        let status = execute(&prepared, &plan, settings, printer, &faults, "restore").await;
+        let status = execute(&prepared, plan, settings, printer, &faults, "restore").await;
         if status == ExitStatus::Success {
-            let safety = plan
-                .steps
-                .first()
-                .and_then(|step| step.addresses.first())
-                .cloned()
-                .unwrap_or_default();
             let mut text = format!(
-                "Restored backup set {}. The data from before is in {safety}.",
-                set.id
+                "Restored backup set {}. The data from before is in {}.",
+                set.id,
+                restore.safety()
             );
-            if deployment.start.is_none() {
+            if prepared.loaded.deployment.start.is_none() {
                 text.push_str(" tldw_server was not started (no target.service.start): start it and check its health.");
             }
-            if only.is_none_or(|only| only == BackupItem::Config) {
+            if restore.only.is_none_or(|only| only == BackupItem::Config) {
                 text.push_str(" `tldw-ops plan` shows how the restored configuration differs from the desired state.");
             }
             printer.note(&text);
@@ -774,70 +523,19 @@ fn restore(args: RestoreArgs, settings: &Settings, printer: &Printer) -> ExitSta
 
 fn schedule(args: ScheduleArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
     let file = desired_file(args.file);
-    let (checked, target) = match target_of(&file, settings, printer) {
-        Ok(found) => found,
-        Err(status) => return status,
-    };
-    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let binary = match args.binary.or_else(|| std::env::current_exe().ok()) {
-        Some(binary) => absolute(&binary),
-        None => {
-            printer.error("cannot tell where this binary is; pass --binary");
-            return ExitStatus::Error;
+    let binary = args.binary.or_else(|| std::env::current_exe().ok());
+    match ops::schedule(&file, settings, binary) {
+        Ok(schedule) => {
+            printer.stdout(&render(args.print, &schedule.input()));
+            ExitStatus::Success
         }
-    };
-    let file = absolute(&file);
-    let state = settings.state.as_deref().map(|state| {
-        if state.contains("://") {
-            state.to_string()
-        } else {
-            absolute(Path::new(state)).display().to_string()
-        }
-    });
-    let variables = checked
-        .spec
-        .secrets
-        .iter()
-        .flat_map(|secrets| secrets.values.values())
-        .filter_map(|secret| secret.from_env.clone())
-        .collect();
-    let deployment = checked.spec.deployment.as_deref().unwrap_or("default");
-    printer.stdout(&render(
-        args.print,
-        &ScheduleInput {
-            environment: &target.environment,
-            deployment,
-            every: target.policy.every.as_std(),
-            binary: &binary,
-            file: &file,
-            state: state.as_deref(),
-            variables,
-        },
-    ));
-    ExitStatus::Success
+        Err(error) => report_error(error, printer),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn two_postgres_urls_name_one_database_by_host_port_and_name_alone() {
-        let live = "postgres://tldw:secret@DB.example.org:5432/tldw_users?sslmode=require";
-        for same in [
-            "postgres://other@db.example.org/tldw_users",
-            "postgresql://db.example.org:5432/tldw_users",
-        ] {
-            assert!(same_database(same, live), "{same}");
-        }
-        for other in [
-            "postgres://tldw@db.example.org:5433/tldw_users",
-            "postgres://tldw@db.example.org/tldw_drill",
-            "postgres://tldw@scratch.example.org/tldw_users",
-        ] {
-            assert!(!same_database(other, live), "{other}");
-        }
-    }
 
     #[test]
     fn sizes_read_the_way_people_expect() {

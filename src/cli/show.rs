@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use super::apply::{SavedPlan, read_saved_plan};
 use super::history::{Format, ShowArgs};
 use super::output::paint_adapter;
 use super::{ExitStatus, Printer};
+use crate::ops::apply::{SavedPlan, read_saved_plan};
 use crate::plan::{Plan, render};
 use crate::settings::Settings;
 
@@ -25,8 +25,8 @@ pub fn run(args: ShowArgs, settings: &Settings, printer: &Printer) -> ExitStatus
             }
             ExitStatus::Success
         }
-        SavedPlan::Invalid(message) => {
-            printer.error(&message);
+        SavedPlan::Invalid(error) => {
+            printer.error(&error.to_string());
             ExitStatus::Error
         }
         SavedPlan::NotAPlan => {

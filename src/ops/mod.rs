@@ -3,6 +3,8 @@
 //! `cli/` parses, calls one of these, prints the result and picks the exit status. Nothing here
 //! imports `cli`, prints, or reads the process environment except through `Settings`.
 
+pub mod apply;
+pub mod backup;
 pub mod drift;
 pub mod envdiff;
 pub mod import;

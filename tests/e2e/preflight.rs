@@ -623,8 +623,14 @@ fn a_release_image_that_is_not_pinned_is_refused_in_production_at_its_yaml_line(
         );
         let (code, _, stderr) = plan(&site);
         assert_eq!(code, 3, "{image}: {stderr}");
-        assert!(stderr.contains("policy.preflight-images"), "{image}: {stderr}");
+        assert!(
+            stderr.contains("policy.preflight-images"),
+            "{image}: {stderr}"
+        );
         let line = spec("").lines().count() + 1;
-        assert!(stderr.contains(&format!("prod.yaml:{line}:")), "{image}: {stderr}");
+        assert!(
+            stderr.contains(&format!("prod.yaml:{line}:")),
+            "{image}: {stderr}"
+        );
     }
 }

@@ -215,3 +215,76 @@ fn validate_asks_for_what_makes_an_upgrade_reversible() {
         "{stderr}"
     );
 }
+
+/// Starts `apply` paused at a step of the upgrade and kills it with SIGKILL there.
+fn crash_at(deployment: &Deployment, step: u32, point: &str) {
+    use std::io::BufRead;
+    let mut command = deployment.site.command();
+    let mut child = command
+        .args(["apply", "--auto-approve"])
+        .env("TEST_ADMIN_TOKEN", TOKEN)
+        .env("TLDW_OPS_FAULT", format!("pause:{step}:{point}"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "apply ended before pausing at {step}:{point}"
+        );
+        if line.contains("TLDW_OPS_FAULT: paused") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_kill_at_every_step_of_an_upgrade_resumes_to_the_new_image_or_rolls_back_to_the_old() {
+    // backup, .env switch, restart, health gate, smoke gate.
+    for step in 0..5 {
+        for point in ["before", "after"] {
+            let deployment = Deployment::new(&release(NEW));
+            crash_at(&deployment, step, point);
+            let (code, _, stderr) = deployment.run(&["apply", "--resume"]);
+            assert_eq!(code, 0, "{step}:{point}: {stderr}");
+            let env = deployment.site.env_text();
+            assert!(
+                env.contains(&format!("TLDW_APP_IMAGE={NEW}\n")),
+                "{step}:{point}"
+            );
+            assert!(
+                env.contains(&format!("TLDW_ROLLBACK_IMAGE={OLD}\n")),
+                "{step}:{point}"
+            );
+            assert_eq!(deployment.sets(), 1, "{step}:{point}: one pre-upgrade set");
+            let (code, _, stderr) = deployment.run(&["plan", "--detailed-exitcode"]);
+            assert_eq!(code, 0, "{step}:{point}: converged: {stderr}");
+
+            let deployment = Deployment::new(&release(NEW));
+            let before = deployment.site.env_text();
+            crash_at(&deployment, step, point);
+            let (code, _, stderr) = deployment.run(&["rollback", "--unfinished", "--auto-approve"]);
+            assert_eq!(code, 0, "{step}:{point}: {stderr}");
+            assert_eq!(deployment.site.env_text(), before, "{step}:{point}");
+            // A pre-upgrade set that was made is a safety copy and stays; one killed while it
+            // was being made is removed.
+            let kept = usize::from(!(step == 0 && point == "before"));
+            assert_eq!(deployment.sets(), kept, "{step}:{point}");
+            let last = deployment.docker_calls().last().cloned();
+            if let Some(last) = last {
+                assert!(
+                    last.ends_with(&format!("TLDW_APP_IMAGE={OLD}")),
+                    "{step}:{point}: the last restart runs the old image: {last}"
+                );
+            }
+        }
+    }
+}

@@ -465,7 +465,6 @@ impl<S: StateStore> ApplyContext<'_, S> {
             &to_undo,
             self.faults,
             self.reporter,
-            self.clock,
         )
         .await;
         let final_health = if outcome.undone_files && self.deployment.restart.is_some() {

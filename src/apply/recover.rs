@@ -144,10 +144,7 @@ pub async fn rollback_unfinished<S: StateStore>(
                     .is_some_and(|provider| provider.undone_when_unfinished()))
         })
         .collect();
-    let outcome = undo_steps(
-        store, plan, deployment, api, &acted, faults, reporter, clock,
-    )
-    .await;
+    let outcome = undo_steps(store, plan, deployment, api, &acted, faults, reporter).await;
     let final_health = if outcome.undone_files
         && (deployment.restart.is_some()
             || !deployment.health.is_empty()

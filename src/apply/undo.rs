@@ -3,8 +3,6 @@
 //! the step wrote; a step already back at its before-state counts as undone. Undo is
 //! idempotent, so a rollback interrupted in turn can run again.
 
-use jiff::Timestamp;
-
 use super::executor::Reporter;
 use crate::deployment::Deployment;
 use crate::faults::Faults;
@@ -22,7 +20,6 @@ pub struct UndoOutcome {
 }
 
 /// Undoes journaled steps in reverse (see the module documentation).
-#[allow(clippy::too_many_arguments)]
 pub async fn undo_steps<S: StateStore>(
     store: &S,
     plan: &Plan,
@@ -31,7 +28,6 @@ pub async fn undo_steps<S: StateStore>(
     journal: &[StepRecord],
     faults: &Faults,
     reporter: &dyn Reporter,
-    clock: &(dyn Fn() -> Timestamp + Sync),
 ) -> UndoOutcome {
     let cx = UndoContext { deployment, api };
     let mut outcome = UndoOutcome {
@@ -58,7 +54,8 @@ pub async fn undo_steps<S: StateStore>(
         };
         let reported = result.as_ref().map(|_| ()).map_err(Clone::clone);
         reporter.undo_finished(step, &reported);
-        undo_row.finished_at = Some(clock());
+        // The row keeps the times of the step itself: `show` reports how long the step took,
+        // not the time until it was undone (which held every later step and gate).
         match result {
             Ok(undone) => {
                 undo_row.status = StepStatus::Undone;

@@ -209,3 +209,39 @@ fn a_smoke_gate_that_still_fails_after_the_rollback_is_reported_in_the_final_hea
     assert!(stderr.contains("final health: UNHEALTHY"), "{stderr}");
     assert!(stderr.contains("status 503, expected 200"), "{stderr}");
 }
+
+#[test]
+fn show_credits_each_undone_step_with_its_own_time_not_the_wait_until_its_undo() {
+    let fake = fake();
+    let site = site(&fake, USERS_GATE, None);
+    fake.fail_persistently("GET", USERS, 500);
+    let (code, _, stderr) = run(&mut command(&site, &["apply", "--auto-approve"]));
+    assert_eq!(code, 6, "{stderr}");
+    let (_, history, _) = run(&mut command(&site, &["history", "--format", "json"]));
+    let history: serde_json::Value = serde_json::from_str(&history).unwrap();
+    let id = history["applies"][0]["id"].as_str().unwrap().to_string();
+    let (code, shown, stderr) = run(&mut command(&site, &["show", &id, "--format", "json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let seconds = |step: &serde_json::Value| {
+        let at =
+            |field: &str| -> jiff::Timestamp { step[field].as_str().unwrap().parse().unwrap() };
+        at("finished_at")
+            .duration_since(at("started_at"))
+            .as_secs_f64()
+    };
+    let steps = shown["steps"].as_array().unwrap();
+    let env = steps
+        .iter()
+        .find(|step| step["kind"] == "ensure_env_file")
+        .unwrap();
+    let smoke = steps
+        .iter()
+        .find(|step| step["kind"] == "smoke_gate")
+        .unwrap();
+    assert_eq!(env["status"], "undone");
+    // The smoke gate waited a second between its two attempts; the .env edit took milliseconds
+    // and is not charged with that wait, nor with the undo after it.
+    assert!(seconds(smoke) >= 1.0, "{smoke}");
+    assert!(seconds(env) < 0.5, "{env}");
+}

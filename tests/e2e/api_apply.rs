@@ -25,12 +25,7 @@ fn fake(users: usize) -> FakeTldw {
 /// A site whose API is the fake. `extra` is appended to the YAML.
 fn api_site(fake: &FakeTldw, extra: &str) -> Site {
     let site = Site::new();
-    let restart = fake
-        .restart_command()
-        .iter()
-        .map(|word| format!("{word:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let restart = crate::common::yaml_words(&fake.restart_command());
     site.write_yaml(
         "tldw-ops.yaml",
         &format!(

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::{Site, assert_no_secret, env_value, run};
 use crate::plan::{FROM_ENV_SECRET, FROM_FILE_SECRET, command, yaml};
@@ -12,12 +12,7 @@ use crate::support::fake_tldw::{FakeTldw, FakeTldwConfig};
 /// A site whose service is the fake server: restart appends to its marker, the gates are its
 /// /health and /internal/ready. Steps: 0 .env, 1 config.txt, 2 restart, 3 health gates.
 fn served_site(fake: &FakeTldw) -> Site {
-    let restart = fake
-        .restart_command()
-        .iter()
-        .map(|word| format!("{word:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let restart = crate::common::yaml_words(&fake.restart_command());
     let service = format!(
         "  service:\n    url: {}\n    restart: [{restart}]\n    timeout: 5s\n    health:\n      - {{ path: /health, expect_status: 200, expect_json: {{ status: ok }} }}\n      - {{ path: /internal/ready }}\n",
         fake.url()
@@ -178,28 +173,7 @@ fn a_health_gate_that_fails_after_restart_rolls_back_and_the_server_is_healthy_a
 
 /// Starts `apply` paused at a step and kills it with SIGKILL there.
 fn crash_at(site: &Site, step: u32, point: &str) {
-    let mut child: Child = command(site, &["apply", "--auto-approve"])
-        .env("TLDW_OPS_FAULT", format!("pause:{step}:{point}"))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "apply ended before pausing at {step}:{point}"
-        );
-        if line.contains("TLDW_OPS_FAULT: paused") {
-            break;
-        }
-        assert!(Instant::now() < deadline);
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    crate::common::crash_at(command(site, &["apply", "--auto-approve"]), step, point);
 }
 
 #[test]

@@ -159,3 +159,40 @@ pub fn env_value(text: &str, key: &str) -> Option<String> {
         Some(rest.trim_matches(['\'', '"']).to_string())
     })
 }
+
+/// An argv as a YAML flow list's items (`"sh", "-c", "..."`), quoted as JSON strings, which YAML
+/// reads back unchanged.
+pub fn yaml_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|word| format!("{word:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `command` (an `apply`) paused at a step by the fault hook and kills it with SIGKILL
+/// there, as a crash or power loss would.
+pub fn crash_at(mut command: std::process::Command, step: u32, point: &str) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .env("TLDW_OPS_FAULT", format!("pause:{step}:{point}"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "apply ended before pausing at {step}:{point}"
+        );
+        if line.contains("TLDW_OPS_FAULT: paused") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -112,12 +112,7 @@ impl Environments {
 
 /// Restart and health gates served by the fake server.
 pub fn service_yaml(fake: &FakeTldw) -> String {
-    let restart = fake
-        .restart_command()
-        .iter()
-        .map(|word| format!("{word:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let restart = crate::common::yaml_words(&fake.restart_command());
     format!(
         "  service:\n    url: {}\n    restart: [{restart}]\n    timeout: 5s\n    health:\n      - {{ path: /health, expect_status: 200 }}\n",
         fake.url()

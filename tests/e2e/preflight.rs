@@ -537,12 +537,7 @@ fn the_hardened_example_applies_a_deployment_tldw_accepts() {
     });
     // The shipped template: AUTH_MODE single_user, DATABASE_URL on SQLite, placeholder secrets.
     let site = Site::new();
-    let restart = fake
-        .restart_command()
-        .iter()
-        .map(|word| format!("{word:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let restart = crate::common::yaml_words(&fake.restart_command());
     let example = super::common::repo().join("examples/hardened-prod.yaml");
     // The example as shipped, pointed at this site and the fake server.
     site.write_yaml(

@@ -218,32 +218,11 @@ fn validate_asks_for_what_makes_an_upgrade_reversible() {
 
 /// Starts `apply` paused at a step of the upgrade and kills it with SIGKILL there.
 fn crash_at(deployment: &Deployment, step: u32, point: &str) {
-    use std::io::BufRead;
     let mut command = deployment.site.command();
-    let mut child = command
+    command
         .args(["apply", "--auto-approve"])
-        .env("TEST_ADMIN_TOKEN", TOKEN)
-        .env("TLDW_OPS_FAULT", format!("pause:{step}:{point}"))
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "apply ended before pausing at {step}:{point}"
-        );
-        if line.contains("TLDW_OPS_FAULT: paused") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline);
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+        .env("TEST_ADMIN_TOKEN", TOKEN);
+    crate::common::crash_at(command, step, point);
 }
 
 #[test]

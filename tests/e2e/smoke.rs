@@ -18,12 +18,7 @@ fn fake() -> FakeTldw {
 /// A site that changes one `.env` value and gates it on `smoke` (YAML list items).
 fn site(fake: &FakeTldw, smoke: &str, service_url: Option<&str>) -> Site {
     let site = Site::new();
-    let restart = fake
-        .restart_command()
-        .iter()
-        .map(|word| format!("{word:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let restart = crate::common::yaml_words(&fake.restart_command());
     let service_url = service_url
         .map(|url| format!("    url: {url}\n"))
         .unwrap_or_default();

@@ -113,9 +113,9 @@ pub fn evaluate(
     let mut run: Vec<&ApplyRecord> = Vec::new();
     let mut ended_by: Option<&ApplyRecord> = None;
     for record in history {
-        // A backup-only apply (a scheduled `apply --only backup`) changes no setting: it neither
-        // brings layers nor ends the run that did.
-        if record.kind == "backup" {
+        // A backup-only apply (a scheduled `apply --only backup`) and a restore drill change no
+        // setting: they neither bring layers nor end the run that did.
+        if matches!(record.kind.as_str(), "backup" | "drill") {
             continue;
         }
         match record.outcome {
@@ -576,6 +576,31 @@ mod tests {
                 "b1",
                 "backup",
                 Failed,
+                "other",
+                None,
+                "2026-01-01T15:00:00Z",
+            ),
+            apply(
+                "a1",
+                "apply",
+                Succeeded,
+                LAYERS,
+                Some(true),
+                "2026-01-01T10:00:00Z",
+            ),
+        ];
+        assert_eq!(reason(&judge(&history, "2026-01-02T12:00:00Z")), "passes");
+    }
+
+    #[test]
+    fn a_restore_drill_in_staging_does_not_end_the_soak() {
+        use Outcome::*;
+        let history = vec![
+            apply("d2", "drill", Failed, "other", None, "2026-01-02T03:00:00Z"),
+            apply(
+                "d1",
+                "drill",
+                Succeeded,
                 "other",
                 None,
                 "2026-01-01T15:00:00Z",

@@ -360,10 +360,14 @@ fn drill(args: DrillArgs, settings: &Settings, printer: &Printer) -> ExitStatus 
         Ok(drill) => drill,
         Err(error) => return report_error(error, printer),
     };
-    let report = match runtime().block_on(ops::drill(&drill, settings.now())) {
+    let runtime = runtime();
+    let report = match runtime.block_on(ops::drill(&drill, settings.now())) {
         Ok(report) => report,
         Err(error) => return report_error(error, printer),
     };
+    if let Err(error) = runtime.block_on(ops::record_drill(&file, settings, &report)) {
+        printer.warning(&error.to_string());
+    }
     match args.format {
         Format::Json => {
             let value = json!({

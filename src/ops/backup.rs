@@ -68,6 +68,8 @@ pub enum BackupCommandError {
     StillAnswers { url: String },
     #[error("cannot tell where this binary is; pass --binary")]
     NoBinary,
+    #[error("the drill ran but could not be recorded in the history: {0}")]
+    Record(crate::state::StateError),
 }
 
 /// Loads and checks the desired state and resolves its backup target, without opening the
@@ -269,6 +271,80 @@ pub async fn drill(drill: &Drill, now: Timestamp) -> Result<DrillReport, BackupC
             id: drill.set.id.clone(),
             error,
         })
+}
+
+/// Records a drill in the environment's history (`tldw-ops history`, kind `drill`), as it
+/// ended: succeeded when the set restored and checked, failed with its first problems when not.
+/// It changes nothing the environment manages, and promotion and `rollback --last` pass over it.
+pub async fn record_drill(
+    file: &Path,
+    settings: &Settings,
+    report: &DrillReport,
+) -> Result<String, BackupCommandError> {
+    use crate::state::{ApplyRecord, EnvironmentKey, Outcome, StateStore};
+    let (checked, _) = target_of(file, settings)?;
+    let spec = &checked.spec;
+    let key = EnvironmentKey {
+        deployment: spec
+            .deployment
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        environment: spec.environment.clone(),
+    };
+    let now = settings.now();
+    let problems: Vec<String> = report
+        .drill
+        .problems
+        .iter()
+        .take(3)
+        .map(|problem| format!("{}: {}", problem.item, problem.problem))
+        .collect();
+    let message = if report.drill.ok {
+        format!(
+            "restore drill of backup set {}: {} item(s) restored and checked",
+            report.set_id, report.drill.items_restored
+        )
+    } else {
+        format!(
+            "restore drill of backup set {} FAILED: {}",
+            report.set_id,
+            problems.join("; ")
+        )
+    };
+    let id = crate::apply::new_apply_id(now);
+    let record = ApplyRecord {
+        id: id.clone(),
+        environment: key,
+        kind: "drill".to_string(),
+        plan_hash: String::new(),
+        desired_hash: String::new(),
+        shared_hash: None,
+        git_commit: None,
+        actor_user: settings.user.clone(),
+        actor_host: settings.host.clone(),
+        pid: std::process::id(),
+        started_at: report.drill.drilled_at,
+        finished_at: Some(now),
+        outcome: if report.drill.ok {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        },
+        changes: 0,
+        health_passed: None,
+        override_reason: None,
+        message: Some(message),
+        plan_json: String::new(),
+    };
+    let store = crate::state::open(&pipeline::state_location(file, settings))
+        .await
+        .map_err(BackupCommandError::Record)?;
+    store
+        .record_finished(&record)
+        .await
+        .map_err(BackupCommandError::Record)?;
+    store.close().await;
+    Ok(id)
 }
 
 /// The scratch database of `--postgres-url`: refused when it is the deployment's own AuthNZ

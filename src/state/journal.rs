@@ -595,6 +595,22 @@ where
             .map_err(|source| self.error(source))
     }
 
+    async fn record_finished(&self, record: &ApplyRecord) -> Result<(), StateError> {
+        let mut transaction = self
+            .pool
+            .begin_with(DB::BEGIN_WRITE)
+            .await
+            .map_err(|source| self.error(source))?;
+        self.ensure_environment(&mut transaction, &record.environment)
+            .await?;
+        self.insert_apply(&mut transaction, record, INSERT_APPLY)
+            .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(|source| self.error(source))
+    }
+
     async fn write_step(&self, step: &StepRecord) -> Result<(), StateError> {
         let mut connection = self
             .pool

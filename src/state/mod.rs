@@ -280,6 +280,9 @@ pub trait StateStore {
 
     /// Journals a new apply. It starts `Running` with no `finished_at`, whatever `record` says.
     async fn begin_apply(&self, record: &ApplyRecord) -> Result<(), StateError>;
+    /// Journals something that ran without steps or a lock (a restore drill) as it ended, in one
+    /// statement: it is never seen `Running`, so no crash leaves it unfinished.
+    async fn record_finished(&self, record: &ApplyRecord) -> Result<(), StateError>;
     /// Inserts or replaces one step row (by apply id and index). Fails with `UnknownApply` when
     /// the apply was never begun.
     async fn write_step(&self, step: &StepRecord) -> Result<(), StateError>;
@@ -460,6 +463,13 @@ impl StateStore for Store {
         match self {
             Store::Sqlite(store) => store.begin_apply(record).await,
             Store::Postgres(store) => store.begin_apply(record).await,
+        }
+    }
+
+    async fn record_finished(&self, record: &ApplyRecord) -> Result<(), StateError> {
+        match self {
+            Store::Sqlite(store) => store.record_finished(record).await,
+            Store::Postgres(store) => store.record_finished(record).await,
         }
     }
 

@@ -1032,3 +1032,32 @@ async fn a_read_only_open_of_an_unreachable_postgres_fails_at_once_without_the_p
     );
     assert!(!format!("{error} {error:?}").contains("hunter2"));
 }
+
+#[tokio::test]
+async fn a_finished_record_is_journaled_as_it_ended_and_is_never_unfinished() {
+    on_each_backend("record finished", async |location: String| {
+        let store = must_open(&location).await;
+        let mut drill = apply("d1", &key("prod"), at(10));
+        drill.kind = "drill".to_string();
+        drill.outcome = Outcome::Failed;
+        drill.finished_at = Some(at(12));
+        drill.message = Some("restore drill of backup set s1 FAILED: x".to_string());
+        store.record_finished(&drill).await.unwrap();
+        assert_eq!(store.unfinished_apply(&key("prod")).await.unwrap(), None);
+        let read = store.apply_record("d1").await.unwrap().unwrap();
+        assert_eq!(read.outcome, Outcome::Failed);
+        assert_eq!(read.finished_at, Some(at(12)));
+        assert_eq!(read.kind, "drill");
+        assert_eq!(read.message, drill.message);
+        // What the environment manages is untouched.
+        assert!(
+            store
+                .environment(&key("prod"))
+                .await
+                .unwrap()
+                .managed
+                .is_empty()
+        );
+    })
+    .await;
+}

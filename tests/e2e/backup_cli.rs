@@ -1453,3 +1453,60 @@ fn a_destination_others_can_read_is_warned_about_once_per_run() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_drill_is_in_the_history_as_it_ended_and_leaves_nothing_unfinished() {
+    let sample = Sample::new("", KEEP, false);
+    let (code, _, stderr) = sample.run(&["apply", "--auto-approve"], T0);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = sample.run(&["backup", "drill"], &at(1));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let damaged = sample
+        .location()
+        .join(FIRST_SET)
+        .join("user_databases/2/Media_DB_v2.db");
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    let (code, _, _) = sample.run(&["backup", "drill", FIRST_SET], &at(2));
+    assert_eq!(code, 1);
+
+    let (code, history, stderr) = sample.run(&["history", "--format", "json"], &at(3));
+    assert_eq!(code, 0, "{stderr}");
+    let history: serde_json::Value = serde_json::from_str(&history).unwrap();
+    let applies = history["applies"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = applies
+        .iter()
+        .map(|apply| {
+            (
+                apply["kind"].as_str().unwrap(),
+                apply["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("drill", "failed"),
+            ("drill", "succeeded"),
+            ("apply", "succeeded")
+        ],
+        "{history}"
+    );
+    let failed = applies[0]["message"].as_str().unwrap();
+    assert!(
+        failed.starts_with(&format!("restore drill of backup set {FIRST_SET} FAILED: "))
+            && failed.contains("2/Media_DB_v2.db"),
+        "{failed}"
+    );
+    let passed = applies[1]["message"].as_str().unwrap();
+    assert!(passed.contains("item(s) restored and checked"), "{passed}");
+    // A drill is recorded as it ended: nothing is left unfinished for plan to stop at (the
+    // damaged set does get replaced: it failed verification).
+    let (code, stdout, stderr) = sample.run(&["plan", "--detailed-exitcode"], &at(3));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(!stderr.contains("did not finish"), "{stderr}");
+    assert!(stdout.contains("failed verification"), "{stdout}");
+    sample.assert_no_secret_anywhere();
+}

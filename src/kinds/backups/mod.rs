@@ -43,7 +43,7 @@ use crate::state::{StepRecord, StepStatus};
 /// did not apply: neither may replace the record of what the last apply set, or a value
 /// dropped from the YAML would be forgotten instead of removed.
 pub fn records_managed_state(kind: &str) -> bool {
-    !matches!(kind, "backup" | "restore")
+    !matches!(kind, "backup" | "restore" | "drill")
 }
 
 fn target_of(deployment: &Deployment) -> Result<&BackupTarget, String> {

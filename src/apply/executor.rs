@@ -12,7 +12,7 @@ use crate::deployment::Deployment;
 use crate::faults::Faults;
 use crate::kinds::service::restart_and_check;
 use crate::kinds::{self, Effects, Journal, StepContext, StepError, StepFuture};
-use crate::model::{Address, AddressKind, Desired, DesiredState, SecretSource};
+use crate::model::{Address, AddressKind, Desired, DesiredState, SecretSource, Target};
 use crate::plan::{Plan, Step};
 use crate::providers::checkpoint::{self, CheckpointError};
 use crate::providers::files::DirectoryLocks;
@@ -141,32 +141,35 @@ impl<S: StateStore> ApplyContext<'_, S> {
     /// its confirmation or its lock. Returns the addresses that moved.
     pub async fn moved_since_plan(&self) -> Result<Vec<(String, String, String)>, String> {
         // The plan's fingerprints, grouped by the provider that owns each address.
-        let mut owners: BTreeMap<&str, (&dyn kinds::Provider, BTreeMap<String, String>)> =
-            BTreeMap::new();
+        let mut by_target: BTreeMap<Target, BTreeMap<String, String>> = BTreeMap::new();
         for (address, then) in &self.plan.fingerprints {
-            let Ok(parsed) = Address::parse(address) else {
-                continue;
-            };
-            let (name, provider) = kinds::owner(parsed.kind());
-            owners
-                .entry(name)
-                .or_insert_with(|| (provider, BTreeMap::new()))
-                .1
-                .insert(address.clone(), then.clone());
+            if let Ok(parsed) = Address::parse(address) {
+                by_target
+                    .entry(parsed.kind().target())
+                    .or_default()
+                    .insert(address.clone(), then.clone());
+            }
         }
         let cx = self.step_context();
         let mut moved = Vec::new();
-        for (provider, fingerprints) in owners.values() {
-            let now = provider.fingerprints_now(&cx, fingerprints).await?;
+        for (target, fingerprints) in &by_target {
+            let now = kinds::owner(*target)
+                .fingerprints_now(&cx, fingerprints)
+                .await?;
             for (address, then) in fingerprints {
                 if let Some(now) = now.get(address)
                     && now != then
                 {
-                    moved.push((address.clone(), then.clone(), now.clone()));
+                    moved.push((*target, address.clone(), then.clone(), now.clone()));
                 }
             }
         }
-        Ok(moved)
+        // Files in address order (the `.env` and config.txt interleaved), then the API.
+        moved.sort_by(|a, b| ((a.0 == Target::Api), &a.1).cmp(&((b.0 == Target::Api), &b.1)));
+        Ok(moved
+            .into_iter()
+            .map(|(_, address, then, now)| (address, then, now))
+            .collect())
     }
 
     /// What a provider sees of this apply.

@@ -28,7 +28,7 @@ use jiff::Timestamp;
 
 use crate::deployment::Deployment;
 use crate::faults::{Faults, Point};
-use crate::model::{Address, AddressKind, DesiredState};
+use crate::model::{Address, AddressKind, DesiredState, Target};
 use crate::plan::{Plan, Step, StepKind};
 use crate::providers::tldw_api::TldwApi;
 use crate::state::{StateError, StepRecord, StepStatus};
@@ -338,15 +338,14 @@ pub fn provider(kind: StepKind) -> &'static dyn Provider {
     }
 }
 
-/// The provider that owns the addresses of `kind`, and its name (providers compare by name).
-pub fn owner(kind: AddressKind) -> (&'static str, &'static dyn Provider) {
-    match kind {
-        AddressKind::Env | AddressKind::Secret => ("env_file", &env_file::EnvFileProvider),
-        AddressKind::Config => ("config_file", &config_file::ConfigFileProvider),
-        AddressKind::QuotaUser | AddressKind::Retention => {
-            ("admin_api", &admin_api::AdminApiProvider)
-        }
-        AddressKind::BackupSet => ("backups", &backups::CreateBackup),
+/// The provider that owns the addresses of `target` (see [`AddressKind::target`]): it says what
+/// the deployment holds there now.
+pub fn owner(target: Target) -> &'static dyn Provider {
+    match target {
+        Target::EnvFile => &env_file::EnvFileProvider,
+        Target::ConfigFile => &config_file::ConfigFileProvider,
+        Target::Api => &admin_api::AdminApiProvider,
+        Target::Backups => &backups::CreateBackup,
     }
 }
 

@@ -351,15 +351,7 @@ fn check_target(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
                 .path("/target/service/smoke"),
             );
         }
-        let origin = |url: &str| {
-            reqwest::Url::parse(url).ok().map(|url| {
-                (
-                    url.scheme().to_string(),
-                    url.host_str().map(str::to_string),
-                    url.port_or_known_default(),
-                )
-            })
-        };
+        let origin = |url: &str| reqwest::Url::parse(url).ok().map(|url| url.origin());
         let other_origin = match (&service.url, &target.api) {
             (Some(service_url), Some(api)) => origin(service_url) != origin(&api.url),
             _ => false,

@@ -301,11 +301,7 @@ impl TldwApi {
         timeout: Duration,
     ) -> Result<reqwest::RequestBuilder, String> {
         let parsed = Url::parse(url).map_err(|_| format!("`{url}` is not a URL"))?;
-        let base = &self.inner.base;
-        if parsed.scheme() != base.scheme()
-            || parsed.host_str() != base.host_str()
-            || parsed.port_or_known_default() != base.port_or_known_default()
-        {
+        if parsed.origin() != self.inner.base.origin() {
             return Err(format!(
                 "{url} is not on the admin API's origin, so the API token is not sent there"
             ));

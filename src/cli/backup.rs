@@ -365,7 +365,7 @@ fn drill(args: DrillArgs, settings: &Settings, printer: &Printer) -> ExitStatus 
         Ok(report) => report,
         Err(error) => return report_error(error, printer),
     };
-    if let Err(error) = runtime.block_on(ops::record_drill(&file, settings, &report)) {
+    if let Err(error) = runtime.block_on(ops::record_drill(&file, settings, &drill, &report)) {
         printer.warning(&error.to_string());
     }
     match args.format {

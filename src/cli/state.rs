@@ -99,14 +99,7 @@ fn unlock(args: UnlockArgs, settings: &Settings, printer: &Printer) -> ExitStatu
     let key = match &args.environment {
         Some(environment) => parse_environment(environment),
         None => match crate::pipeline::load_checked(&file, settings) {
-            Ok(checked) => crate::state::EnvironmentKey {
-                deployment: checked
-                    .spec
-                    .deployment
-                    .clone()
-                    .unwrap_or_else(|| "default".to_string()),
-                environment: checked.spec.environment.clone(),
-            },
+            Ok(checked) => crate::state::EnvironmentKey::of(&checked.spec),
             Err(error) => {
                 printer.error(&format!(
                     "cannot tell which environment to unlock: {error}; pass --environment"

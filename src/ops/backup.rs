@@ -211,6 +211,8 @@ pub struct DrillRequest<'a> {
 
 /// A drill ready to run: the set and how.
 pub struct Drill {
+    /// The environment whose history records the drill.
+    pub environment: crate::state::EnvironmentKey,
     pub set: SetInfo,
     pub set_dir: PathBuf,
     pub options: DrillOptions,
@@ -222,7 +224,7 @@ pub fn drill_plan(
     settings: &Settings,
     request: &DrillRequest<'_>,
 ) -> Result<Drill, BackupCommandError> {
-    let (_, target) = target_of(file, settings)?;
+    let (checked, target) = target_of(file, settings)?;
     let postgres = request
         .postgres_url
         .map(|url| scratch_database(url, &target))
@@ -251,6 +253,7 @@ pub fn drill_plan(
         return Err(BackupCommandError::Incomplete { id: set.id.clone() });
     }
     Ok(Drill {
+        environment: crate::state::EnvironmentKey::of(&checked.spec),
         set: set.clone(),
         set_dir: target.set_dir(&set.id),
         options: DrillOptions {
@@ -279,18 +282,10 @@ pub async fn drill(drill: &Drill, now: Timestamp) -> Result<DrillReport, BackupC
 pub async fn record_drill(
     file: &Path,
     settings: &Settings,
+    drill: &Drill,
     report: &DrillReport,
 ) -> Result<String, BackupCommandError> {
-    use crate::state::{ApplyRecord, EnvironmentKey, Outcome, StateStore};
-    let (checked, _) = target_of(file, settings)?;
-    let spec = &checked.spec;
-    let key = EnvironmentKey {
-        deployment: spec
-            .deployment
-            .clone()
-            .unwrap_or_else(|| "default".to_string()),
-        environment: spec.environment.clone(),
-    };
+    use crate::state::{ApplyRecord, Outcome, StateStore};
     let now = settings.now();
     let problems: Vec<String> = report
         .drill
@@ -314,7 +309,7 @@ pub async fn record_drill(
     let id = crate::apply::new_apply_id(now);
     let record = ApplyRecord {
         id: id.clone(),
-        environment: key,
+        environment: drill.environment.clone(),
         kind: "drill".to_string(),
         plan_hash: String::new(),
         desired_hash: String::new(),

@@ -40,6 +40,20 @@ pub struct EnvironmentKey {
     pub environment: String,
 }
 
+impl EnvironmentKey {
+    /// The environment a desired-state file declares (its deployment `default` when it names
+    /// none, as compiling it does).
+    pub fn of(spec: &crate::spec::types::Spec) -> EnvironmentKey {
+        EnvironmentKey {
+            deployment: spec
+                .deployment
+                .clone()
+                .unwrap_or_else(|| "default".to_string()),
+            environment: spec.environment.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for EnvironmentKey {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.deployment == "default" {

@@ -444,7 +444,7 @@ fn operation_address(operation: &Operation) -> Option<String> {
         Operation::Run { .. }
         | Operation::RestoreFile { .. }
         | Operation::Check { .. }
-        | Operation::Smoke { .. }
+        | Operation::Smoke(_)
         | Operation::CreateBackup { .. }
         | Operation::PruneBackup { .. }
         | Operation::RestoreBackup { .. } => None,

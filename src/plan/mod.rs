@@ -284,19 +284,8 @@ pub enum Operation {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expect_json: Option<serde_json::Map<String, serde_json::Value>>,
     },
-    /// A smoke request: its status and top-level JSON fields must match, within `retries`
-    /// more attempts of `timeout_ms` each. `auth`: send `target.api`'s token (read at apply).
-    Smoke {
-        name: String,
-        url: String,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        auth: bool,
-        expect_status: u16,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        expect_json: Option<serde_json::Map<String, serde_json::Value>>,
-        timeout_ms: u64,
-        retries: u32,
-    },
+    /// A smoke gate's request, with what its answer must hold.
+    Smoke(service::SmokeCheck),
     /// Put a whole file back as a checkpoint of an earlier apply holds it (rollback).
     RestoreFile {
         checkpoint: String,

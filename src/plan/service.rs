@@ -11,45 +11,24 @@ pub struct HealthCheck {
 }
 
 /// A smoke gate: a request that proves the server works, not just that it answers (the
-/// providers list with the API key, say). Credentials are named, never carried: `auth` says to
-/// send `target.api`'s token, which the executor reads from its source at apply time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// providers list with the API key, say). Its status and top-level JSON fields must match
+/// within `retries` more attempts of `timeout_ms` each. Credentials are named, never carried:
+/// `auth` says to send `target.api`'s token, which the executor reads from its source at apply.
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct SmokeCheck {
     pub name: String,
     pub url: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auth: bool,
     pub expect_status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_json: Option<serde_json::Map<String, serde_json::Value>>,
     /// Per attempt.
     pub timeout_ms: u64,
     /// Attempts after the first one fails.
     pub retries: u32,
-}
-
-impl SmokeCheck {
-    /// The check a plan's `smoke` operation runs.
-    pub fn of_operation(operation: &super::Operation) -> Option<SmokeCheck> {
-        match operation {
-            super::Operation::Smoke {
-                name,
-                url,
-                auth,
-                expect_status,
-                expect_json,
-                timeout_ms,
-                retries,
-            } => Some(SmokeCheck {
-                name: name.clone(),
-                url: url.clone(),
-                auth: *auth,
-                expect_status: *expect_status,
-                expect_json: expect_json.clone(),
-                timeout_ms: *timeout_ms,
-                retries: *retries,
-            }),
-            _ => None,
-        }
-    }
 }
 
 /// The steps that end a plan that restarted or put back what tldw_server reads at start: the
@@ -75,18 +54,7 @@ pub fn smoke_gate_step(smoke: &[SmokeCheck]) -> Option<super::Step> {
             .collect::<Vec<_>>()
             .join(", "),
         addresses: Vec::new(),
-        operations: smoke
-            .iter()
-            .map(|check| super::Operation::Smoke {
-                name: check.name.clone(),
-                url: check.url.clone(),
-                auth: check.auth,
-                expect_status: check.expect_status,
-                expect_json: check.expect_json.clone(),
-                timeout_ms: check.timeout_ms,
-                retries: check.retries,
-            })
-            .collect(),
+        operations: smoke.iter().cloned().map(super::Operation::Smoke).collect(),
     })
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::service::journaled;
 use super::{Effects, Provider, StepContext, StepError, StepFuture};
-use crate::plan::Step;
 use crate::plan::service::SmokeCheck;
+use crate::plan::{Operation, Step};
 use crate::providers::service::{check_response, health_client};
 use crate::providers::tldw_api::TldwApi;
 use crate::state::StepRecord;
@@ -65,7 +65,10 @@ async fn run_one(api: Option<&TldwApi>, check: &SmokeCheck) -> Result<(), String
 }
 
 /// Runs every smoke request; the failures, joined, when any fails.
-pub async fn check_all(api: Option<&TldwApi>, checks: &[SmokeCheck]) -> Result<(), String> {
+pub async fn check_all<'a>(
+    api: Option<&TldwApi>,
+    checks: impl IntoIterator<Item = &'a SmokeCheck>,
+) -> Result<(), String> {
     let mut failures = Vec::new();
     for check in checks {
         if let Err(failure) = run_one(api, check).await {
@@ -87,12 +90,14 @@ impl Provider for SmokeGate {
         _effects: &'a mut Effects,
     ) -> StepFuture<'a, Result<StepRecord, StepError>> {
         Box::pin(journaled(cx, step, None, async {
-            let checks: Vec<SmokeCheck> = step
+            let checks = step
                 .operations
                 .iter()
-                .filter_map(SmokeCheck::of_operation)
-                .collect();
-            check_all(cx.api, &checks).await.map_err(StepError::Message)
+                .filter_map(|operation| match operation {
+                    Operation::Smoke(check) => Some(check),
+                    _ => None,
+                });
+            check_all(cx.api, checks).await.map_err(StepError::Message)
         }))
     }
 }

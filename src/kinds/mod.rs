@@ -72,7 +72,6 @@ pub struct Effects {
     pub values: BTreeMap<Address, Option<String>>,
     /// Secret names that got a new value, and whether it was a rotation.
     pub secrets_set: BTreeMap<String, bool>,
-    pub restarted: bool,
     pub health_checked: bool,
 }
 

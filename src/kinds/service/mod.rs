@@ -105,19 +105,18 @@ impl Provider for Restart {
         &'a self,
         cx: &'a StepContext<'a>,
         step: &'a Step,
-        effects: &'a mut Effects,
+        _effects: &'a mut Effects,
     ) -> StepFuture<'a, Result<StepRecord, StepError>> {
         Box::pin(async move {
-            let argv = match step.operations.first() {
-                Some(Operation::Run { argv }) => argv,
-                _ => None.ok_or_else(|| "restart step without a command".to_string())?,
+            let Some(Operation::Run { argv }) = step.operations.first() else {
+                return Err(StepError::Message(
+                    "restart step without a command".to_string(),
+                ));
             };
-            let record = journaled(cx, step, None, async {
+            journaled(cx, step, None, async {
                 Ok(run_command(argv, cx.deployment.service_timeout).await?)
             })
-            .await?;
-            effects.restarted = true;
-            Ok(record)
+            .await
         })
     }
 }

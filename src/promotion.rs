@@ -561,60 +561,27 @@ mod tests {
     }
 
     #[test]
-    fn a_scheduled_backup_in_staging_does_not_end_the_soak() {
+    fn a_scheduled_backup_or_a_restore_drill_in_staging_does_not_end_the_soak() {
         use Outcome::*;
-        let history = vec![
-            apply(
-                "b2",
-                "backup",
-                Succeeded,
-                "other",
-                None,
-                "2026-01-02T03:00:00Z",
-            ),
-            apply(
-                "b1",
-                "backup",
-                Failed,
-                "other",
-                None,
-                "2026-01-01T15:00:00Z",
-            ),
-            apply(
-                "a1",
-                "apply",
-                Succeeded,
-                LAYERS,
-                Some(true),
-                "2026-01-01T10:00:00Z",
-            ),
-        ];
-        assert_eq!(reason(&judge(&history, "2026-01-02T12:00:00Z")), "passes");
-    }
-
-    #[test]
-    fn a_restore_drill_in_staging_does_not_end_the_soak() {
-        use Outcome::*;
-        let history = vec![
-            apply("d2", "drill", Failed, "other", None, "2026-01-02T03:00:00Z"),
-            apply(
-                "d1",
-                "drill",
-                Succeeded,
-                "other",
-                None,
-                "2026-01-01T15:00:00Z",
-            ),
-            apply(
-                "a1",
-                "apply",
-                Succeeded,
-                LAYERS,
-                Some(true),
-                "2026-01-01T10:00:00Z",
-            ),
-        ];
-        assert_eq!(reason(&judge(&history, "2026-01-02T12:00:00Z")), "passes");
+        for kind in ["backup", "drill"] {
+            let history = vec![
+                apply("b2", kind, Succeeded, "other", None, "2026-01-02T03:00:00Z"),
+                apply("b1", kind, Failed, "other", None, "2026-01-01T15:00:00Z"),
+                apply(
+                    "a1",
+                    "apply",
+                    Succeeded,
+                    LAYERS,
+                    Some(true),
+                    "2026-01-01T10:00:00Z",
+                ),
+            ];
+            assert_eq!(
+                reason(&judge(&history, "2026-01-02T12:00:00Z")),
+                "passes",
+                "{kind}"
+            );
+        }
     }
 
     #[test]

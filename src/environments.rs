@@ -6,8 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::model::{DesiredState, compile};
+use crate::model::DesiredState;
 use crate::pipeline::{PipelineError, resolve_sources, shared_hash};
+use crate::plan::compile;
 use crate::settings::Settings;
 use crate::spec::Checked;
 use crate::spec::source::display_name;
@@ -42,7 +43,7 @@ pub fn resolve(file: &Path, settings: &Settings) -> Result<Resolved, PipelineErr
             }
         })
         .collect();
-    let desired = compile(&checked, &sources)?;
+    let desired = compile(&checked, &sources, crate::kinds::kind)?;
     let key = EnvironmentKey {
         deployment: desired.deployment.clone(),
         environment: desired.environment.clone(),

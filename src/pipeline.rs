@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::deployment::{Deployment, ObserveError, ObservedFiles, file_values, observe_files};
-use crate::model::{Address, AddressKind, CompileError, DesiredState, Observed, compile};
+use crate::model::{Address, AddressKind, DesiredState, Observed};
+use crate::plan::{CompileError, compile};
 use crate::plan::{Plan, PlanInput, plan};
 use crate::secrets::{sha256_hex, value_hash};
 use crate::settings::Settings;
@@ -36,7 +37,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Observe(#[from] ObserveError),
     #[error(transparent)]
-    ApiSetup(#[from] crate::observe_api::ApiSetupError),
+    ApiSetup(#[from] crate::kinds::admin_api::observe::ApiSetupError),
     #[error(transparent)]
     Api(#[from] crate::providers::tldw_api::ApiError),
     #[error("cannot list the backup sets: {0}")]
@@ -250,14 +251,14 @@ async fn load_with(
         "loaded and validated the desired state"
     );
     let secret_values = resolve_sources(&checked);
-    let desired = compile(&checked, &secret_values)?;
+    let desired = compile(&checked, &secret_values, crate::kinds::kind)?;
     let secret_values: BTreeMap<String, String> = secret_values
         .into_iter()
         .filter_map(|(name, value)| value.ok().map(|value| (name, value)))
         .collect();
     let deployment = Deployment::from_checked(&checked);
     check_paths(&checked, &deployment)?;
-    let api = crate::observe_api::client(&checked, settings)?;
+    let api = crate::kinds::admin_api::observe::client(&checked, settings)?;
     let store = store?;
     let key = EnvironmentKey {
         deployment: desired.deployment.clone(),
@@ -399,7 +400,7 @@ pub async fn observe(mut loaded: Loaded) -> Result<Prepared, PipelineError> {
         match &loaded.api {
             Some(api) if wants_api => {
                 let api_started = std::time::Instant::now();
-                let observation = crate::observe_api::observe(
+                let observation = crate::kinds::admin_api::observe::observe(
                     api,
                     &addresses,
                     loaded.checked.spec.registration.is_some(),
@@ -636,6 +637,7 @@ pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
             .backups
             .as_ref()
             .map(crate::backups::Observation::input),
+        kinds: crate::kinds::kind,
     });
     plan.warnings.extend(shadow_warnings(prepared));
     if let (Some(effective), Some(registration)) =
@@ -646,7 +648,7 @@ pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
             .iter()
             .any(|step| step.kind == crate::plan::StepKind::EnsureEnvFile);
         plan.warnings
-            .extend(crate::observe_api::registration_warnings(
+            .extend(crate::kinds::admin_api::observe::registration_warnings(
                 Some(registration.enabled),
                 registration.require_code,
                 effective,

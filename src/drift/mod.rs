@@ -8,7 +8,6 @@
 //! this module; they are shown as fingerprints. [`adopt`] writes observed values back into the
 //! YAML.
 
-pub mod adopt;
 pub mod policy;
 
 use std::fmt::Write as _;
@@ -122,7 +121,7 @@ pub fn detect(
             }
         });
         report.drift.push(Drifted {
-            cause: LikelyCause::of(&address),
+            cause: crate::kinds::likely_cause(&address),
             declared: resource.is_some(),
             source: resource.and_then(|resource| resource.source.clone()),
             address,
@@ -336,7 +335,7 @@ mod tests {
 
     #[test]
     fn likely_causes_follow_what_tldw_rewrites() {
-        let cause = |text: &str| LikelyCause::of(&Address::parse(text).unwrap());
+        let cause = |text: &str| crate::kinds::likely_cause(&Address::parse(text).unwrap());
         assert_eq!(cause("env.AUTH_MODE"), LikelyCause::DockerEntrypoint);
         assert_eq!(
             cause("secret.MCP_JWT_SECRET"),

@@ -105,7 +105,7 @@ pub async fn read(options: &Options, api: Option<&TldwApi>) -> Result<Found, Imp
             let quotas = api.quotas(&users?).await?;
             Some(ApiFindings {
                 quotas,
-                retention: crate::observe_api::resolve_retention(retention?),
+                retention: crate::kinds::admin_api::observe::resolve_retention(retention?),
             })
         }
     };

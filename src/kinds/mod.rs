@@ -247,77 +247,24 @@ pub trait Provider: Sync {
     }
 }
 
-/// The pure half of a kind: what drift, envdiff and the secret heuristics need to know about
-/// its addresses.
-pub trait Kind: Sync {
-    /// The heading `envdiff` groups an address under, and the rank that orders the groups.
-    fn section(&self, address: &Address) -> (u8, String);
+pub use crate::plan::kind::{Kind, LikelyCause};
 
-    /// The key whose name the secret heuristics read (`None`: not a key=value setting).
-    fn key_name<'a>(&self, address: &'a Address) -> Option<&'a str> {
-        let _ = address;
-        None
-    }
-
-    /// Who or what most likely changed the address when drift finds it changed.
-    fn likely_cause(&self, _address: &Address) -> LikelyCause {
-        LikelyCause::ByHand
-    }
-}
-
-/// The kind that owns addresses of `kind`.
+/// The kind that owns addresses of `kind`: its pure half, which the pipeline passes to the
+/// core as its [`crate::plan::Registry`].
 pub fn kind(kind: AddressKind) -> &'static dyn Kind {
     match kind {
-        AddressKind::Env => &env_file::EnvFileProvider,
-        AddressKind::Secret => &env_file::Secrets,
-        AddressKind::Config => &config_file::ConfigFileProvider,
-        AddressKind::QuotaUser => &admin_api::Quotas,
-        AddressKind::Retention => &admin_api::Retention,
-        AddressKind::BackupSet => &backups::CreateBackup,
+        AddressKind::Env => &env_file::kind::Env,
+        AddressKind::Secret => &env_file::kind::Secrets,
+        AddressKind::Config => &config_file::kind::Config,
+        AddressKind::QuotaUser => &admin_api::kind::Quotas,
+        AddressKind::Retention => &admin_api::kind::Retention,
+        AddressKind::BackupSet => &backups::kind::BackupSets,
     }
 }
 
-/// Who or what most likely changed a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LikelyCause {
-    /// The Docker entrypoint upserts its keys into `.env` when the container starts.
-    DockerEntrypoint,
-    /// The admin UI's registration settings rewrite `[AuthNZ]` in config.txt.
-    RegistrationSettings,
-    /// The first-run setup wizard writes `[Setup]` in config.txt.
-    SetupWizard,
-    /// A per-user quota changed through the admin API or web UI.
-    AdminQuota,
-    /// A retention policy changed through the admin API.
-    AdminRetention,
-    ByHand,
-}
-
-impl LikelyCause {
-    pub fn of(address: &Address) -> LikelyCause {
-        kind(address.kind()).likely_cause(address)
-    }
-
-    /// One sentence for people and for the JSON report.
-    pub fn describe(self, address: &Address) -> String {
-        match self {
-            LikelyCause::DockerEntrypoint => format!(
-                "the tldw Docker entrypoint, which rewrites {} in .env when the container starts",
-                address.name()
-            ),
-            LikelyCause::RegistrationSettings => "the admin UI's registration settings, which rewrite [AuthNZ] in config.txt (POST /api/v1/admin/registration-settings)".to_string(),
-            LikelyCause::SetupWizard => {
-                "the first-run setup wizard, which writes [Setup] in config.txt".to_string()
-            }
-            LikelyCause::AdminQuota => {
-                "changed through the admin API or web UI (storage quotas)".to_string()
-            }
-            LikelyCause::AdminRetention => {
-                "changed through the admin API (retention policies)".to_string()
-            }
-            LikelyCause::ByHand => "edited by hand or by another tool".to_string(),
-        }
-    }
+/// Who or what most likely changed `address`, by its kind.
+pub fn likely_cause(address: &Address) -> LikelyCause {
+    kind(address.kind()).likely_cause(address)
 }
 
 /// The provider that performs a step of `kind`.

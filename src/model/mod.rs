@@ -3,12 +3,10 @@
 //! no clock, no randomness.
 
 pub mod address;
-pub mod compile;
 pub mod shadow;
 pub mod state;
 
 pub use address::{Address, AddressKind};
-pub use compile::{CompileError, compile};
 
 use std::collections::BTreeMap;
 

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::drift::adopt::{self, Adoption};
 use crate::drift::{self, DriftReport};
 use crate::pipeline::{self, PipelineError, Prepared};
+use crate::plan::adopt::{self, Adoption};
 use crate::providers::files::{read_snapshot, write_atomic};
 use crate::settings::Settings;
 
@@ -82,17 +82,22 @@ pub fn adopt_all(addresses: &[String], prepared: &Prepared) -> Result<Adopted, A
     let mut adoptions: Vec<Adoption> = Vec::new();
     let mut asked = Vec::new();
     for text in addresses {
-        let outcome =
-            match adopt::prepare(text, &loaded.checked, &loaded.desired, &prepared.observed) {
-                Ok(Some(adoption)) => {
-                    adoptions.push(adoption);
-                    Asked::Adopt
-                }
-                Ok(None) => Asked::AlreadyDeclared(format!(
-                    "{text}: the YAML already declares the observed value; nothing to adopt"
-                )),
-                Err(refusal) => Asked::Refused(refusal.to_string()),
-            };
+        let outcome = match adopt::prepare(
+            text,
+            &loaded.checked,
+            &loaded.desired,
+            &prepared.observed,
+            crate::kinds::kind,
+        ) {
+            Ok(Some(adoption)) => {
+                adoptions.push(adoption);
+                Asked::Adopt
+            }
+            Ok(None) => Asked::AlreadyDeclared(format!(
+                "{text}: the YAML already declares the observed value; nothing to adopt"
+            )),
+            Err(refusal) => Asked::Refused(refusal.to_string()),
+        };
         asked.push((text.clone(), outcome));
     }
     if asked

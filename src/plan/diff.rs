@@ -5,16 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 use super::service::{HealthCheck, SmokeCheck};
-use super::{
-    ABSENT, Action, Change, FORMAT_VERSION, Operation, Plan, SecretFrom, SecretOperation,
-    SourceRef, Step, StepKind,
-};
+use super::{ABSENT, Action, Change, FORMAT_VERSION, Operation, Plan, SourceRef, Step, StepKind};
 use crate::model::state::EnvironmentState;
-use crate::model::{
-    Address, AddressKind, Desired, DesiredState, Observed, ObservedValue, SecretSource,
-};
+use crate::model::{Address, Desired, DesiredState, Observed, ObservedValue, SecretSource};
 use crate::secrets::{is_placeholder, is_tldw_api_key, shown, value_hash};
-use crate::spec::mapping::retention_key;
 use crate::spec::types::SecretFormat;
 
 /// Everything the planner needs. The clock is an input.
@@ -37,6 +31,8 @@ pub struct PlanInput<'a> {
     pub smoke: &'a [SmokeCheck],
     /// The backup policy and the sets observed, when the desired state has a `backup:` policy.
     pub backups: Option<super::backups::BackupInput<'a>>,
+    /// The kinds, which make the operations and steps of their changes.
+    pub kinds: super::kind::Registry,
 }
 
 /// Plans the changes that take `observed` to `desired`.
@@ -287,99 +283,10 @@ fn is_fernet_key(value: &str) -> bool {
 }
 
 /// Groups changes into steps: files first (the `.env`, then `config.txt`), then the admin API,
-/// then a restart and the health gates when a file tldw_server reads at start changed.
+/// then a restart and the health gates when a file tldw_server reads at start changed. Each
+/// kind makes its own operations and says how they group (`Kind::operation`, `Kind::steps`).
 fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
-    let mut env_operations = Vec::new();
-    let mut config_operations = Vec::new();
-    let mut retention_operations = Vec::new();
-    let mut quota_operations = Vec::new();
-    for change in changes {
-        let address = &change.address;
-        let kind = address.kind();
-        let resource = input.desired.get(address);
-        let operation = match (kind, change.action) {
-            (AddressKind::Env | AddressKind::Secret | AddressKind::Config, Action::Delete) => {
-                Operation::Remove {
-                    address: change.address.clone(),
-                }
-            }
-            (AddressKind::Env | AddressKind::Config, _) => Operation::Set {
-                address: change.address.clone(),
-                value: (!change.sensitive).then(|| {
-                    resource
-                        .and_then(|resource| resource.desired.canonical())
-                        .unwrap_or_default()
-                }),
-                // A kept previous value (the release image) rides on the secret operation,
-                // which is what carries `keep_previous_as` to the executor.
-                secret: match (
-                    change.sensitive,
-                    input.desired.keep_previous.get(&change.address),
-                ) {
-                    (false, None) => None,
-                    (sensitive, keep) => Some(SecretOperation {
-                        from: SecretFrom::Desired,
-                        keep_previous_as: keep.cloned(),
-                        expect: sensitive.then(|| change.after.clone()).flatten(),
-                    }),
-                },
-            },
-            (AddressKind::Secret, _) => {
-                let Some(Desired::Secret(secret)) = resource.map(|resource| &resource.desired)
-                else {
-                    continue;
-                };
-                let generated = matches!(secret.source, SecretSource::Generate(_));
-                Operation::Set {
-                    address: change.address.clone(),
-                    value: None,
-                    secret: Some(SecretOperation {
-                        from: if generated {
-                            SecretFrom::Generate
-                        } else {
-                            SecretFrom::Desired
-                        },
-                        keep_previous_as: secret.keep_previous_as.clone(),
-                        expect: (!generated).then(|| change.after.clone()).flatten(),
-                    }),
-                }
-            }
-            (AddressKind::QuotaUser, action) => Operation::SetQuota {
-                address: change.address.clone(),
-                username: address.name().to_string(),
-                quota_mb: match (action, resource.map(|resource| &resource.desired)) {
-                    (Action::Delete, _) => None,
-                    (_, Some(Desired::Quota(limit))) => *limit,
-                    _ => None,
-                },
-            },
-            (AddressKind::Retention, action) => {
-                let policy_key = address.name().to_string();
-                let days = match (action, resource.map(|resource| &resource.desired)) {
-                    (Action::Delete, _) | (_, None) => default_retention_days(&policy_key),
-                    (_, Some(Desired::Days(days))) => *days,
-                    (_, Some(_)) => continue,
-                };
-                Operation::SetRetention {
-                    address: change.address.clone(),
-                    current_days: match input.observed.get(address) {
-                        ObservedValue::Days(days) => Some(*days),
-                        _ => None,
-                    },
-                    policy_key,
-                    days,
-                }
-            }
-            (AddressKind::BackupSet, _) => continue,
-        };
-        match kind {
-            AddressKind::Env | AddressKind::Secret => env_operations.push(operation),
-            AddressKind::Config => config_operations.push(operation),
-            AddressKind::Retention => retention_operations.push(operation),
-            AddressKind::QuotaUser => quota_operations.push(operation),
-            AddressKind::BackupSet => {}
-        }
-    }
+    let (groups, restarts) = super::kind::change_steps(input, changes);
     let mut steps = Vec::new();
     let mut push = |kind: StepKind, target: String, operations: Vec<Operation>| {
         let addresses = operations.iter().filter_map(operation_address).collect();
@@ -391,29 +298,10 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
             operations,
         });
     };
-    let files_changed = !env_operations.is_empty() || !config_operations.is_empty();
-    if !env_operations.is_empty() {
-        push(
-            StepKind::EnsureEnvFile,
-            input.env_file.to_string(),
-            env_operations,
-        );
+    for (kind, target, operations) in groups {
+        push(kind, target, operations);
     }
-    if !config_operations.is_empty() {
-        push(
-            StepKind::EnsureConfigFile,
-            input.config_file.to_string(),
-            config_operations,
-        );
-    }
-    let api = input.api_url.unwrap_or_default().to_string();
-    for operation in retention_operations {
-        push(StepKind::EnsureRetention, api.clone(), vec![operation]);
-    }
-    for chunk in quota_operations.chunks(QUOTA_CHUNK) {
-        push(StepKind::EnsureQuotas, api.clone(), chunk.to_vec());
-    }
-    if files_changed && let Some(restart) = input.restart {
+    if restarts && let Some(restart) = input.restart {
         push(
             StepKind::Restart,
             super::service::shell_words(restart),
@@ -422,7 +310,7 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
             }],
         );
     }
-    if files_changed {
+    if restarts {
         steps.extend(super::service::gate_steps(input.health, input.smoke));
     }
     for (index, step) in steps.iter_mut().enumerate() {
@@ -430,10 +318,6 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
     }
     steps
 }
-
-/// Quota changes per journaled step: small enough that a crash redoes little, large enough that
-/// journaling does not dominate.
-pub const QUOTA_CHUNK: usize = 100;
 
 fn operation_address(operation: &Operation) -> Option<String> {
     match operation {
@@ -451,11 +335,6 @@ fn operation_address(operation: &Operation) -> Option<String> {
     }
 }
 
-/// tldw's built-in default for a retention policy, restored when the YAML drops an override.
-pub fn default_retention_days(policy_key: &str) -> u64 {
-    retention_key(policy_key).map_or(180, |key| key.default_days)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -465,6 +344,7 @@ mod tests {
     use super::*;
     use crate::model::state::{ManagedRecord, SecretMeta};
     use crate::model::{Resource, SecretDesired};
+    use crate::plan::SecretFrom;
 
     fn desired_of(values: &BTreeMap<String, String>) -> DesiredState {
         DesiredState {
@@ -522,6 +402,7 @@ mod tests {
             health: &[],
             smoke: &[],
             backups: None,
+            kinds: crate::kinds::kind,
         })
     }
 

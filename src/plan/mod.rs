@@ -5,9 +5,11 @@
 //! A plan never holds a secret value: sensitive before/after values are salted fingerprints,
 //! and generated secrets are generated during apply, not here.
 
+pub mod adopt;
 pub mod backup_policy;
 pub mod backups;
 pub mod diff;
+pub mod kind;
 pub mod render;
 pub mod service;
 
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Address;
 
 pub use diff::{PlanInput, plan};
+pub use kind::{CompileError, Kind, LikelyCause, Registry, compile};
 
 /// The version of the plan file format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -136,7 +139,9 @@ pub struct Change {
 }
 
 /// What a step does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     EnsureEnvFile,

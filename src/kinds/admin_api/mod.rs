@@ -11,20 +11,21 @@
 //! or the value is already back) is not written again, and a value someone else changed since
 //! is left alone and reported; only a restore that is attempted and fails is an undo failure.
 
+pub mod kind;
+pub mod observe;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Effects, Kind, LikelyCause, Provider, StepContext, StepError, StepFuture, UndoContext, Undone,
-};
+use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undone};
 use crate::faults::Point;
 use crate::model::{Address, AddressKind};
-use crate::plan::diff::default_retention_days;
 use crate::plan::{Operation, Step};
 use crate::providers::tldw_api::{ApiError, TldwApi};
 use crate::secrets::{sha256_hex, value_hash};
 use crate::state::{StepRecord, StepStatus};
+use kind::default_retention_days;
 
 /// The before-values of an API step, as journaled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,7 +297,7 @@ pub async fn undo(api: &TldwApi, step: &Step, before_values: &str) -> Result<Str
         }
     }
     if !before.retention.is_empty() {
-        let now = crate::observe_api::resolve_retention(
+        let now = crate::kinds::admin_api::observe::resolve_retention(
             api.retention_policies()
                 .await
                 .map_err(|error| format!("cannot read the retention policies to undo: {error}"))?,
@@ -380,7 +381,7 @@ pub async fn current_hashes(
         }
     }
     if wants_retention {
-        let policies = crate::observe_api::resolve_retention(
+        let policies = crate::kinds::admin_api::observe::resolve_retention(
             api.retention_policies()
                 .await
                 .map_err(|error| error.to_string())?,
@@ -396,31 +397,6 @@ pub async fn current_hashes(
 }
 
 pub struct AdminApiProvider;
-
-/// `quota.user.*`: per-user storage quotas.
-pub struct Quotas;
-/// `retention.*`: retention policy overrides.
-pub struct Retention;
-
-impl Kind for Quotas {
-    fn section(&self, _address: &Address) -> (u8, String) {
-        (3, "quotas".to_string())
-    }
-
-    fn likely_cause(&self, _address: &Address) -> LikelyCause {
-        LikelyCause::AdminQuota
-    }
-}
-
-impl Kind for Retention {
-    fn section(&self, _address: &Address) -> (u8, String) {
-        (4, "retention".to_string())
-    }
-
-    fn likely_cause(&self, _address: &Address) -> LikelyCause {
-        LikelyCause::AdminRetention
-    }
-}
 
 impl From<ApiStepError> for StepError {
     fn from(error: ApiStepError) -> StepError {

@@ -21,15 +21,16 @@
 //!   the safety set the same plan took first, and only while the server does not answer.
 //! - `ensure_service_started`: runs `target.service.start`. Undo stops the server.
 
+pub mod kind;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::service::server_answers;
-use super::{Effects, Kind, Provider, StepContext, StepError, StepFuture, UndoContext, Undone};
+use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undone};
 use crate::backups::BackupTarget;
 use crate::deployment::Deployment;
 use crate::faults::Point;
-use crate::model::Address;
 use crate::plan::{Operation, Step};
 use crate::providers::backups::{
     self, BackupError, VerifyOptions, create_set, delete_set, read_manifest, restore_set,
@@ -376,12 +377,6 @@ impl Provider for RestoreBackup {
                 "{number} (put back the data from before the restore: safety set {safety_set_id})"
             )))
         })
-    }
-}
-
-impl Kind for CreateBackup {
-    fn section(&self, _address: &Address) -> (u8, String) {
-        (5, "backups".to_string())
     }
 }
 

@@ -1,13 +1,14 @@
 //! The `config.txt` kind: `config.<Section>.<key>` addresses. The document code (comments and
 //! order kept, keys compared as configparser does) is in `providers::config_file`.
 
+pub mod kind;
 pub mod preview;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::files::{self, FileDocument};
-use super::{Effects, Kind, LikelyCause, PreviewContext, StepContext, StepError};
+use super::{Effects, PreviewContext, StepContext, StepError};
 use crate::deployment::Deployment;
 use crate::model::{Address, AddressKind, DesiredState};
 use crate::plan::{EntryEdit, Step};
@@ -15,31 +16,6 @@ use crate::providers::config_file::{ConfigEdit, ConfigFile};
 use crate::providers::files::FileSnapshot;
 
 pub struct ConfigFileProvider;
-
-impl Kind for ConfigFileProvider {
-    fn section(&self, address: &Address) -> (u8, String) {
-        let section = address.config_parts().map(|(section, _)| section);
-        (2, format!("config [{}]", section.unwrap_or("")))
-    }
-
-    fn key_name<'a>(&self, address: &'a Address) -> Option<&'a str> {
-        address.config_parts().map(|(_, key)| key)
-    }
-
-    /// tldw itself rewrites two parts of config.txt: the admin UI's registration settings and
-    /// the first-run setup wizard.
-    fn likely_cause(&self, address: &Address) -> LikelyCause {
-        match address.config_parts() {
-            Some((section, "enable_registration" | "require_registration_code"))
-                if section.eq_ignore_ascii_case("AuthNZ") =>
-            {
-                LikelyCause::RegistrationSettings
-            }
-            Some((section, _)) if section.eq_ignore_ascii_case("Setup") => LikelyCause::SetupWizard,
-            _ => LikelyCause::ByHand,
-        }
-    }
-}
 
 impl FileDocument for ConfigFileProvider {
     fn path<'d>(&self, deployment: &'d Deployment) -> &'d Path {

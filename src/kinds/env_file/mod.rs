@@ -2,13 +2,14 @@
 //! `registration`, `quotas` and `retention` compile to. The document code (comments, order and
 //! unmanaged keys kept) is in `providers::env_file`.
 
+pub mod kind;
 pub mod preview;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::files::{self, FileDocument};
-use super::{Effects, Kind, LikelyCause, PreviewContext, StepContext, StepError};
+use super::{Effects, PreviewContext, StepContext, StepError};
 use crate::deployment::Deployment;
 use crate::model::{Address, AddressKind, DesiredState};
 use crate::plan::{Action, EntryEdit, Plan, Step};
@@ -17,51 +18,7 @@ use crate::providers::files::FileSnapshot;
 
 pub struct EnvFileProvider;
 
-/// `secret.*` addresses: entries of the `.env` file whose values are never shown.
-pub struct Secrets;
-
-/// `.env` keys the tldw Docker entrypoint writes on every start.
-pub const ENTRYPOINT_KEYS: &[&str] = &[
-    "AUTH_MODE",
-    "DATABASE_URL",
-    "JOBS_DB_URL",
-    "SINGLE_USER_API_KEY",
-    "MCP_JWT_SECRET",
-    "MCP_API_KEY_SALT",
-    "BYOK_ENCRYPTION_KEY",
-];
-
-impl Kind for EnvFileProvider {
-    fn section(&self, _address: &Address) -> (u8, String) {
-        (0, "env".to_string())
-    }
-
-    fn key_name<'a>(&self, address: &'a Address) -> Option<&'a str> {
-        Some(address.name())
-    }
-
-    fn likely_cause(&self, address: &Address) -> LikelyCause {
-        if ENTRYPOINT_KEYS.contains(&address.name()) {
-            LikelyCause::DockerEntrypoint
-        } else {
-            LikelyCause::ByHand
-        }
-    }
-}
-
-impl Kind for Secrets {
-    fn section(&self, _address: &Address) -> (u8, String) {
-        (1, "secrets".to_string())
-    }
-
-    fn key_name<'a>(&self, address: &'a Address) -> Option<&'a str> {
-        Some(address.name())
-    }
-
-    fn likely_cause(&self, address: &Address) -> LikelyCause {
-        EnvFileProvider.likely_cause(address)
-    }
-}
+pub use kind::ENTRYPOINT_KEYS;
 
 /// Whether the plan rotates the secret at `address` (rather than setting it the first time).
 fn rotates(plan: &Plan, address: &Address) -> bool {

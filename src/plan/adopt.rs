@@ -6,18 +6,20 @@
 //! command reads and writes the files. The state store is not touched: the next apply records
 //! the value. Secrets are never written: their YAML holds a reference, and a sensitive value in
 //! `env:` or `config:` would put a secret into the file.
+//!
+//! Where an address is written and how its observed value reads back as YAML is the kind's
+//! (`Kind::adopt`); the checks every kind shares are here.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::kind::Registry;
 use crate::model::SecretSource;
-use crate::model::{Address, AddressKind, Desired, DesiredState, Observed, ObservedValue};
+use crate::model::{Address, Desired, DesiredState, Observed, ObservedValue};
 use crate::secrets::is_sensitive;
 use crate::spec::edit::{self, EditError};
-use crate::spec::load::escape_pointer;
-use crate::spec::mapping::{EnvOrigin, RETENTION_KEYS, env_entries, retention_key};
 use crate::spec::node::parse_document;
-use crate::spec::{Checked, Location, unmap};
+use crate::spec::{Checked, Location};
 
 /// A value to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,9 +100,11 @@ pub fn prepare(
     checked: &Checked,
     desired: &DesiredState,
     observed: &Observed,
+    kinds: Registry,
 ) -> Result<Option<Adoption>, Refusal> {
     let address = Address::parse(text).map_err(|_| Refusal::NotAnAddress(text.to_string()))?;
-    if address.kind() == AddressKind::BackupSet {
+    let kind = kinds(address.kind());
+    if !kind.adopts() {
         return Err(Refusal::NotAnAddress(text.to_string()));
     }
     let resource = desired
@@ -146,12 +150,10 @@ pub fn prepare(
         return Ok(None);
     }
     // The value may have turned sensitive out of band (a URL that gained a password).
-    let name = match address.kind() {
-        AddressKind::Config => address.config_parts().map(|(_, key)| key),
-        AddressKind::Env => Some(address.name()),
-        _ => None,
-    };
-    if name.is_some_and(|name| is_sensitive(name, &now_text)) {
+    if kind
+        .key_name(&address)
+        .is_some_and(|name| is_sensitive(name, &now_text))
+    {
         return Err(Refusal::Sensitive { address });
     }
     let path = checked
@@ -168,60 +170,13 @@ pub fn prepare(
         location: shown_location.clone(),
         reason,
     };
-    let (pointer, edit) = match address.kind() {
-        AddressKind::Env => env_edit(checked, &address, &now_text, &does_not_map)?,
-        AddressKind::Config => {
-            let pointer = checked
-                .spec
-                .config
-                .iter()
-                .flat_map(|(section, keys)| keys.keys().map(move |key| (section, key)))
-                .find(|(section, key)| Address::config(section, key) == address)
-                .map(|(section, key)| {
-                    format!(
-                        "/config/{}/{}",
-                        escape_pointer(section),
-                        escape_pointer(key)
-                    )
-                })
-                .ok_or_else(|| Refusal::NotDeclared(address.clone()))?;
-            let text = edit::template_safe(&now_text).ok_or_else(|| {
-                does_not_map(
-                    "config",
-                    "the value holds template syntax that cannot be escaped".to_string(),
-                )
-            })?;
-            (pointer, Edit::Scalar(edit::scalar(&text)))
-        }
-        AddressKind::QuotaUser => {
-            let pointer = format!("/quotas/users/{}", escape_pointer(address.name()));
-            let written = match value {
-                ObservedValue::Quota(Some(megabytes)) => megabytes.to_string(),
-                ObservedValue::Quota(None) => "null".to_string(),
-                _ => {
-                    return Err(does_not_map(
-                        "quotas.users",
-                        "the observed value is not a quota".to_string(),
-                    ));
-                }
-            };
-            (pointer, Edit::Scalar(written))
-        }
-        AddressKind::Retention => {
-            let key = retention_key(address.name()).ok_or_else(|| {
-                does_not_map(
-                    "retention",
-                    "not a retention policy tldw-ops knows".to_string(),
-                )
-            })?;
-            let days = unmap::retention_days(key, &now_text)
-                .map_err(|reason| does_not_map("retention", reason))?;
-            (key.yaml_path.to_string(), Edit::Scalar(format!("{days}d")))
-        }
-        AddressKind::Secret | AddressKind::BackupSet => {
-            unreachable!("secrets and backup sets are refused above")
-        }
-    };
+    let (pointer, edit) = kind.adopt(&AdoptInput {
+        checked,
+        address: &address,
+        now: &now_text,
+        observed: value,
+        does_not_map: &does_not_map,
+    })?;
     match edit::holds_template(file_text, &pointer) {
         Ok(true) => {
             return Err(Refusal::Template {
@@ -261,56 +216,17 @@ pub fn prepare(
     Ok(Some(adoption))
 }
 
-type DoesNotMap<'a> = dyn Fn(&str, String) -> Refusal + 'a;
+/// Makes the refusal of a value that does not map back into its YAML section.
+pub type DoesNotMap<'a> = dyn Fn(&str, String) -> Refusal + 'a;
 
-/// The pointer and edit of an `env.*` address, by the section that writes it.
-fn env_edit(
-    checked: &Checked,
-    address: &Address,
-    value: &str,
-    does_not_map: &DoesNotMap<'_>,
-) -> Result<(String, Edit), Refusal> {
-    let entry = env_entries(&checked.spec)
-        .into_iter()
-        .find(|entry| entry.name == address.name())
-        .ok_or_else(|| Refusal::NotDeclared(address.clone()))?;
-    let section = entry.pointer.trim_start_matches('/').replace('/', ".");
-    let edit = match entry.origin {
-        EnvOrigin::Env | EnvOrigin::Release => {
-            let text = edit::template_safe(value).ok_or_else(|| {
-                does_not_map(
-                    "env",
-                    "the value holds template syntax that cannot be escaped".to_string(),
-                )
-            })?;
-            Edit::Scalar(edit::scalar(&text))
-        }
-        EnvOrigin::Cors if entry.name == crate::spec::mapping::ALLOWED_ORIGINS => {
-            let origins = unmap::origins(value).map_err(|reason| {
-                does_not_map(
-                    &section,
-                    format!(
-                        "{reason}. Edit the list by hand, or declare the raw text as `env: {{ ALLOWED_ORIGINS: ... }}` instead of `cors.allowed_origins`"
-                    ),
-                )
-            })?;
-            Edit::Sequence(origins.iter().map(|origin| edit::scalar(origin)).collect())
-        }
-        EnvOrigin::Cors | EnvOrigin::Registration | EnvOrigin::Quotas => {
-            let flag = unmap::boolean(value).map_err(|reason| does_not_map(&section, reason))?;
-            Edit::Scalar(flag.to_string())
-        }
-        EnvOrigin::Retention => {
-            let key = RETENTION_KEYS
-                .iter()
-                .find(|key| key.env_name == entry.name)
-                .expect("retention entries come from the table");
-            let days = unmap::retention_days(key, value)
-                .map_err(|reason| does_not_map(&section, reason))?;
-            Edit::Scalar(format!("{days}d"))
-        }
-    };
-    Ok((entry.pointer, edit))
+/// What a kind reads to adopt one declared, observed, non-sensitive value.
+pub struct AdoptInput<'a> {
+    pub checked: &'a Checked,
+    pub address: &'a Address,
+    /// The observed value, canonical.
+    pub now: &'a str,
+    pub observed: &'a ObservedValue,
+    pub does_not_map: &'a DoesNotMap<'a>,
 }
 
 /// Applies `adoptions` (all in one file) to its text, one after the other, and checks that the

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::kinds::admin_api::kind::default_retention_days;
 use crate::model::{Address, AddressKind, ObservedValue};
-use crate::plan::diff::default_retention_days;
 use crate::providers::tldw_api::{ApiConfig, ApiError, RegistrationSettings, TldwApi};
 use crate::settings::Settings;
 use crate::spec::Checked;

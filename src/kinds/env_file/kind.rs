@@ -1,0 +1,272 @@
+//! The pure half of the `.env` kind: `env.*` settings (the `env:` mapping and what `cors`,
+//! `registration`, `quotas` and `retention` compile to) and `secret.*` values, and how their
+//! changes become edits of one `.env` step.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Address, Desired, Resource, SecretDesired, SecretSource};
+use crate::plan::adopt::{AdoptInput, Edit, Refusal};
+use crate::plan::kind::{
+    CompileError, CompileInput, Kind, LikelyCause, StepTarget, Steps, child_locations,
+    setting_operation,
+};
+use crate::plan::{Action, Change, Operation, PlanInput, SecretFrom, SecretOperation, StepKind};
+use crate::secrets::is_sensitive;
+use crate::spec::edit;
+use crate::spec::load::escape_pointer;
+use crate::spec::mapping::{EnvOrigin, RETENTION_KEYS, env_entries};
+use crate::spec::semantic::locate;
+use crate::spec::unmap;
+
+/// `env.*` addresses.
+pub struct Env;
+
+/// `secret.*` addresses: entries of the `.env` file whose values are never shown.
+pub struct Secrets;
+
+/// `.env` keys the tldw Docker entrypoint writes on every start.
+pub const ENTRYPOINT_KEYS: &[&str] = &[
+    "AUTH_MODE",
+    "DATABASE_URL",
+    "JOBS_DB_URL",
+    "SINGLE_USER_API_KEY",
+    "MCP_JWT_SECRET",
+    "MCP_API_KEY_SALT",
+    "BYOK_ENCRYPTION_KEY",
+];
+
+/// Both kinds edit the `.env` file in one step; tldw_server reads it at start.
+const ENV_FILE_STEPS: Steps = Steps {
+    kind: StepKind::EnsureEnvFile,
+    target: StepTarget::EnvFile,
+    per_step: None,
+    restarts: true,
+};
+
+fn entrypoint_cause(address: &Address) -> LikelyCause {
+    if ENTRYPOINT_KEYS.contains(&address.name()) {
+        LikelyCause::DockerEntrypoint
+    } else {
+        LikelyCause::ByHand
+    }
+}
+
+impl Kind for Env {
+    fn section(&self, _address: &Address) -> (u8, String) {
+        (0, "env".to_string())
+    }
+
+    fn key_name<'a>(&self, address: &'a Address) -> Option<&'a str> {
+        Some(address.name())
+    }
+
+    fn likely_cause(&self, address: &Address) -> LikelyCause {
+        entrypoint_cause(address)
+    }
+
+    fn compile(
+        &self,
+        input: &CompileInput<'_>,
+        resources: &mut BTreeMap<Address, Resource>,
+    ) -> Result<(), CompileError> {
+        let checked = input.checked;
+        let root = &checked.loaded.root;
+        let env_locations = child_locations(root.get("env"));
+        for entry in env_entries(&checked.spec) {
+            // A value a template built from a secret variable is as sensitive as a secret.
+            let sensitive = is_sensitive(&entry.name, &entry.value)
+                || checked.loaded.is_sensitive(&entry.pointer);
+            let address = Address::env(&entry.name);
+            resources.insert(
+                address.clone(),
+                Resource {
+                    address,
+                    desired: Desired::Text(entry.value),
+                    sensitive,
+                    source: match entry.origin {
+                        EnvOrigin::Env => env_locations.get(entry.name.as_str()).cloned(),
+                        _ => locate(root, &entry.pointer),
+                    },
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn operation(&self, input: &PlanInput<'_>, change: &Change) -> Option<Operation> {
+        Some(setting_operation(input, change))
+    }
+
+    fn steps(&self) -> Option<Steps> {
+        Some(ENV_FILE_STEPS)
+    }
+
+    fn adopts(&self) -> bool {
+        true
+    }
+
+    fn adopt(&self, input: &AdoptInput<'_>) -> Result<(String, Edit), Refusal> {
+        env_edit(input)
+    }
+}
+
+/// The pointer and edit of an `env.*` address, by the section that writes it.
+fn env_edit(input: &AdoptInput<'_>) -> Result<(String, Edit), Refusal> {
+    let AdoptInput {
+        checked,
+        address,
+        now: value,
+        does_not_map,
+        ..
+    } = *input;
+    let entry = env_entries(&checked.spec)
+        .into_iter()
+        .find(|entry| entry.name == address.name())
+        .ok_or_else(|| Refusal::NotDeclared(address.clone()))?;
+    let section = entry.pointer.trim_start_matches('/').replace('/', ".");
+    let edit = match entry.origin {
+        EnvOrigin::Env | EnvOrigin::Release => {
+            let text = edit::template_safe(value).ok_or_else(|| {
+                does_not_map(
+                    "env",
+                    "the value holds template syntax that cannot be escaped".to_string(),
+                )
+            })?;
+            Edit::Scalar(edit::scalar(&text))
+        }
+        EnvOrigin::Cors if entry.name == crate::spec::mapping::ALLOWED_ORIGINS => {
+            let origins = unmap::origins(value).map_err(|reason| {
+                does_not_map(
+                    &section,
+                    format!(
+                        "{reason}. Edit the list by hand, or declare the raw text as `env: {{ ALLOWED_ORIGINS: ... }}` instead of `cors.allowed_origins`"
+                    ),
+                )
+            })?;
+            Edit::Sequence(origins.iter().map(|origin| edit::scalar(origin)).collect())
+        }
+        EnvOrigin::Cors | EnvOrigin::Registration | EnvOrigin::Quotas => {
+            let flag = unmap::boolean(value).map_err(|reason| does_not_map(&section, reason))?;
+            Edit::Scalar(flag.to_string())
+        }
+        EnvOrigin::Retention => {
+            let key = RETENTION_KEYS
+                .iter()
+                .find(|key| key.env_name == entry.name)
+                .expect("retention entries come from the table");
+            let days = unmap::retention_days(key, value)
+                .map_err(|reason| does_not_map(&section, reason))?;
+            Edit::Scalar(format!("{days}d"))
+        }
+    };
+    Ok((entry.pointer, edit))
+}
+
+impl Kind for Secrets {
+    fn section(&self, _address: &Address) -> (u8, String) {
+        (1, "secrets".to_string())
+    }
+
+    fn key_name<'a>(&self, address: &'a Address) -> Option<&'a str> {
+        Some(address.name())
+    }
+
+    fn likely_cause(&self, address: &Address) -> LikelyCause {
+        entrypoint_cause(address)
+    }
+
+    fn compile(
+        &self,
+        input: &CompileInput<'_>,
+        resources: &mut BTreeMap<Address, Resource>,
+    ) -> Result<(), CompileError> {
+        let Some(secrets) = &input.checked.spec.secrets else {
+            return Ok(());
+        };
+        let root = &input.checked.loaded.root;
+        for (name, secret) in &secrets.values {
+            let pointer = format!("/secrets/values/{}", escape_pointer(name));
+            let location = locate(root, &pointer);
+            let source = match (&secret.generate, &secret.from_env, &secret.from_file) {
+                (Some(generate), _, _) => SecretSource::Generate(generate.clone()),
+                (None, Some(variable), _) => SecretSource::FromEnv(variable.clone()),
+                (None, None, Some(path)) => SecretSource::FromFile(path.clone()),
+                (None, None, None) => unreachable!("validation requires exactly one source"),
+            };
+            let value = match &source {
+                SecretSource::Generate(_) => None,
+                SecretSource::FromEnv(_) | SecretSource::FromFile(_) => {
+                    let reason = match input.resolved.get(name) {
+                        Some(Ok(value)) => Ok(value.clone()),
+                        Some(Err(reason)) => Err(reason.clone()),
+                        None => Err("its source was not read".to_string()),
+                    };
+                    Some(reason.map_err(|reason| {
+                        CompileError::SecretUnavailable {
+                            name: name.clone(),
+                            location: location
+                                .as_ref()
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                            reason,
+                        }
+                    })?)
+                }
+            };
+            let address = Address::secret(name);
+            resources.insert(
+                address.clone(),
+                Resource {
+                    address,
+                    desired: Desired::Secret(SecretDesired {
+                        source,
+                        rotate_after: secret.rotate_after.map(|duration| duration.as_seconds()),
+                        keep_previous_as: secret.keep_previous_as.clone(),
+                        resolved: value,
+                    }),
+                    sensitive: true,
+                    source: location,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn operation(&self, input: &PlanInput<'_>, change: &Change) -> Option<Operation> {
+        if change.action == Action::Delete {
+            return Some(Operation::Remove {
+                address: change.address.clone(),
+            });
+        }
+        let Some(Desired::Secret(secret)) = input
+            .desired
+            .get(&change.address)
+            .map(|resource| &resource.desired)
+        else {
+            return None;
+        };
+        let generated = matches!(secret.source, SecretSource::Generate(_));
+        Some(Operation::Set {
+            address: change.address.clone(),
+            value: None,
+            secret: Some(SecretOperation {
+                from: if generated {
+                    SecretFrom::Generate
+                } else {
+                    SecretFrom::Desired
+                },
+                keep_previous_as: secret.keep_previous_as.clone(),
+                expect: (!generated).then(|| change.after.clone()).flatten(),
+            }),
+        })
+    }
+
+    fn steps(&self) -> Option<Steps> {
+        Some(ENV_FILE_STEPS)
+    }
+
+    /// Taken, so `drift --adopt` explains where a secret's value comes from instead.
+    fn adopts(&self) -> bool {
+        true
+    }
+}

@@ -4,12 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
+use super::kind::Diff;
 use super::service::{HealthCheck, SmokeCheck};
 use super::{ABSENT, Action, Change, FORMAT_VERSION, Operation, Plan, SourceRef, Step, StepKind};
 use crate::model::state::EnvironmentState;
-use crate::model::{Address, Desired, DesiredState, Observed, ObservedValue, SecretSource};
-use crate::secrets::{is_placeholder, is_tldw_api_key, shown, value_hash};
-use crate::spec::types::SecretFormat;
+use crate::model::{Address, DesiredState, Observed};
+use crate::secrets::{shown, value_hash};
 
 /// Everything the planner needs. The clock is an input.
 pub struct PlanInput<'a> {
@@ -56,22 +56,26 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             (None, _) => false,
         };
         let change = match input.desired.get(address) {
-            Some(resource) => diff_one(
-                input,
-                address,
-                &resource.desired,
-                resource.sensitive,
-                observed,
-                drift,
-            )
-            .map(|mut change| {
-                change.source = resource.source.as_ref().map(|location| SourceRef {
-                    file: location.file.to_string(),
-                    line: location.line,
-                    column: location.column,
-                });
-                change
-            }),
+            Some(resource) => (input.kinds)(address.kind())
+                .change(
+                    input,
+                    &Diff {
+                        address,
+                        desired: &resource.desired,
+                        sensitive: resource.sensitive,
+                        observed,
+                        drift,
+                        salt,
+                    },
+                )
+                .map(|mut change| {
+                    change.source = resource.source.as_ref().map(|location| SourceRef {
+                        file: location.file.to_string(),
+                        line: location.line,
+                        column: location.column,
+                    });
+                    change
+                }),
             None => observed.canonical().map(|before| {
                 let sensitive = managed.is_some_and(|record| record.sensitive);
                 Change {
@@ -124,162 +128,6 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         fingerprints,
         warnings,
     }
-}
-
-fn diff_one(
-    input: &PlanInput<'_>,
-    address: &Address,
-    desired: &Desired,
-    sensitive: bool,
-    observed: &ObservedValue,
-    drift: bool,
-) -> Option<Change> {
-    let salt = input.state.salt.as_slice();
-    let make =
-        |action: Action, reason: String, before: Option<String>, after: Option<String>| Change {
-            address: address.clone(),
-            action,
-            reason,
-            sensitive,
-            drift,
-            before,
-            after,
-            source: None,
-        };
-    let before = observed.canonical();
-    let before_shown = before.as_deref().map(|value| shown(salt, value, sensitive));
-    match desired {
-        Desired::Secret(secret) => {
-            let generated = matches!(secret.source, SecretSource::Generate(_));
-            if !generated {
-                let value = secret.resolved.as_deref()?;
-                let after = Some(shown(salt, value, true));
-                let origin = match &secret.source {
-                    SecretSource::FromEnv(name) => format!("environment variable {name}"),
-                    SecretSource::FromFile(path) => format!("file {path}"),
-                    SecretSource::Generate(_) => unreachable!(),
-                };
-                return match &before {
-                    None => Some(make(
-                        Action::Create,
-                        format!("not present; set from {origin}"),
-                        None,
-                        after,
-                    )),
-                    Some(current) if current == value => None,
-                    Some(_) => Some(make(
-                        Action::Update,
-                        format!("value differs from its source ({origin})"),
-                        before_shown,
-                        after,
-                    )),
-                };
-            }
-            let SecretSource::Generate(generate) = &secret.source else {
-                unreachable!()
-            };
-            let after = Some("(generated at apply)".to_string());
-            let Some(current) = &before else {
-                return Some(make(
-                    Action::Create,
-                    "not present; generated during apply".to_string(),
-                    None,
-                    after,
-                ));
-            };
-            if is_placeholder(current) {
-                return Some(make(
-                    Action::Update,
-                    "current value is a placeholder".to_string(),
-                    before_shown,
-                    after,
-                ));
-            }
-            match generate.format {
-                Some(SecretFormat::TldwApiKey) if !is_tldw_api_key(current) => {
-                    return Some(make(
-                        Action::Update,
-                        "current value is not in tldw's tldw_<kid>.<secret> form".to_string(),
-                        before_shown,
-                        after,
-                    ));
-                }
-                Some(SecretFormat::Fernet) if !is_fernet_key(current) => {
-                    return Some(make(
-                        Action::Update,
-                        "current value is not a Fernet key".to_string(),
-                        before_shown,
-                        after,
-                    ));
-                }
-                None if current.chars().count() < generate.length.unwrap_or(64) as usize => {
-                    return Some(make(
-                        Action::Update,
-                        format!(
-                            "current value has {} characters; {} are asked for",
-                            current.chars().count(),
-                            generate.length.unwrap_or(64)
-                        ),
-                        before_shown,
-                        after,
-                    ));
-                }
-                _ => {}
-            }
-            let rotate_after = secret.rotate_after?;
-            let meta = input.state.secrets.get(address.name())?;
-            if meta.fingerprint != value_hash(salt, current) {
-                // Changed outside tldw-ops: its age is unknown, so it is not rotated on a guess.
-                return None;
-            }
-            let age = input.now.duration_since(meta.set_at).as_secs().max(0) as u64;
-            (age >= rotate_after).then(|| {
-                make(
-                    Action::Rotate,
-                    format!("age {} > {} (rotate_after)", days(age), days(rotate_after)),
-                    before_shown,
-                    after,
-                )
-            })
-        }
-        Desired::Text(_) | Desired::Quota(_) | Desired::Days(_) => {
-            let wanted = desired.canonical()?;
-            let after = Some(shown(salt, &wanted, sensitive));
-            match &before {
-                None => Some(make(Action::Create, "not present".to_string(), None, after)),
-                Some(current) if *current == wanted => None,
-                Some(_) => Some(make(
-                    Action::Update,
-                    if drift {
-                        "changed outside tldw-ops; restoring the declared value".to_string()
-                    } else {
-                        "value differs".to_string()
-                    },
-                    before_shown,
-                    after,
-                )),
-            }
-        }
-    }
-}
-
-fn days(seconds: u64) -> String {
-    if seconds >= 86_400 || seconds == 0 {
-        format!("{}d", seconds / 86_400)
-    } else if seconds >= 3_600 {
-        format!("{}h", seconds / 3_600)
-    } else {
-        format!("{seconds}s")
-    }
-}
-
-/// A Fernet key: 32 bytes in URL-safe base64 with padding (44 characters).
-fn is_fernet_key(value: &str) -> bool {
-    value.len() == 44
-        && value.ends_with('=')
-        && value[..43]
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
 /// Groups changes into steps: files first (the `.env`, then `config.txt`), then the admin API,
@@ -343,7 +191,7 @@ mod tests {
 
     use super::*;
     use crate::model::state::{ManagedRecord, SecretMeta};
-    use crate::model::{Resource, SecretDesired};
+    use crate::model::{Desired, ObservedValue, Resource, SecretDesired, SecretSource};
     use crate::plan::SecretFrom;
 
     fn desired_of(values: &BTreeMap<String, String>) -> DesiredState {

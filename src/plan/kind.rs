@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::adopt::{AdoptInput, Edit, Refusal};
 use super::{Action, Change, Operation, PlanInput, SecretFrom, SecretOperation, StepKind};
-use crate::model::{Address, AddressKind, DesiredState, Resource};
+use crate::model::{Address, AddressKind, Desired, DesiredState, ObservedValue, Resource};
+use crate::secrets::shown;
 use crate::spec::node::Node;
 use crate::spec::{Checked, Location};
 
@@ -94,6 +95,12 @@ pub trait Kind: Sync {
         Ok(())
     }
 
+    /// The change that takes a declared address from what is observed to what is desired, or
+    /// `None` when it already holds it. By default a plain value comparison.
+    fn change(&self, _input: &PlanInput<'_>, diff: &Diff<'_>) -> Option<Change> {
+        value_change(diff)
+    }
+
     /// The operation that carries out `change`, or `None` where this kind's changes are
     /// planned elsewhere (backup sets, by the backup planner).
     fn operation(&self, _input: &PlanInput<'_>, _change: &Change) -> Option<Operation> {
@@ -161,6 +168,66 @@ pub fn setting_operation(input: &PlanInput<'_>, change: &Change) -> Operation {
                 expect: sensitive.then(|| change.after.clone()).flatten(),
             }),
         },
+    }
+}
+
+/// One declared address to compare: what the desired state asks, what is observed.
+pub struct Diff<'a> {
+    pub address: &'a Address,
+    pub desired: &'a Desired,
+    pub sensitive: bool,
+    pub observed: &'a ObservedValue,
+    /// Whether the value changed since tldw-ops last applied it.
+    pub drift: bool,
+    pub salt: &'a [u8],
+}
+
+impl Diff<'_> {
+    /// A change of this address; its source location is added by the planner.
+    pub fn change(
+        &self,
+        action: Action,
+        reason: String,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Change {
+        Change {
+            address: self.address.clone(),
+            action,
+            reason,
+            sensitive: self.sensitive,
+            drift: self.drift,
+            before,
+            after,
+            source: None,
+        }
+    }
+
+    /// The observed value as the plan shows it: masked when sensitive.
+    pub fn before_shown(&self) -> Option<String> {
+        self.observed
+            .canonical()
+            .map(|value| shown(self.salt, &value, self.sensitive))
+    }
+}
+
+/// The change of a plain value (a setting, a quota, a retention period).
+pub fn value_change(diff: &Diff<'_>) -> Option<Change> {
+    let wanted = diff.desired.canonical()?;
+    let after = Some(shown(diff.salt, &wanted, diff.sensitive));
+    match diff.observed.canonical() {
+        None => Some(diff.change(Action::Create, "not present".to_string(), None, after)),
+        Some(current) if current == wanted => None,
+        Some(_) => Some(diff.change(
+            Action::Update,
+            if diff.drift {
+                "changed outside tldw-ops; restoring the declared value".to_string()
+            } else {
+                "value differs".to_string()
+            },
+            diff.before_shown(),
+            after,
+        )),
     }
 }
 

@@ -7,15 +7,16 @@ use std::collections::BTreeMap;
 use crate::model::{Address, Desired, Resource, SecretDesired, SecretSource};
 use crate::plan::adopt::{AdoptInput, Edit, Refusal};
 use crate::plan::kind::{
-    CompileError, CompileInput, Kind, LikelyCause, StepTarget, Steps, child_locations,
-    setting_operation,
+    CompileError, CompileInput, Diff, Kind, LikelyCause, StepTarget, Steps, child_locations,
+    setting_operation, value_change,
 };
 use crate::plan::{Action, Change, Operation, PlanInput, SecretFrom, SecretOperation, StepKind};
-use crate::secrets::is_sensitive;
+use crate::secrets::{is_placeholder, is_sensitive, is_tldw_api_key, shown, value_hash};
 use crate::spec::edit;
 use crate::spec::load::escape_pointer;
 use crate::spec::mapping::{EnvOrigin, RETENTION_KEYS, env_entries};
 use crate::spec::semantic::locate;
+use crate::spec::types::SecretFormat;
 use crate::spec::unmap;
 
 /// `env.*` addresses.
@@ -232,6 +233,106 @@ impl Kind for Secrets {
         Ok(())
     }
 
+    /// A secret from a source changes when its value differs; a generated one when it is
+    /// missing, a placeholder, not in the asked-for form, or older than `rotate_after`.
+    fn change(&self, input: &PlanInput<'_>, diff: &Diff<'_>) -> Option<Change> {
+        let Desired::Secret(secret) = diff.desired else {
+            return value_change(diff);
+        };
+        let before = diff.observed.canonical();
+        let generated = matches!(secret.source, SecretSource::Generate(_));
+        if !generated {
+            let value = secret.resolved.as_deref()?;
+            let after = Some(shown(diff.salt, value, true));
+            let origin = match &secret.source {
+                SecretSource::FromEnv(name) => format!("environment variable {name}"),
+                SecretSource::FromFile(path) => format!("file {path}"),
+                SecretSource::Generate(_) => unreachable!(),
+            };
+            return match &before {
+                None => Some(diff.change(
+                    Action::Create,
+                    format!("not present; set from {origin}"),
+                    None,
+                    after,
+                )),
+                Some(current) if current == value => None,
+                Some(_) => Some(diff.change(
+                    Action::Update,
+                    format!("value differs from its source ({origin})"),
+                    diff.before_shown(),
+                    after,
+                )),
+            };
+        }
+        let SecretSource::Generate(generate) = &secret.source else {
+            unreachable!()
+        };
+        let after = Some("(generated at apply)".to_string());
+        let Some(current) = &before else {
+            return Some(diff.change(
+                Action::Create,
+                "not present; generated during apply".to_string(),
+                None,
+                after,
+            ));
+        };
+        if is_placeholder(current) {
+            return Some(diff.change(
+                Action::Update,
+                "current value is a placeholder".to_string(),
+                diff.before_shown(),
+                after,
+            ));
+        }
+        match generate.format {
+            Some(SecretFormat::TldwApiKey) if !is_tldw_api_key(current) => {
+                return Some(diff.change(
+                    Action::Update,
+                    "current value is not in tldw's tldw_<kid>.<secret> form".to_string(),
+                    diff.before_shown(),
+                    after,
+                ));
+            }
+            Some(SecretFormat::Fernet) if !is_fernet_key(current) => {
+                return Some(diff.change(
+                    Action::Update,
+                    "current value is not a Fernet key".to_string(),
+                    diff.before_shown(),
+                    after,
+                ));
+            }
+            None if current.chars().count() < generate.length.unwrap_or(64) as usize => {
+                return Some(diff.change(
+                    Action::Update,
+                    format!(
+                        "current value has {} characters; {} are asked for",
+                        current.chars().count(),
+                        generate.length.unwrap_or(64)
+                    ),
+                    diff.before_shown(),
+                    after,
+                ));
+            }
+            _ => {}
+        }
+        let rotate_after = secret.rotate_after?;
+        let meta = input.state.secrets.get(diff.address.name())?;
+        if meta.fingerprint != value_hash(diff.salt, current) {
+            // Changed outside tldw-ops: its age is unknown, so it is not rotated on a guess.
+            return None;
+        }
+        let age = input.now.duration_since(meta.set_at).as_secs().max(0) as u64;
+        (age >= rotate_after).then(|| {
+            diff.change(
+                Action::Rotate,
+                format!("age {} > {} (rotate_after)", days(age), days(rotate_after)),
+                diff.before_shown(),
+                after,
+            )
+        })
+    }
+
     fn operation(&self, input: &PlanInput<'_>, change: &Change) -> Option<Operation> {
         if change.action == Action::Delete {
             return Some(Operation::Remove {
@@ -269,4 +370,23 @@ impl Kind for Secrets {
     fn adopts(&self) -> bool {
         true
     }
+}
+
+fn days(seconds: u64) -> String {
+    if seconds >= 86_400 || seconds == 0 {
+        format!("{}d", seconds / 86_400)
+    } else if seconds >= 3_600 {
+        format!("{}h", seconds / 3_600)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// A Fernet key: 32 bytes in URL-safe base64 with padding (44 characters).
+fn is_fernet_key(value: &str) -> bool {
+    value.len() == 44
+        && value.ends_with('=')
+        && value[..43]
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }

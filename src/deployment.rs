@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use crate::model::{Address, AddressKind, Observed};
+use crate::model::{Address, Observed, Target};
 use crate::plan::service::{HealthCheck, SmokeCheck};
 use crate::providers::config_file::{ConfigFile, ConfigFileError};
 use crate::providers::env_file::{EnvFile, EnvFileError};
@@ -121,6 +121,20 @@ pub struct ObservedFiles {
     pub config: ConfigFile,
 }
 
+impl ObservedFiles {
+    /// The canonical value `address` has now. File addresses are read from the files
+    /// themselves, as the executor's precondition check reads them: a key the desired state
+    /// does not manage (a rotation's `keep_previous_as`, a key a rollback plan restores) is not
+    /// in `observed`, and would read as absent there but present at apply.
+    pub fn now(&self, observed: &Observed, address: &Address) -> Option<String> {
+        match address.kind().target() {
+            Target::EnvFile => self.env.observe(address).canonical(),
+            Target::ConfigFile => self.config.observe(address).canonical(),
+            Target::Api | Target::Backups => observed.get(address).canonical(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
     #[error(transparent)]
@@ -157,16 +171,16 @@ pub fn file_values(files: &ObservedFiles, addresses: &BTreeSet<Address>) -> Obse
     let (env, config) = (&files.env, &files.config);
     let mut observed = Observed::default();
     for address in addresses {
-        let value = match address.kind() {
-            AddressKind::Env | AddressKind::Secret => env.observe(address),
-            AddressKind::Config => config.observe(address),
-            _ => continue,
+        let value = match address.kind().target() {
+            Target::EnvFile => env.observe(address),
+            Target::ConfigFile => config.observe(address),
+            Target::Api | Target::Backups => continue,
         };
         observed.values.insert(address.clone(), value);
     }
     let managed: BTreeSet<&str> = addresses
         .iter()
-        .filter(|address| matches!(address.kind(), AddressKind::Env | AddressKind::Secret))
+        .filter(|address| address.kind().target() == Target::EnvFile)
         .map(Address::name)
         .collect();
     observed

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::deployment::{Deployment, ObserveError, ObservedFiles, file_values, observe_files};
-use crate::model::{Address, AddressKind, DesiredState, Observed};
+use crate::model::{Address, DesiredState, Observed, Target};
 use crate::plan::{CompileError, compile};
 use crate::plan::{Plan, PlanInput, plan};
 use crate::secrets::{sha256_hex, value_hash};
@@ -381,12 +381,10 @@ fn check_paths(checked: &Checked, deployment: &Deployment) -> Result<(), Pipelin
 pub async fn observe(mut loaded: Loaded) -> Result<Prepared, PipelineError> {
     let started = std::time::Instant::now();
     let addresses = addresses_of(&loaded);
-    let wants_api = addresses.iter().any(|address| {
-        matches!(
-            address.kind(),
-            AddressKind::QuotaUser | AddressKind::Retention
-        )
-    }) || loaded.checked.spec.registration.is_some();
+    let wants_api = addresses
+        .iter()
+        .any(|address| address.kind().target() == Target::Api)
+        || loaded.checked.spec.registration.is_some();
     let files = {
         let deployment = loaded.deployment.clone();
         let addresses = addresses.clone();
@@ -489,18 +487,6 @@ pub fn observed_values(prepared: &Prepared) -> BTreeMap<Address, Option<String>>
         .collect()
 }
 
-/// The canonical value `address` has now. File addresses are read from the files themselves,
-/// as the executor's precondition check reads them: a key the desired state does not manage (a
-/// rotation's `keep_previous_as`, a key a rollback plan restores) is not in
-/// `prepared.observed`, and would read as absent here but present at apply.
-pub fn observed_now(prepared: &Prepared, address: &Address) -> Option<String> {
-    match address.kind() {
-        AddressKind::Env | AddressKind::Secret => prepared.files.env.observe(address).canonical(),
-        AddressKind::Config => prepared.files.config.observe(address).canonical(),
-        _ => prepared.observed.get(address).canonical(),
-    }
-}
-
 /// The fingerprint `backup.set.<id>` has now, for the staleness check of a saved plan; `None`
 /// for other addresses (or without a backup policy, when every backup address is absent).
 pub fn backup_fingerprint_now(address: &str, prepared: &Prepared) -> Option<String> {
@@ -547,7 +533,7 @@ pub fn staleness(plan: &Plan, prepared: &Prepared) -> (Vec<Moved>, Vec<String>) 
         let now = backup_fingerprint_now(address, prepared).unwrap_or_else(|| {
             Address::parse(address)
                 .ok()
-                .and_then(|address| observed_now(prepared, &address))
+                .and_then(|address| prepared.files.now(&prepared.observed, &address))
                 .map(|value| value_hash(salt, &value))
                 .unwrap_or_else(|| crate::plan::ABSENT.to_string())
         });

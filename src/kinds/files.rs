@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{
-    Effects, Interrupted, PreviewContext, Provider, StepContext, StepError, StepFuture,
-    UndoContext, Undone,
+    Effects, Interrupted, PreviewContext, Provider, RestoreContext, Restoring, StepContext,
+    StepError, StepFuture, UndoContext, Undone,
 };
 use crate::deployment::Deployment;
 use crate::faults::Point;
 use crate::model::{Address, Desired, DesiredState, SecretSource};
-use crate::plan::{Operation, Plan, SecretFrom, SecretOperation, Step};
+use crate::plan::{Change, Operation, Plan, SecretFrom, SecretOperation, Step, StepKind};
 use crate::providers::checkpoint;
 use crate::providers::files::{
     FileSnapshot, content_hash, read_snapshot, remove_durably, write_atomic_if,
@@ -51,6 +51,13 @@ pub trait FileDocument: Sync {
     ) -> Result<BTreeMap<String, String>, String>;
     /// See [`Provider::resumed`].
     fn resumed(&self, _plan: &Plan, _step: &Step, _effects: &mut Effects) {}
+
+    /// The kind of this file's steps.
+    fn step_kind(&self) -> StepKind;
+
+    /// The file's text now, and a change for every value that differs between it and
+    /// `before`, a checkpointed image of the file (`rollback <apply-id>`).
+    fn restored(&self, cx: &RestoreContext<'_>, before: &str) -> (String, Vec<Change>);
 }
 
 /// Every file kind is a provider the same way: the step, its undo, resume and preview are the
@@ -76,6 +83,14 @@ impl<D: FileDocument> Provider for D {
         row: &'a StepRecord,
     ) -> StepFuture<'a, Result<Undone, String>> {
         Box::pin(async move { undo(self, cx.deployment, row) })
+    }
+
+    fn restoring(
+        &self,
+        cx: &RestoreContext<'_>,
+        row: &StepRecord,
+    ) -> Result<Option<Restoring>, String> {
+        restoring(self, cx, row)
     }
 
     fn interrupted(
@@ -187,6 +202,68 @@ pub async fn ensure(
 /// Undoes a file step: puts back its checkpoint (or removes the file it created), provided the
 /// file still holds what the step wrote. A file already back at its before-state counts as
 /// undone.
+/// The step that puts back the before-image a done file step checkpointed, with a change for
+/// every value that differs from the file now.
+fn restoring<D: FileDocument>(
+    document: &D,
+    cx: &RestoreContext<'_>,
+    row: &StepRecord,
+) -> Result<Option<Restoring>, String> {
+    let apply_id = cx.apply_id;
+    if row.status != StepStatus::Done {
+        return Ok(None);
+    }
+    let (Some(path), Some(hash)) = (&row.checkpoint_path, &row.checkpoint_hash) else {
+        if row.before_hash.as_deref() == Some("absent") {
+            return Err(format!(
+                "apply {apply_id} created {}; rolling back a created file is not supported, remove it by hand if that is what you want",
+                row.target
+            ));
+        }
+        return Ok(None);
+    };
+    let before = checkpoint::load(Path::new(path), hash).map_err(|error| {
+        format!("cannot roll back apply {apply_id}: {error} (checkpoints of older applies are pruned after {} applies)", checkpoint::KEEP_APPLIES)
+    })?;
+    let (current_text, changes) = document.restored(cx, &before);
+    if current_text == before {
+        return Ok(None);
+    }
+    Ok(Some(Restoring {
+        step: Step {
+            index: 0,
+            kind: document.step_kind(),
+            target: row.target.clone(),
+            addresses: changes
+                .iter()
+                .map(|change| change.address.to_string())
+                .collect(),
+            operations: vec![Operation::RestoreFile {
+                checkpoint: path.clone(),
+                checkpoint_hash: hash.clone(),
+            }],
+        },
+        changes,
+        restarts: true,
+    }))
+}
+
+/// Whether a restored entry is shown as a fingerprint: the YAML declares it sensitive, or
+/// either value looks like a secret.
+pub fn is_secret_change(
+    cx: &RestoreContext<'_>,
+    address: &Address,
+    key: &str,
+    now: &Option<String>,
+    then: &Option<String>,
+) -> bool {
+    cx.sensitive.contains(address)
+        || [now, then]
+            .into_iter()
+            .flatten()
+            .any(|value| crate::secrets::is_sensitive(key, value))
+}
+
 pub fn undo(
     document: &dyn FileDocument,
     deployment: &Deployment,

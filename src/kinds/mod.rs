@@ -183,6 +183,67 @@ pub struct Undone {
 }
 
 /// The I/O half of a kind.
+/// What `rollback <apply-id>` reads to plan the restore of a journaled step: the deployment
+/// as observed now.
+pub struct RestoreContext<'a> {
+    pub apply_id: &'a str,
+    pub files: &'a crate::deployment::ObservedFiles,
+    pub observed: &'a crate::model::Observed,
+    pub salt: &'a [u8],
+    /// The addresses the desired state declares sensitive.
+    pub sensitive: &'a std::collections::BTreeSet<Address>,
+}
+
+impl RestoreContext<'_> {
+    /// The canonical value `address` has now (see `ObservedFiles::now`).
+    pub fn now(&self, address: &Address) -> Option<String> {
+        self.files.now(self.observed, address)
+    }
+
+    /// The stale-plan fingerprint of what `address` holds now.
+    pub fn fingerprint(&self, address: &Address) -> String {
+        self.now(address)
+            .map(|value| crate::secrets::value_hash(self.salt, &value))
+            .unwrap_or_else(|| crate::plan::ABSENT.to_string())
+    }
+
+    /// The change that puts `then` back where `now` is, masked when sensitive.
+    pub fn change(
+        &self,
+        address: Address,
+        now: Option<String>,
+        then: Option<String>,
+        sensitive: bool,
+    ) -> crate::plan::Change {
+        use crate::plan::Action;
+        let shown = |value: String| crate::secrets::shown(self.salt, &value, sensitive);
+        crate::plan::Change {
+            action: match (&now, &then) {
+                (None, Some(_)) => Action::Create,
+                (Some(_), None) => Action::Delete,
+                _ => Action::Update,
+            },
+            address,
+            reason: "restoring the value from before the rolled-back apply".to_string(),
+            sensitive,
+            drift: false,
+            before: now.map(shown),
+            after: then.map(shown),
+            source: None,
+        }
+    }
+}
+
+/// The step that restores what one journaled step replaced, with a change for every value
+/// that differs from now and their fingerprints.
+#[derive(Debug)]
+pub struct Restoring {
+    pub step: Step,
+    pub changes: Vec<crate::plan::Change>,
+    /// Whether tldw_server must restart afterwards (it reads the file at start).
+    pub restarts: bool,
+}
+
 pub trait Provider: Sync {
     /// Performs `step`: journals it `started` before acting and `done`, `skipped` or `failed`
     /// after, and is idempotent, so a resumed apply may run it again.
@@ -233,6 +294,16 @@ pub trait Provider: Sync {
 
     /// What a completed step of an interrupted run did, for the record of the resumed one.
     fn resumed(&self, _plan: &Plan, _step: &Step, _effects: &mut Effects) {}
+
+    /// The step that puts back what the done step `row` replaced (`rollback <apply-id>`), or
+    /// `None` when this kind restores nothing or nothing differs from now.
+    fn restoring(
+        &self,
+        _cx: &RestoreContext<'_>,
+        _row: &StepRecord,
+    ) -> Result<Option<Restoring>, String> {
+        Ok(None)
+    }
 
     /// The fingerprint of what the deployment holds now at each address of `fingerprints`
     /// (address -> fingerprint when the plan was made; all owned by this provider), so the

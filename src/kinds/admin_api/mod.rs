@@ -18,10 +18,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undone};
+use super::{
+    Effects, Provider, RestoreContext, Restoring, StepContext, StepError, StepFuture, UndoContext,
+    Undone,
+};
 use crate::faults::Point;
 use crate::model::{Address, AddressKind};
-use crate::plan::{Operation, Step};
+use crate::plan::{Operation, Step, StepKind};
 use crate::providers::tldw_api::{ApiError, TldwApi};
 use crate::secrets::{sha256_hex, value_hash};
 use crate::state::{StepRecord, StepStatus};
@@ -446,6 +449,87 @@ async fn ensure(
     }
 }
 
+/// A step that writes back the quota or retention values an earlier API step replaced, with a
+/// change for each value that differs from now.
+fn restoring(cx: &RestoreContext<'_>, row: &StepRecord) -> Result<Option<Restoring>, String> {
+    let (StepStatus::Done, Some(before)) = (row.status, &row.before_values) else {
+        return Ok(None);
+    };
+    let before: BeforeValues = serde_json::from_str(before).map_err(|error| {
+        format!(
+            "the journal's before-values of step {} are unreadable: {error}",
+            row.index + 1
+        )
+    })?;
+    let mut operations = Vec::new();
+    let mut changes = Vec::new();
+    let mut kind = StepKind::EnsureQuotas;
+    let mut note = |address: Address, then: Option<String>, operation: Operation| {
+        let now = cx.now(&address);
+        if now == then {
+            return;
+        }
+        changes.push(cx.change(address, now, then, false));
+        operations.push(operation);
+    };
+    for (username, (_, quota)) in &before.quotas {
+        let address = Address::quota_user(username);
+        let then = Some(
+            quota
+                .map(|megabytes| megabytes.to_string())
+                .unwrap_or_else(|| "unlimited".to_string()),
+        );
+        note(
+            address.clone(),
+            then,
+            Operation::SetQuota {
+                address,
+                username: username.clone(),
+                quota_mb: *quota,
+            },
+        );
+    }
+    for (key, days) in &before.retention {
+        kind = StepKind::EnsureRetention;
+        let address = Address::retention(key);
+        let current = match cx.observed.get(&address) {
+            crate::model::ObservedValue::Days(days) => Some(*days),
+            _ => None,
+        };
+        note(
+            address.clone(),
+            Some(days.to_string()),
+            Operation::SetRetention {
+                address,
+                policy_key: key.clone(),
+                current_days: current,
+                days: *days,
+            },
+        );
+    }
+    if operations.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Restoring {
+        changes,
+        restarts: false,
+        step: Step {
+            index: 0,
+            kind,
+            target: row.target.clone(),
+            addresses: operations
+                .iter()
+                .filter_map(|operation| match operation {
+                    Operation::SetQuota { address, .. }
+                    | Operation::SetRetention { address, .. } => Some(address.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            operations,
+        },
+    }))
+}
+
 impl Provider for AdminApiProvider {
     fn ensure<'a>(
         &'a self,
@@ -458,6 +542,14 @@ impl Provider for AdminApiProvider {
 
     fn undoes(&self) -> bool {
         true
+    }
+
+    fn restoring(
+        &self,
+        cx: &RestoreContext<'_>,
+        row: &StepRecord,
+    ) -> Result<Option<Restoring>, String> {
+        restoring(cx, row)
     }
 
     fn undo<'a>(

@@ -4,14 +4,15 @@
 pub mod kind;
 pub mod preview;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::files::{self, FileDocument};
-use super::{Effects, PreviewContext, StepContext, StepError};
+use super::{Effects, PreviewContext, RestoreContext, StepContext, StepError};
 use crate::deployment::Deployment;
 use crate::model::{Address, AddressKind, DesiredState};
-use crate::plan::{EntryEdit, Step};
+use crate::plan::{Change, EntryEdit, Step, StepKind};
+use crate::providers::config_file::document::IniDocument;
 use crate::providers::config_file::{ConfigEdit, ConfigFile};
 use crate::providers::files::FileSnapshot;
 
@@ -68,6 +69,38 @@ impl FileDocument for ConfigFileProvider {
             .filter(|address| address.kind() == AddressKind::Config)
             .map(|address| (address.clone(), file.observe(address).canonical()))
             .collect()
+    }
+
+    fn step_kind(&self) -> StepKind {
+        StepKind::EnsureConfigFile
+    }
+
+    fn restored(&self, cx: &RestoreContext<'_>, before: &str) -> (String, Vec<Change>) {
+        let current = cx.files.config.document();
+        let Ok(before) = IniDocument::parse(before) else {
+            return (current.render(), Vec::new());
+        };
+        let mut keys: BTreeSet<(String, String)> = current
+            .entries()
+            .map(|entry| (entry.section.to_string(), entry.key.to_ascii_lowercase()))
+            .collect();
+        keys.extend(
+            before
+                .entries()
+                .map(|entry| (entry.section.to_string(), entry.key.to_ascii_lowercase())),
+        );
+        let mut changes = Vec::new();
+        for (section, key) in keys {
+            let now = current.get(&section, &key).ok().flatten();
+            let then = before.get(&section, &key).ok().flatten();
+            if now == then {
+                continue;
+            }
+            let address = Address::config(&section, &key);
+            let sensitive = files::is_secret_change(cx, &address, &key, &now, &then);
+            changes.push(cx.change(address, now, then, sensitive));
+        }
+        (current.render(), changes)
     }
 
     fn preview(&self, step: &Step, cx: &PreviewContext<'_>) -> Option<(String, String)> {

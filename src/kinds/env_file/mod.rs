@@ -5,14 +5,15 @@
 pub mod kind;
 pub mod preview;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::files::{self, FileDocument};
-use super::{Effects, PreviewContext, StepContext, StepError};
+use super::{Effects, PreviewContext, RestoreContext, StepContext, StepError};
 use crate::deployment::Deployment;
 use crate::model::{Address, AddressKind, DesiredState};
-use crate::plan::{Action, EntryEdit, Plan, Step};
+use crate::plan::{Action, Change, EntryEdit, Plan, Step, StepKind};
+use crate::providers::env_file::document::EnvDocument;
 use crate::providers::env_file::{EnvEdit, EnvFile};
 use crate::providers::files::FileSnapshot;
 
@@ -120,6 +121,39 @@ impl FileDocument for EnvFileProvider {
                     .insert(address.name().to_string(), rotates(plan, &address));
             }
         }
+    }
+
+    fn step_kind(&self) -> StepKind {
+        StepKind::EnsureEnvFile
+    }
+
+    fn restored(&self, cx: &RestoreContext<'_>, before: &str) -> (String, Vec<Change>) {
+        let current = cx.files.env.document();
+        let Ok(before) = EnvDocument::parse(before) else {
+            return (current.render(), Vec::new());
+        };
+        let mut keys: BTreeSet<String> = current
+            .entries()
+            .map(|entry| entry.key.to_string())
+            .collect();
+        keys.extend(before.entries().map(|entry| entry.key.to_string()));
+        let mut changes = Vec::new();
+        for key in keys {
+            let now = current.get(&key).map(str::to_string);
+            let then = before.get(&key).map(str::to_string);
+            if now == then {
+                continue;
+            }
+            let secret_address = Address::secret(&key);
+            let address = if cx.sensitive.contains(&secret_address) {
+                secret_address
+            } else {
+                Address::env(&key)
+            };
+            let sensitive = files::is_secret_change(cx, &address, &key, &now, &then);
+            changes.push(cx.change(address, now, then, sensitive));
+        }
+        (current.render(), changes)
     }
 
     fn preview(&self, step: &Step, cx: &PreviewContext<'_>) -> Option<(String, String)> {

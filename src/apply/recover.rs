@@ -141,7 +141,7 @@ pub async fn rollback_unfinished<S: StateStore>(
                     | StepStatus::UndoFailed
             ) && (row.after_hash.is_some()
                 || crate::kinds::provider_of_row(&row.kind)
-                    .is_some_and(|provider| provider.undone_when_unfinished()))
+                    .is_some_and(|provider| provider.undoes() == crate::kinds::Undoes::Started))
         })
         .collect();
     let outcome = undo_steps(store, plan, deployment, api, &acted, faults, reporter).await;

@@ -40,7 +40,7 @@ pub async fn undo_steps<S: StateStore>(
             continue;
         };
         let provider = kinds::provider(step.kind);
-        if !provider.undoes() || row.status == StepStatus::Skipped {
+        if provider.undoes() == kinds::Undoes::Nothing || row.status == StepStatus::Skipped {
             continue;
         }
         reporter.undo_started(step);

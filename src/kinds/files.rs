@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::{
     Effects, Interrupted, PreviewContext, Provider, RestoreContext, Restoring, StepContext,
-    StepError, StepFuture, UndoContext, Undone,
+    StepError, StepFuture, UndoContext, Undoes, Undone,
 };
 use crate::deployment::Deployment;
 use crate::faults::Point;
@@ -72,8 +72,8 @@ impl<D: FileDocument> Provider for D {
         Box::pin(ensure(self, cx, step, effects))
     }
 
-    fn undoes(&self) -> bool {
-        true
+    fn undoes(&self) -> Undoes {
+        Undoes::Finished
     }
 
     fn undo<'a>(

@@ -167,6 +167,18 @@ pub struct UndoContext<'a> {
 }
 
 /// Where an interrupted step stands (see [`Provider::interrupted`]).
+/// Which journaled steps of a kind a rollback undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undoes {
+    /// None: the step changes nothing a rollback puts back (a gate, a restart).
+    Nothing,
+    /// Steps that got as far as recording what they wrote (an after-hash).
+    Finished,
+    /// Those, and also steps interrupted before that: `rollback --unfinished` undoes them too
+    /// (an interrupted create leaves a partial set, an interrupted stop a stopped server).
+    Started,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupted {
     Done,
@@ -254,15 +266,9 @@ pub trait Provider: Sync {
         effects: &'a mut Effects,
     ) -> StepFuture<'a, Result<StepRecord, StepError>>;
 
-    /// Whether a journaled step of this kind is undone when the apply rolls back.
-    fn undoes(&self) -> bool {
-        false
-    }
-
-    /// Whether `rollback --unfinished` undoes a step of this kind that has no after-hash yet
-    /// (an interrupted create leaves a partial set, an interrupted stop a stopped server).
-    fn undone_when_unfinished(&self) -> bool {
-        false
+    /// Which journaled steps of this kind are undone when the apply rolls back.
+    fn undoes(&self) -> Undoes {
+        Undoes::Nothing
     }
 
     /// Undoes one journaled step (only called when [`Provider::undoes`]).

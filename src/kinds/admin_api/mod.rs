@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Effects, Provider, RestoreContext, Restoring, StepContext, StepError, StepFuture, UndoContext,
-    Undone,
+    Undoes, Undone,
 };
 use crate::faults::Point;
 use crate::model::{Address, AddressKind};
@@ -540,8 +540,8 @@ impl Provider for AdminApiProvider {
         Box::pin(ensure(cx, step, effects))
     }
 
-    fn undoes(&self) -> bool {
-        true
+    fn undoes(&self) -> Undoes {
+        Undoes::Finished
     }
 
     fn restoring(

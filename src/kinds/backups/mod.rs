@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::service::server_answers;
-use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undone};
+use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undoes, Undone};
 use crate::backups::BackupTarget;
 use crate::deployment::Deployment;
 use crate::faults::Point;
@@ -275,12 +275,8 @@ impl Provider for CreateBackup {
         Box::pin(ensure_backup_created(cx, step))
     }
 
-    fn undoes(&self) -> bool {
-        true
-    }
-
-    fn undone_when_unfinished(&self) -> bool {
-        true
+    fn undoes(&self) -> Undoes {
+        Undoes::Started
     }
 
     /// Keeps a complete set (a safety copy of the data), removes an incomplete one.
@@ -331,12 +327,8 @@ impl Provider for RestoreBackup {
         Box::pin(ensure_backup_restored(cx, step))
     }
 
-    fn undoes(&self) -> bool {
-        true
-    }
-
-    fn undone_when_unfinished(&self) -> bool {
-        true
+    fn undoes(&self) -> Undoes {
+        Undoes::Started
     }
 
     /// Restores the safety set the same plan took first, and only while the server does not

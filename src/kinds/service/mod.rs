@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use super::backups::described;
-use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undone};
+use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undoes, Undone};
 use crate::deployment::Deployment;
 use crate::faults::Point;
 use crate::plan::service::HealthCheck;
@@ -154,12 +154,8 @@ impl Provider for StopService {
         }))
     }
 
-    fn undoes(&self) -> bool {
-        true
-    }
-
-    fn undone_when_unfinished(&self) -> bool {
-        true
+    fn undoes(&self) -> Undoes {
+        Undoes::Started
     }
 
     fn undo<'a>(
@@ -194,12 +190,8 @@ impl Provider for StartService {
         }))
     }
 
-    fn undoes(&self) -> bool {
-        true
-    }
-
-    fn undone_when_unfinished(&self) -> bool {
-        true
+    fn undoes(&self) -> Undoes {
+        Undoes::Started
     }
 
     fn undo<'a>(

@@ -67,6 +67,16 @@ pub enum AddressKind {
 }
 
 impl AddressKind {
+    /// Every address kind.
+    pub const ALL: [AddressKind; 6] = [
+        AddressKind::Env,
+        AddressKind::Config,
+        AddressKind::Secret,
+        AddressKind::QuotaUser,
+        AddressKind::Retention,
+        AddressKind::BackupSet,
+    ];
+
     pub fn target(self) -> Target {
         match self {
             AddressKind::Env | AddressKind::Secret => Target::EnvFile,

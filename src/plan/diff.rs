@@ -137,7 +137,11 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
     let (groups, restarts) = super::kind::change_steps(input, changes);
     let mut steps = Vec::new();
     let mut push = |kind: StepKind, target: String, operations: Vec<Operation>| {
-        let addresses = operations.iter().filter_map(operation_address).collect();
+        let addresses = operations
+            .iter()
+            .filter_map(Operation::address)
+            .map(ToString::to_string)
+            .collect();
         steps.push(Step {
             index: 0,
             kind,
@@ -165,22 +169,6 @@ fn order_steps(input: &PlanInput<'_>, changes: &[Change]) -> Vec<Step> {
         step.index = index as u32;
     }
     steps
-}
-
-fn operation_address(operation: &Operation) -> Option<String> {
-    match operation {
-        Operation::Set { address, .. }
-        | Operation::Remove { address }
-        | Operation::SetQuota { address, .. }
-        | Operation::SetRetention { address, .. } => Some(address.to_string()),
-        Operation::Run { .. }
-        | Operation::RestoreFile { .. }
-        | Operation::Check { .. }
-        | Operation::Smoke(_)
-        | Operation::CreateBackup { .. }
-        | Operation::PruneBackup { .. }
-        | Operation::RestoreBackup { .. } => None,
-    }
 }
 
 #[cfg(test)]

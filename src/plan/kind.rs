@@ -231,16 +231,6 @@ pub fn value_change(diff: &Diff<'_>) -> Option<Change> {
     }
 }
 
-/// Every address kind, in the order the registry is asked to compile them.
-pub const ADDRESS_KINDS: [AddressKind; 6] = [
-    AddressKind::Env,
-    AddressKind::Config,
-    AddressKind::Secret,
-    AddressKind::QuotaUser,
-    AddressKind::Retention,
-    AddressKind::BackupSet,
-];
-
 /// Turns a checked spec into the desired state: each kind adds its resources. `resolved` maps
 /// each `from_env`/`from_file` secret name to its value, or the reason it could not be read.
 pub fn compile(
@@ -251,7 +241,7 @@ pub fn compile(
     let spec = &checked.spec;
     let input = CompileInput { checked, resolved };
     let mut resources = BTreeMap::new();
-    for address_kind in ADDRESS_KINDS {
+    for address_kind in AddressKind::ALL {
         kinds(address_kind).compile(&input, &mut resources)?;
     }
     let keep_previous = spec

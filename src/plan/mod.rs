@@ -310,6 +310,26 @@ pub enum Operation {
     },
 }
 
+impl Operation {
+    /// The managed address the operation changes; `None` for the service, gate and backup
+    /// operations, which change no managed value.
+    pub fn address(&self) -> Option<&Address> {
+        match self {
+            Operation::Set { address, .. }
+            | Operation::Remove { address }
+            | Operation::SetQuota { address, .. }
+            | Operation::SetRetention { address, .. } => Some(address),
+            Operation::Run { .. }
+            | Operation::RestoreFile { .. }
+            | Operation::Check { .. }
+            | Operation::Smoke(_)
+            | Operation::CreateBackup { .. }
+            | Operation::PruneBackup { .. }
+            | Operation::RestoreBackup { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub struct SecretOperation {

@@ -519,11 +519,8 @@ fn restoring(cx: &RestoreContext<'_>, row: &StepRecord) -> Result<Option<Restori
             target: row.target.clone(),
             addresses: operations
                 .iter()
-                .filter_map(|operation| match operation {
-                    Operation::SetQuota { address, .. }
-                    | Operation::SetRetention { address, .. } => Some(address.to_string()),
-                    _ => None,
-                })
+                .filter_map(Operation::address)
+                .map(ToString::to_string)
                 .collect(),
             operations,
         },

@@ -392,4 +392,38 @@ mod tests {
             serde_json::from_str::<Operation>(r#"{"op":"remove","address":"nothing.x"}"#).is_err()
         );
     }
+
+    /// `StepKind::ALL` serves lookups of journaled rows by name (resume, rollback, `show`), so
+    /// a kind missing from it would be unknown there: the schema, derived from the enum itself,
+    /// lists every variant.
+    #[test]
+    fn step_kind_all_lists_every_variant() {
+        let schema = serde_json::to_value(schemars::schema_for!(StepKind)).unwrap();
+        // Variants with doc comments are `oneOf` entries of their own (`const` or `enum`).
+        let mut declared = Vec::new();
+        let mut collect = |value: &serde_json::Value| {
+            for values in [&value["enum"], &value["const"]] {
+                match values {
+                    serde_json::Value::Array(items) => declared.extend(
+                        items
+                            .iter()
+                            .filter_map(|item| item.as_str().map(str::to_string)),
+                    ),
+                    serde_json::Value::String(text) => declared.push(text.clone()),
+                    _ => {}
+                }
+            }
+        };
+        collect(&schema);
+        for entry in schema["oneOf"].as_array().into_iter().flatten() {
+            collect(entry);
+        }
+        let mut listed: Vec<String> = StepKind::ALL
+            .iter()
+            .map(|kind| kind.as_str().to_string())
+            .collect();
+        declared.sort();
+        listed.sort();
+        assert_eq!(listed, declared);
+    }
 }

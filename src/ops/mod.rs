@@ -11,3 +11,4 @@ pub mod import;
 pub mod promote;
 pub mod rollback;
 pub mod secrets;
+pub mod validate;

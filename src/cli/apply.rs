@@ -99,10 +99,10 @@ async fn apply_prepared(
     faults: &Faults,
 ) -> ExitStatus {
     let only_backup = args.only == Some(super::common::Part::Backup);
-    let plan = match ops::plan_for(prepared, only_backup, settings) {
+    let plan = match crate::ops::plan::plan_for(prepared, only_backup, settings) {
         Ok(plan) => plan,
-        Err(message) => {
-            printer.error(&message);
+        Err(error) => {
+            printer.error(&error.to_string());
             return ExitStatus::Error;
         }
     };

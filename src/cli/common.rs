@@ -53,7 +53,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("the async runtime starts")
 }
 
-/// Reports a pipeline error and returns its exit code.
 /// Policy on what apply would leave behind (the desired values over the deployment's files):
 /// warnings are printed; an error-level finding stops `plan` and `apply` with exit 3.
 pub fn check_effective_policy(
@@ -61,34 +60,30 @@ pub fn check_effective_policy(
     plan: &crate::plan::Plan,
     printer: &Printer,
 ) -> Result<(), ExitStatus> {
-    let findings = crate::effective::findings(prepared, plan);
-    let errors = findings
-        .iter()
-        .filter(|diagnostic| diagnostic.is_error())
-        .count();
-    if errors == 0 {
-        for diagnostic in findings
-            .iter()
-            .filter(|diagnostic| diagnostic.severity == crate::spec::Severity::Warning)
-        {
-            let at = diagnostic
-                .location
-                .as_ref()
-                .map(|location| format!("{location}: "))
-                .unwrap_or_default();
-            printer.warning(&format!("{at}{} [{}]", diagnostic.message, diagnostic.code));
+    match crate::ops::plan::check_effective_policy(prepared, plan) {
+        Ok(warnings) => {
+            for diagnostic in &warnings {
+                let at = diagnostic
+                    .location
+                    .as_ref()
+                    .map(|location| format!("{location}: "))
+                    .unwrap_or_default();
+                printer.warning(&format!("{at}{} [{}]", diagnostic.message, diagnostic.code));
+            }
+            Ok(())
         }
-        return Ok(());
+        Err(broken) => {
+            printer.diagnostics(&render_text(
+                &broken.findings,
+                prepared.loaded.checked.sources(),
+            ));
+            printer.error(&broken.to_string());
+            Err(ExitStatus::Invalid)
+        }
     }
-    printer.diagnostics(&render_text(&findings, prepared.loaded.checked.sources()));
-    printer.error(&format!(
-        "the deployment would break {errors} polic{} once this plan is applied; nothing was \
-         changed (values in the deployment's files that this file does not manage count too)",
-        if errors == 1 { "y" } else { "ies" }
-    ));
-    Err(ExitStatus::Invalid)
 }
 
+/// Reports a pipeline error and returns its exit code.
 pub fn report_pipeline_error(error: PipelineError, printer: &Printer) -> ExitStatus {
     match error {
         PipelineError::Invalid {

@@ -86,21 +86,6 @@ pub async fn prepare(file: &Path, settings: &Settings) -> Result<Prepared, Pipel
     pipeline::observe(loaded).await
 }
 
-/// The plan `apply FILE` applies now: everything, or with `only_backup` (`--only backup`) the
-/// backup part alone (`Err` says why there is none).
-pub fn plan_for(
-    prepared: &Prepared,
-    only_backup: bool,
-    settings: &Settings,
-) -> Result<Plan, String> {
-    let plan = pipeline::make_plan(prepared, settings.now());
-    if only_backup {
-        pipeline::only_backups(prepared, plan, settings.now())
-    } else {
-        Ok(plan)
-    }
-}
-
 /// `backup` for a plan that changes backup sets and nothing else (`--only backup`, or a plan
 /// saved from one): it records no managed state, since with other changes left out the record
 /// would forget values still waiting to be applied or removed.

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod drift;
 pub mod envdiff;
 pub mod import;
+pub mod plan;
 pub mod promote;
 pub mod rollback;
 pub mod secrets;

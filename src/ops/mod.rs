@@ -14,4 +14,5 @@ pub mod promote;
 pub mod rollback;
 pub mod secrets;
 pub mod show;
+pub mod state;
 pub mod validate;

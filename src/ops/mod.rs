@@ -7,6 +7,7 @@ pub mod apply;
 pub mod backup;
 pub mod drift;
 pub mod envdiff;
+pub mod gate;
 pub mod history;
 pub mod import;
 pub mod plan;

@@ -10,6 +10,7 @@ use super::plan::{Format, print_plan};
 use super::{ExitStatus, Printer, desired_file};
 use crate::apply::recover::{rollback_unfinished, take_over_lock};
 use crate::faults::Faults;
+use crate::ops::apply::Unfinished;
 use crate::ops::rollback::{self, RollbackError};
 use crate::settings::Settings;
 use crate::state::{LockHolder, StateStore};
@@ -55,11 +56,14 @@ async fn unfinished(
     faults: &Faults,
 ) -> ExitStatus {
     let file = desired_file(args.file.clone());
-    let (loaded, record, plan) =
-        match super::common::load_unfinished(&file, settings, printer, "roll back").await {
-            Ok(found) => found,
-            Err(status) => return status,
-        };
+    let Unfinished {
+        loaded,
+        record,
+        plan,
+    } = match super::common::load_unfinished(&file, settings, printer, "roll back").await {
+        Ok(found) => found,
+        Err(status) => return status,
+    };
     printer.note(&format!(
         "apply {} (started {} by {}@{}) did not finish; every step it completed will be undone from its checkpoint.",
         record.id, record.started_at, record.actor_user, record.actor_host

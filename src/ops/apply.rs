@@ -1,9 +1,10 @@
-//! `apply [FILE | PLAN.json]` and `apply --resume`: the plan to apply (made now, cut down to
-//! `--only backup`, or read from a file saved by `plan --out` and checked against the
-//! deployment as it is now), the executor's context for it, the last check before the first
-//! step (did anything move while waiting for the lock or the confirmation) and the run itself,
-//! which returns how the apply ended. `cli::apply` prints the plan, the progress and the
-//! outcome, runs the promotion gate, asks for confirmation and picks the exit status.
+//! `apply [FILE | PLAN.json]` and `apply --resume`: the plan to apply (made now by
+//! `ops::plan`, or read from a file saved by `plan --out` and checked against the deployment as
+//! it is now), the executor's context for it, the last check before the first step (did
+//! anything move while waiting for the lock or the confirmation) and the run itself, which
+//! returns how the apply ended; for `--resume`, the unfinished apply and the rest of its run.
+//! `cli::apply` prints the plan, the progress and the outcome, runs the promotion gate, asks for
+//! confirmation and picks the exit status.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,14 +13,14 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use crate::apply::recover::{resume, take_over_lock};
-use crate::apply::{ApplyContext, ApplyError, ApplyOutcome, Reporter};
+use crate::apply::{ApplyContext, ApplyError, ApplyOutcome, Reporter, new_apply_id};
 use crate::faults::Faults;
 use crate::model::Address;
 use crate::pipeline::{self, Loaded, Moved, PipelineError, Prepared, staleness, state_location};
 use crate::plan::{FORMAT_VERSION, Plan};
 use crate::providers::checkpoint;
 use crate::settings::Settings;
-use crate::state::{ApplyRecord, LockHolder, StateError, StateStore, StepRecord};
+use crate::state::{ApplyRecord, EnvironmentKey, LockHolder, StateError, StateStore, StepRecord};
 
 /// What an `apply` or `show` target is.
 pub enum SavedPlan {
@@ -426,6 +427,38 @@ pub async fn execute(
     Ok((outcome, started.elapsed()))
 }
 
+/// Runs `plan` over `prepared` as a new apply of `kind`: a fresh apply id, the observed values
+/// and the executor's context, then [`execute`]. `override_reason` is why the promotion gate
+/// was overridden, recorded with the apply.
+pub async fn apply(
+    prepared: &Prepared,
+    plan: &Plan,
+    settings: &Settings,
+    faults: &Faults,
+    reporter: &dyn Reporter,
+    kind: &str,
+    override_reason: Option<&str>,
+) -> Result<(ApplyOutcome, Duration), ExecuteError> {
+    let apply_id = new_apply_id(settings.now());
+    let observed = pipeline::observed_values(prepared);
+    let clock = || settings.now();
+    let context = apply_context(
+        prepared,
+        plan,
+        settings,
+        Parts {
+            observed: &observed,
+            faults,
+            reporter,
+            clock: &clock,
+            apply_id,
+            kind,
+            override_reason,
+        },
+    );
+    execute(&context).await
+}
+
 /// Why an unfinished apply is not resumed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
@@ -445,6 +478,50 @@ pub enum ResumeError {
         "apply {id} cannot be resumed: {problem}\nUndo it with `tldw-ops rollback --unfinished`, or restore the file from its checkpoint (`tldw-ops show {id}`)."
     )]
     CannotResume { id: String, problem: String },
+}
+
+/// An apply that did not finish, and what `apply --resume` and `rollback --unfinished` need of
+/// it.
+pub struct Unfinished {
+    /// The desired state, loaded even though an apply is unfinished.
+    pub loaded: Loaded,
+    /// The unfinished apply.
+    pub record: ApplyRecord,
+    /// The plan it was executing.
+    pub plan: Plan,
+}
+
+/// Why there is no unfinished apply to go on with.
+#[derive(Debug, thiserror::Error)]
+pub enum UnfinishedError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The environment has no unfinished apply.
+    #[error("environment {0} has no unfinished apply")]
+    NoneUnfinished(EnvironmentKey),
+    /// The plan the journal holds for the unfinished apply does not read.
+    #[error("{0}")]
+    UnreadablePlan(String),
+}
+
+/// For `apply --resume` and `rollback --unfinished`: the desired state in `file`, the apply of
+/// its environment that did not finish, and the plan it was executing.
+pub async fn load_unfinished(
+    file: &Path,
+    settings: &Settings,
+) -> Result<Unfinished, UnfinishedError> {
+    let loaded = pipeline::load(file, settings, true).await?;
+    let Some(record) = loaded.store.unfinished_apply(&loaded.key).await? else {
+        return Err(UnfinishedError::NoneUnfinished(loaded.key.clone()));
+    };
+    let plan = crate::apply::recover::plan_of(&record).map_err(UnfinishedError::UnreadablePlan)?;
+    Ok(Unfinished {
+        loaded,
+        record,
+        plan,
+    })
 }
 
 /// For `apply --resume`: takes over the lock of `unfinished` (when `file`, loaded as `loaded`,
@@ -481,6 +558,37 @@ pub fn resume_kind(kind: &str) -> &str {
     } else {
         kind
     }
+}
+
+/// Resumes the unfinished apply `unfinished` (whose journaled steps are `rows`) over
+/// `prepared`: its context, journaled under its own id and as [`resume_kind`] of its kind, then
+/// [`resume_run`].
+pub async fn resume_unfinished(
+    prepared: &Prepared,
+    plan: &Plan,
+    unfinished: &ApplyRecord,
+    rows: &[StepRecord],
+    settings: &Settings,
+    faults: &Faults,
+    reporter: &dyn Reporter,
+) -> Result<(ApplyOutcome, Duration), ResumeError> {
+    let observed = pipeline::observed_values(prepared);
+    let clock = || settings.now();
+    let context = apply_context(
+        prepared,
+        plan,
+        settings,
+        Parts {
+            observed: &observed,
+            faults,
+            reporter,
+            clock: &clock,
+            apply_id: unfinished.id.clone(),
+            kind: resume_kind(&unfinished.kind),
+            override_reason: None,
+        },
+    );
+    resume_run(&context, rows).await
 }
 
 /// Runs the rest of the unfinished apply of `context` (whose journaled steps are `rows`) and

@@ -2,11 +2,18 @@
 //! does it. The plan's file steps put back the before-images that apply checkpointed and its API
 //! steps write back the quota and retention values it replaced, each with a change for every
 //! value that differs from now; it is then applied like any other plan (`cli::rollback`
-//! confirms and runs it). `rollback --unfinished` is `apply::recover`'s.
+//! confirms and runs it). `rollback --unfinished` takes over the interrupted apply's lock and
+//! undoes it with `apply::recover`.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+
+use super::apply::Unfinished;
+use crate::apply::recover::{rollback_unfinished, take_over_lock};
+use crate::apply::{ApplyError, ApplyOutcome, Reporter};
+use crate::faults::Faults;
 
 use crate::kinds::backups::records_managed_state;
 use crate::model::Address;
@@ -15,8 +22,12 @@ use crate::plan::{Action, Change, FORMAT_VERSION, Operation, Plan, Step, StepKin
 use crate::providers::checkpoint;
 use crate::providers::config_file::document::IniDocument;
 use crate::providers::env_file::document::EnvDocument;
+use crate::providers::files::{DirectoryLocks, remove_stale_temporaries};
 use crate::secrets::{is_sensitive, sha256_hex, shown, value_hash};
-use crate::state::{ApplyRecord, EnvironmentKey, Outcome, StateError, StateStore, StepStatus};
+use crate::settings::Settings;
+use crate::state::{
+    ApplyRecord, EnvironmentKey, LockHolder, Outcome, StateError, StateStore, StepStatus,
+};
 
 /// Why there is nothing to roll back.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +74,65 @@ pub async fn target_apply<S: StateStore>(
                 && records_managed_state(&record.kind)
         })
         .ok_or_else(|| RollbackError::NothingToRollBack(key.clone()))
+}
+
+/// Why an unfinished apply was not undone.
+#[derive(Debug, thiserror::Error)]
+pub enum UndoError {
+    /// Its lock could not be taken over.
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// `rollback --unfinished`: takes over the lock of the unfinished apply, locks the files it
+/// writes (removing what it left half-written beside them) and undoes every step it completed
+/// from its checkpoint. Returns how that ended and how long the undo took.
+pub async fn undo_unfinished(
+    unfinished: &Unfinished,
+    settings: &Settings,
+    faults: &Faults,
+    reporter: &dyn Reporter,
+) -> Result<(ApplyOutcome, Duration), UndoError> {
+    let Unfinished {
+        loaded,
+        record,
+        plan,
+    } = unfinished;
+    let holder = LockHolder {
+        apply_id: record.id.clone(),
+        host: settings.host.clone(),
+        pid: std::process::id(),
+        started_at: settings.now(),
+    };
+    take_over_lock(&loaded.store, &loaded.key, &holder, &settings.host).await?;
+    // No other apply writes these files while the undo runs; what the interrupted one left
+    // half-written beside them goes.
+    let files = [
+        loaded.deployment.env_file.as_path(),
+        loaded.deployment.config_file.as_path(),
+    ];
+    let _target_locks =
+        DirectoryLocks::acquire(&files).map_err(|error| UndoError::Apply(error.into()))?;
+    for file in files {
+        remove_stale_temporaries(file);
+    }
+    let clock = || settings.now();
+    let started = Instant::now();
+    let outcome = rollback_unfinished(
+        &loaded.store,
+        &loaded.key,
+        record,
+        plan,
+        &loaded.deployment,
+        loaded.api.as_ref(),
+        faults,
+        reporter,
+        &clock,
+    )
+    .await?;
+    Ok((outcome, started.elapsed()))
 }
 
 /// A plan whose file steps restore the before-images an apply checkpointed.

@@ -11,7 +11,6 @@ use super::{ExitStatus, Printer, desired_file};
 use crate::faults::Faults;
 use crate::ops::rollback::{self, RollbackError, UndoError};
 use crate::settings::Settings;
-use crate::state::StateStore;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -115,27 +114,15 @@ async fn earlier(
         Ok(prepared) => prepared,
         Err(status) => return status,
     };
-    let store = &prepared.loaded.store;
-    let key = &prepared.loaded.key;
-    let record = match rollback::target_apply(store, key, args.apply_id.as_deref()).await {
-        Ok(record) => record,
-        Err(RollbackError::State(error)) => return report_state_error(error, printer),
-        Err(error) => {
-            printer.error(&error.to_string());
-            return ExitStatus::Error;
-        }
-    };
-    let rows = match store.steps(&record.id).await {
-        Ok(rows) => rows,
-        Err(error) => return report_state_error(error, printer),
-    };
-    let plan = match rollback::restore_plan(&prepared, &record.id, &rows, settings.now()) {
-        Ok(plan) => plan,
-        Err(message) => {
-            printer.error(&message);
-            return ExitStatus::Error;
-        }
-    };
+    let (record, plan) =
+        match rollback::earlier(&prepared, args.apply_id.as_deref(), settings.now()).await {
+            Ok(found) => found,
+            Err(RollbackError::State(error)) => return report_state_error(error, printer),
+            Err(error) => {
+                printer.error(&error.to_string());
+                return ExitStatus::Error;
+            }
+        };
     printer.note(&format!(
         "rolling back apply {} (started {}, {})",
         record.id,

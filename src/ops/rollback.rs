@@ -44,6 +44,23 @@ pub enum RollbackError {
     NoSuchApply(String),
     #[error("environment {0} has no successful apply that changed something")]
     NothingToRollBack(EnvironmentKey),
+    /// The journal of the apply does not tell what to restore.
+    #[error("{0}")]
+    Journal(String),
+}
+
+/// `rollback <apply-id>` and `rollback --last`: the apply to roll back (the one named, or the
+/// last one that changed something) and the plan that restores what it replaced, made at `now`.
+pub async fn earlier(
+    prepared: &Prepared,
+    apply_id: Option<&str>,
+    now: Timestamp,
+) -> Result<(ApplyRecord, Plan), RollbackError> {
+    let store = &prepared.loaded.store;
+    let record = target_apply(store, &prepared.loaded.key, apply_id).await?;
+    let rows = store.steps(&record.id).await?;
+    let plan = restore_plan(prepared, &record.id, &rows, now).map_err(RollbackError::Journal)?;
+    Ok((record, plan))
 }
 
 /// The apply `rollback` undoes: the one named, or the most recent successful apply of this

@@ -439,24 +439,46 @@ pub async fn apply(
     kind: &str,
     override_reason: Option<&str>,
 ) -> Result<(ApplyOutcome, Duration), ExecuteError> {
-    let apply_id = new_apply_id(settings.now());
+    let job = Job {
+        faults,
+        reporter,
+        apply_id: new_apply_id(settings.now()),
+        kind,
+        override_reason,
+    };
+    in_context(prepared, plan, settings, job, execute).await
+}
+
+/// What an executor's context takes besides the prepared pipeline, the plan and the settings.
+struct Job<'a> {
+    faults: &'a Faults,
+    reporter: &'a dyn Reporter,
+    apply_id: String,
+    kind: &'a str,
+    override_reason: Option<&'a str>,
+}
+
+/// Runs `run` in the executor's context of `job` for `plan` over `prepared`, with the values
+/// observed now and the settings' clock.
+async fn in_context<T>(
+    prepared: &Prepared,
+    plan: &Plan,
+    settings: &Settings,
+    job: Job<'_>,
+    run: impl AsyncFnOnce(&ApplyContext<'_, crate::state::Store>) -> T,
+) -> T {
     let observed = pipeline::observed_values(prepared);
     let clock = || settings.now();
-    let context = apply_context(
-        prepared,
-        plan,
-        settings,
-        Parts {
-            observed: &observed,
-            faults,
-            reporter,
-            clock: &clock,
-            apply_id,
-            kind,
-            override_reason,
-        },
-    );
-    execute(&context).await
+    let parts = Parts {
+        observed: &observed,
+        faults: job.faults,
+        reporter: job.reporter,
+        clock: &clock,
+        apply_id: job.apply_id,
+        kind: job.kind,
+        override_reason: job.override_reason,
+    };
+    run(&apply_context(prepared, plan, settings, parts)).await
 }
 
 /// Why an unfinished apply is not resumed.
@@ -524,6 +546,22 @@ pub async fn load_unfinished(
     })
 }
 
+/// Takes over the lock an unfinished apply `apply_id` of the environment of `loaded` left,
+/// for this process, to resume or undo it.
+pub async fn take_over(
+    loaded: &Loaded,
+    apply_id: &str,
+    settings: &Settings,
+) -> Result<(), StateError> {
+    let holder = LockHolder {
+        apply_id: apply_id.to_string(),
+        host: settings.host.clone(),
+        pid: std::process::id(),
+        started_at: settings.now(),
+    };
+    take_over_lock(&loaded.store, &loaded.key, &holder, &settings.host).await
+}
+
 /// For `apply --resume`: takes over the lock of `unfinished` (when `file`, loaded as `loaded`,
 /// still resolves as it did), reads the steps it journaled and observes the deployment.
 pub async fn prepare_resume(
@@ -538,13 +576,7 @@ pub async fn prepare_resume(
             id: unfinished.id.clone(),
         });
     }
-    let holder = LockHolder {
-        apply_id: unfinished.id.clone(),
-        host: settings.host.clone(),
-        pid: std::process::id(),
-        started_at: settings.now(),
-    };
-    take_over_lock(&loaded.store, &loaded.key, &holder, &settings.host).await?;
+    take_over(&loaded, &unfinished.id, settings).await?;
     let rows = loaded.store.steps(&unfinished.id).await?;
     let prepared = pipeline::observe(loaded).await?;
     Ok((prepared, rows))
@@ -572,23 +604,17 @@ pub async fn resume_unfinished(
     faults: &Faults,
     reporter: &dyn Reporter,
 ) -> Result<(ApplyOutcome, Duration), ResumeError> {
-    let observed = pipeline::observed_values(prepared);
-    let clock = || settings.now();
-    let context = apply_context(
-        prepared,
-        plan,
-        settings,
-        Parts {
-            observed: &observed,
-            faults,
-            reporter,
-            clock: &clock,
-            apply_id: unfinished.id.clone(),
-            kind: resume_kind(&unfinished.kind),
-            override_reason: None,
-        },
-    );
-    resume_run(&context, rows).await
+    let job = Job {
+        faults,
+        reporter,
+        apply_id: unfinished.id.clone(),
+        kind: resume_kind(&unfinished.kind),
+        override_reason: None,
+    };
+    in_context(prepared, plan, settings, job, async |context| {
+        resume_run(context, rows).await
+    })
+    .await
 }
 
 /// Runs the rest of the unfinished apply of `context` (whose journaled steps are `rows`) and

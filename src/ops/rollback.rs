@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use super::apply::Unfinished;
-use crate::apply::recover::{rollback_unfinished, take_over_lock};
+use super::apply::{Unfinished, take_over};
+use crate::apply::recover::rollback_unfinished;
 use crate::apply::{ApplyError, ApplyOutcome, Reporter};
 use crate::faults::Faults;
 
@@ -25,9 +25,7 @@ use crate::providers::env_file::document::EnvDocument;
 use crate::providers::files::{DirectoryLocks, remove_stale_temporaries};
 use crate::secrets::{is_sensitive, sha256_hex, shown, value_hash};
 use crate::settings::Settings;
-use crate::state::{
-    ApplyRecord, EnvironmentKey, LockHolder, Outcome, StateError, StateStore, StepStatus,
-};
+use crate::state::{ApplyRecord, EnvironmentKey, Outcome, StateError, StateStore, StepStatus};
 
 /// Why there is nothing to roll back.
 #[derive(Debug, thiserror::Error)]
@@ -117,13 +115,7 @@ pub async fn undo_unfinished(
         record,
         plan,
     } = unfinished;
-    let holder = LockHolder {
-        apply_id: record.id.clone(),
-        host: settings.host.clone(),
-        pid: std::process::id(),
-        started_at: settings.now(),
-    };
-    take_over_lock(&loaded.store, &loaded.key, &holder, &settings.host).await?;
+    take_over(loaded, &record.id, settings).await?;
     // No other apply writes these files while the undo runs; what the interrupted one left
     // half-written beside them goes.
     let files = [

@@ -13,7 +13,7 @@ use crate::apply::{ApplyError, ApplyOutcome};
 use crate::faults::Faults;
 use crate::ops::apply::{
     self as ops, ExecuteError, ResumeError, SavedPlan, SavedPlanError, SavedPlanRequest,
-    Unfinished, apply_kind, needs_record, read_saved_plan,
+    Unfinished, Work, apply_kind, read_saved_plan,
 };
 use crate::pipeline::Prepared;
 use crate::plan::{Plan, render};
@@ -107,28 +107,25 @@ async fn apply_prepared(
         }
     };
     print_warnings(prepared, &plan, printer);
-    if args.only.is_none()
-        && !crate::plan::backups::is_backup_only(&plan)
+    if ops::checks_policy(&plan, only_backup)
         && let Err(status) = super::common::check_effective_policy(prepared, &plan, printer)
     {
         return status;
     }
-    if plan.is_empty() {
-        print_plan(&plan, Format::Text, printer);
-        if args.only.is_none() && needs_record(prepared) {
-            // Nothing changes, so nothing to confirm: only the record is written.
-            let run = Run::new(prepared, &plan, args, settings, printer, faults);
-            return run.gate_confirm_execute(None, "apply").await;
-        }
-        return ExitStatus::Success;
-    }
     print_plan(&plan, Format::Text, printer);
     let run = Run::new(prepared, &plan, args, settings, printer, faults);
-    run.gate_confirm_execute(
-        Some("Do you want to apply these changes?"),
-        apply_kind(&plan),
-    )
-    .await
+    match ops::work(prepared, &plan, only_backup) {
+        Work::Nothing => ExitStatus::Success,
+        // Nothing changes, so nothing to confirm: only the record is written.
+        Work::RecordOnly => run.gate_confirm_execute(None, "apply").await,
+        Work::Changes => {
+            run.gate_confirm_execute(
+                Some("Do you want to apply these changes?"),
+                apply_kind(&plan),
+            )
+            .await
+        }
+    }
 }
 
 /// What the last stage of both apply flows needs.
@@ -234,13 +231,13 @@ async fn apply_saved(
         Err(error) => return report_saved_plan_error(error, printer),
     };
     print_warnings(&prepared, &plan, printer);
-    if !crate::plan::backups::is_backup_only(&plan)
+    if ops::checks_policy(&plan, false)
         && let Err(status) = super::common::check_effective_policy(&prepared, &plan, printer)
     {
         return status;
     }
     print_plan(&plan, Format::Text, printer);
-    if plan.is_empty() && !needs_record(&prepared) {
+    if ops::work(&prepared, &plan, false) == Work::Nothing {
         return ExitStatus::Success;
     }
     let run = Run::new(&prepared, &plan, args, settings, printer, faults);

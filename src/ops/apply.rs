@@ -132,6 +132,35 @@ pub fn needs_record(prepared: &Prepared) -> bool {
             .any(|address| !loaded.state.secrets.contains_key(address.name()))
 }
 
+/// Whether policy is checked on what an apply of `plan` would leave behind: not for the backup
+/// part alone (`only_backup`, or a plan of backup sets alone), which changes no managed value.
+pub fn checks_policy(plan: &Plan, only_backup: bool) -> bool {
+    !only_backup && !crate::plan::backups::is_backup_only(plan)
+}
+
+/// What applying a plan comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Nothing to change and nothing to record.
+    Nothing,
+    /// Nothing changes, but the record is written ([`needs_record`]): nothing to confirm.
+    RecordOnly,
+    /// The plan changes something.
+    Changes,
+}
+
+/// What applying `plan` over `prepared` comes to; the backup part alone (`only_backup`) records
+/// nothing when it changes nothing.
+pub fn work(prepared: &Prepared, plan: &Plan, only_backup: bool) -> Work {
+    if !plan.is_empty() {
+        Work::Changes
+    } else if !only_backup && needs_record(prepared) {
+        Work::RecordOnly
+    } else {
+        Work::Nothing
+    }
+}
+
 /// Why a saved plan is not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum SavedPlanError {

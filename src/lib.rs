@@ -181,6 +181,35 @@ mod architecture {
         );
     }
 
+    /// The library operations return values: they print nothing and pick no exit status, which
+    /// is the command line's work (`cli/` prints what `ops/` returns and maps it to a status).
+    #[test]
+    fn the_operations_neither_print_nor_pick_an_exit_status() {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        rust_files(&source.join("ops"), &mut files);
+        assert!(files.len() > 10, "the operations' files were found");
+        let mut breaches = Vec::new();
+        for file in &files {
+            breaches.extend(naming(
+                file,
+                &[
+                    "println!",
+                    "eprintln!",
+                    "print!(",
+                    "std::io::stdout",
+                    "std::io::stderr",
+                    "ExitStatus",
+                ],
+            ));
+        }
+        assert!(
+            breaches.is_empty(),
+            "an operation prints or picks an exit status:\n{}",
+            breaches.join("\n")
+        );
+    }
+
     /// The top-level modules import each other in one direction only: no module reaches itself
     /// through others. Test modules are left out (a test may use whatever it checks against).
     #[test]

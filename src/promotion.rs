@@ -1,7 +1,7 @@
 //! The promotion gate: whether an environment may take a set of shared layers, judged from the
 //! journal of the environment it is promoted from (`promotion: { from: staging, soak: 1h }`).
 //! Pure: the history and the clock are inputs, so the rule is a table of cases. Reading the
-//! journal and printing are the CLI's job (`cli::gate`, `cli::promote`).
+//! journal is `ops::gate`'s and `ops::promote`'s, printing the CLI's.
 //!
 //! The rule. Walk the `from` environment's applies newest first, skipping those that changed
 //! nothing (rolled back, abandoned). The run of successful applies (or resumes) that carried the

@@ -9,13 +9,13 @@ use super::common::{LineReporter, confirm, report_pipeline_error, report_state_e
 use super::output::Style;
 use super::plan::{Format, print_plan, print_warnings};
 use super::{ExitStatus, Printer, desired_file};
-use crate::apply::{ApplyError, ApplyOutcome, new_apply_id};
+use crate::apply::{ApplyError, ApplyOutcome};
 use crate::faults::Faults;
 use crate::ops::apply::{
-    self as ops, ExecuteError, Parts, ResumeError, SavedPlan, SavedPlanError, SavedPlanRequest,
-    apply_context, apply_kind, needs_record, read_saved_plan,
+    self as ops, ExecuteError, ResumeError, SavedPlan, SavedPlanError, SavedPlanRequest,
+    Unfinished, Work, apply_kind, read_saved_plan,
 };
-use crate::pipeline::{Prepared, observed_values};
+use crate::pipeline::Prepared;
 use crate::plan::{Plan, render};
 use crate::settings::Settings;
 
@@ -99,36 +99,33 @@ async fn apply_prepared(
     faults: &Faults,
 ) -> ExitStatus {
     let only_backup = args.only == Some(super::common::Part::Backup);
-    let plan = match ops::plan_for(prepared, only_backup, settings) {
+    let plan = match crate::ops::plan::plan_for(prepared, only_backup, settings) {
         Ok(plan) => plan,
-        Err(message) => {
-            printer.error(&message);
+        Err(error) => {
+            printer.error(&error.to_string());
             return ExitStatus::Error;
         }
     };
     print_warnings(prepared, &plan, printer);
-    if args.only.is_none()
-        && !crate::plan::backups::is_backup_only(&plan)
+    if ops::checks_policy(&plan, only_backup)
         && let Err(status) = super::common::check_effective_policy(prepared, &plan, printer)
     {
         return status;
     }
-    if plan.is_empty() {
-        print_plan(&plan, Format::Text, printer);
-        if args.only.is_none() && needs_record(prepared) {
-            // Nothing changes, so nothing to confirm: only the record is written.
-            let run = Run::new(prepared, &plan, args, settings, printer, faults);
-            return run.gate_confirm_execute(None, "apply").await;
-        }
-        return ExitStatus::Success;
-    }
     print_plan(&plan, Format::Text, printer);
     let run = Run::new(prepared, &plan, args, settings, printer, faults);
-    run.gate_confirm_execute(
-        Some("Do you want to apply these changes?"),
-        apply_kind(&plan),
-    )
-    .await
+    match ops::work(prepared, &plan, only_backup) {
+        Work::Nothing => ExitStatus::Success,
+        // Nothing changes, so nothing to confirm: only the record is written.
+        Work::RecordOnly => run.gate_confirm_execute(None, "apply").await,
+        Work::Changes => {
+            run.gate_confirm_execute(
+                Some("Do you want to apply these changes?"),
+                apply_kind(&plan),
+            )
+            .await
+        }
+    }
 }
 
 /// What the last stage of both apply flows needs.
@@ -234,13 +231,13 @@ async fn apply_saved(
         Err(error) => return report_saved_plan_error(error, printer),
     };
     print_warnings(&prepared, &plan, printer);
-    if !crate::plan::backups::is_backup_only(&plan)
+    if ops::checks_policy(&plan, false)
         && let Err(status) = super::common::check_effective_policy(&prepared, &plan, printer)
     {
         return status;
     }
     print_plan(&plan, Format::Text, printer);
-    if plan.is_empty() && !needs_record(&prepared) {
+    if ops::work(&prepared, &plan, false) == Work::Nothing {
         return ExitStatus::Success;
     }
     let run = Run::new(&prepared, &plan, args, settings, printer, faults);
@@ -273,26 +270,18 @@ async fn execute_overriding(
     kind: &str,
     override_reason: Option<&str>,
 ) -> ExitStatus {
-    let now = settings.now();
-    let apply_id = new_apply_id(now);
-    let observed = observed_values(prepared);
     let reporter = LineReporter::new(*printer, plan.steps.len(), settings.interactive);
-    let clock = || settings.now();
-    let context = apply_context(
+    match ops::apply(
         prepared,
         plan,
         settings,
-        Parts {
-            observed: &observed,
-            faults,
-            reporter: &reporter,
-            clock: &clock,
-            apply_id,
-            kind,
-            override_reason,
-        },
-    );
-    match ops::execute(&context).await {
+        faults,
+        &reporter,
+        kind,
+        override_reason,
+    )
+    .await
+    {
         Ok((outcome, elapsed)) => report_outcome(&outcome, elapsed, printer),
         Err(ExecuteError::Apply(error)) => report_apply_error(error, printer),
         Err(ExecuteError::Moved(moved)) => {
@@ -451,11 +440,14 @@ async fn resume_command(
     faults: &Faults,
 ) -> ExitStatus {
     let file = args.file.clone().unwrap_or_else(|| desired_file(None));
-    let (loaded, unfinished, plan) =
-        match super::common::load_unfinished(&file, settings, printer, "resume").await {
-            Ok(found) => found,
-            Err(status) => return status,
-        };
+    let Unfinished {
+        loaded,
+        record: unfinished,
+        plan,
+    } = match super::common::load_unfinished(&file, settings, printer, "resume").await {
+        Ok(found) => found,
+        Err(status) => return status,
+    };
     let (prepared, rows) = match ops::prepare_resume(loaded, &unfinished, &file, settings).await {
         Ok(found) => found,
         Err(error) => return report_resume_error(error, printer),
@@ -464,24 +456,18 @@ async fn resume_command(
         "resuming apply {} (started {})",
         unfinished.id, unfinished.started_at
     ));
-    let observed = observed_values(&prepared);
     let reporter = LineReporter::new(*printer, plan.steps.len(), settings.interactive);
-    let clock = || settings.now();
-    let context = apply_context(
+    match ops::resume_unfinished(
         &prepared,
         &plan,
+        &unfinished,
+        &rows,
         settings,
-        Parts {
-            observed: &observed,
-            faults,
-            reporter: &reporter,
-            clock: &clock,
-            apply_id: unfinished.id.clone(),
-            kind: ops::resume_kind(&unfinished.kind),
-            override_reason: None,
-        },
-    );
-    match ops::resume_run(&context, &rows).await {
+        faults,
+        &reporter,
+    )
+    .await
+    {
         Ok((outcome, elapsed)) => report_outcome(&outcome, elapsed, printer),
         Err(error) => report_resume_error(error, printer),
     }

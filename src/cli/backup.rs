@@ -306,16 +306,15 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
     let runtime = runtime();
     for set in &selected {
         // Each set is reported as soon as it is verified.
-        match runtime.block_on(ops::verify(&target, set, settings.now())) {
-            Verified::Incomplete => {
-                printer.stdout(&format!(
-                    "{}  incomplete: it has no manifest (an interrupted backup, or one still running)\n",
-                    set.id
-                ));
-                if args.set.is_some() {
-                    failed += 1;
-                }
-            }
+        let verified = runtime.block_on(ops::verify(&target, set, settings.now()));
+        if verified.failed(args.set.is_some()) {
+            failed += 1;
+        }
+        match verified {
+            Verified::Incomplete => printer.stdout(&format!(
+                "{}  incomplete: it has no manifest (an interrupted backup, or one still running)\n",
+                set.id
+            )),
             Verified::Checked(verification) if verification.ok => printer.stdout(&format!(
                 "{}  {} ({} items)\n",
                 set.id,
@@ -323,7 +322,6 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
                 verification.items_checked
             )),
             Verified::Checked(verification) => {
-                failed += 1;
                 let mut text = format!(
                     "{}  {}: {} problem(s)\n",
                     set.id,
@@ -336,7 +334,6 @@ fn verify(args: VerifyArgs, settings: &Settings, printer: &Printer) -> ExitStatu
                 printer.stdout(&text);
             }
             Verified::Unverifiable(error) => {
-                failed += 1;
                 printer.error(&format!("could not verify {}: {error}", set.id));
             }
         }
@@ -516,7 +513,7 @@ fn restore(args: RestoreArgs, settings: &Settings, printer: &Printer) -> ExitSta
             if prepared.loaded.deployment.start.is_none() {
                 text.push_str(" tldw_server was not started (no target.service.start): start it and check its health.");
             }
-            if restore.only.is_none_or(|only| only == BackupItem::Config) {
+            if restore.restores_config() {
                 text.push_str(" `tldw-ops plan` shows how the restored configuration differs from the desired state.");
             }
             printer.note(&text);

@@ -30,19 +30,16 @@ pub fn faults(settings: &Settings, printer: &Printer) -> Result<crate::faults::F
     }
 }
 
-/// Loads the desired state in `file` and observes its deployment, or the exit status after
-/// reporting why not.
+/// Loads the desired state in `file` and observes its deployment (`ops::apply::prepare`), or
+/// the exit status after reporting why not.
 pub async fn load_and_observe(
     file: &std::path::Path,
     settings: &Settings,
     printer: &Printer,
 ) -> Result<crate::pipeline::Prepared, ExitStatus> {
-    let prepared = async {
-        let loaded = crate::pipeline::load(file, settings, false).await?;
-        crate::pipeline::observe(loaded).await
-    }
-    .await;
-    prepared.map_err(|error| report_pipeline_error(error, printer))
+    crate::ops::apply::prepare(file, settings)
+        .await
+        .map_err(|error| report_pipeline_error(error, printer))
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -53,7 +50,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("the async runtime starts")
 }
 
-/// Reports a pipeline error and returns its exit code.
 /// Policy on what apply would leave behind (the desired values over the deployment's files):
 /// warnings are printed; an error-level finding stops `plan` and `apply` with exit 3.
 pub fn check_effective_policy(
@@ -61,34 +57,30 @@ pub fn check_effective_policy(
     plan: &crate::plan::Plan,
     printer: &Printer,
 ) -> Result<(), ExitStatus> {
-    let findings = crate::effective::findings(prepared, plan);
-    let errors = findings
-        .iter()
-        .filter(|diagnostic| diagnostic.is_error())
-        .count();
-    if errors == 0 {
-        for diagnostic in findings
-            .iter()
-            .filter(|diagnostic| diagnostic.severity == crate::spec::Severity::Warning)
-        {
-            let at = diagnostic
-                .location
-                .as_ref()
-                .map(|location| format!("{location}: "))
-                .unwrap_or_default();
-            printer.warning(&format!("{at}{} [{}]", diagnostic.message, diagnostic.code));
+    match crate::ops::plan::check_effective_policy(prepared, plan) {
+        Ok(warnings) => {
+            for diagnostic in &warnings {
+                let at = diagnostic
+                    .location
+                    .as_ref()
+                    .map(|location| format!("{location}: "))
+                    .unwrap_or_default();
+                printer.warning(&format!("{at}{} [{}]", diagnostic.message, diagnostic.code));
+            }
+            Ok(())
         }
-        return Ok(());
+        Err(broken) => {
+            printer.diagnostics(&render_text(
+                &broken.findings,
+                prepared.loaded.checked.sources(),
+            ));
+            printer.error(&broken.to_string());
+            Err(ExitStatus::Invalid)
+        }
     }
-    printer.diagnostics(&render_text(&findings, prepared.loaded.checked.sources()));
-    printer.error(&format!(
-        "the deployment would break {errors} polic{} once this plan is applied; nothing was \
-         changed (values in the deployment's files that this file does not manage count too)",
-        if errors == 1 { "y" } else { "ies" }
-    ));
-    Err(ExitStatus::Invalid)
 }
 
+/// Reports a pipeline error and returns its exit code.
 pub fn report_pipeline_error(error: PipelineError, printer: &Printer) -> ExitStatus {
     match error {
         PipelineError::Invalid {
@@ -288,42 +280,32 @@ impl Drop for LineReporter {
     }
 }
 
-/// For `apply --resume` and `rollback --unfinished`: the desired state (loaded even though an
-/// apply is unfinished), that apply, and the plan it was executing. `Err` is the exit status,
-/// already reported; `Success` when there is nothing unfinished (`nothing_to` says to what).
+/// For `apply --resume` and `rollback --unfinished`: `ops::apply::load_unfinished`'s desired
+/// state, unfinished apply and its plan. `Err` is the exit status, already reported; `Success`
+/// when there is nothing unfinished (`nothing_to` says to what).
 pub async fn load_unfinished(
     file: &std::path::Path,
     settings: &Settings,
     printer: &Printer,
     nothing_to: &str,
-) -> Result<
-    (
-        crate::pipeline::Loaded,
-        crate::state::ApplyRecord,
-        crate::plan::Plan,
-    ),
-    ExitStatus,
-> {
-    use crate::state::StateStore;
-    let loaded = crate::pipeline::load(file, settings, true)
+) -> Result<crate::ops::apply::Unfinished, ExitStatus> {
+    use crate::ops::apply::UnfinishedError;
+    crate::ops::apply::load_unfinished(file, settings)
         .await
-        .map_err(|error| report_pipeline_error(error, printer))?;
-    let record = match loaded.store.unfinished_apply(&loaded.key).await {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            printer.note(&format!(
-                "environment {} has no unfinished apply; nothing to {nothing_to}.",
-                loaded.key
-            ));
-            return Err(ExitStatus::Success);
-        }
-        Err(error) => return Err(report_state_error(error, printer)),
-    };
-    let plan = crate::apply::recover::plan_of(&record).map_err(|message| {
-        printer.error(&message);
-        ExitStatus::NeedsAttention
-    })?;
-    Ok((loaded, record, plan))
+        .map_err(|error| match error {
+            UnfinishedError::Pipeline(error) => report_pipeline_error(error, printer),
+            UnfinishedError::State(error) => report_state_error(error, printer),
+            UnfinishedError::NoneUnfinished(key) => {
+                printer.note(&format!(
+                    "environment {key} has no unfinished apply; nothing to {nothing_to}."
+                ));
+                ExitStatus::Success
+            }
+            UnfinishedError::UnreadablePlan(message) => {
+                printer.error(&message);
+                ExitStatus::NeedsAttention
+            }
+        })
 }
 
 /// Which part of the desired state to plan and apply (`--only`).

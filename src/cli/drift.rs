@@ -2,15 +2,13 @@
 //! apply, and who most likely changed it. Exit 2 when something drifted, so cron and
 //! monitoring can alert. `--adopt ADDRESS...` writes observed values back into the YAML.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::common::{report_pipeline_error, runtime};
 use super::output::{Style, paint_adapter};
 use super::{ExitStatus, Printer, desired_file};
 use crate::drift::{self, DriftReport};
-use crate::model::Address;
-use crate::ops::drift::{AdoptError, Asked, Written, adopt_all, detect};
+use crate::ops::drift::{AdoptError, Asked, Written, adopt_all, detect, mark_adopted};
 use crate::settings::Settings;
 
 #[derive(Debug, clap::Args)]
@@ -51,28 +49,13 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
         };
         print_asked(&adopted.asked, printer);
         print_written(&adopted.written, printer);
-        let addresses: BTreeSet<Address> = adopted
-            .written
-            .iter()
-            .flat_map(|written| &written.adoptions)
-            .map(|adoption| adoption.address.clone())
-            .collect();
+        let addresses = adopted.addresses();
         if !addresses.is_empty() {
             printer.note(
                 "The state store is unchanged: the next `tldw-ops apply` records the adopted values.",
             );
         }
-        // Adopted drift now matches the YAML; the next apply records it.
-        let (now_declared, remaining) = std::mem::take(&mut report.drift)
-            .into_iter()
-            .partition(|item| addresses.contains(&item.address));
-        report.drift = remaining;
-        report.matches_desired.extend(
-            now_declared
-                .into_iter()
-                .map(|item: crate::drift::Drifted| item.address),
-        );
-        report.matches_desired.sort();
+        mark_adopted(&mut report, &addresses);
     }
     print_report(&report, args.format, printer);
     if report.needs_attention() {

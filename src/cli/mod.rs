@@ -127,7 +127,7 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Show one apply (its steps, timings and changes), or a saved plan file.
     #[command(after_help = help::SHOW_HELP)]
-    Show(history::ShowArgs),
+    Show(show::Args),
     /// Write a desired-state file from a running deployment, so the first plan is empty.
     #[command(after_help = help::IMPORT_HELP)]
     Import(import::Args),

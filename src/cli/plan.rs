@@ -1,11 +1,13 @@
-//! `tldw-ops plan [FILE]`: what apply would change, with every secret masked.
+//! `tldw-ops plan [FILE]`: what apply would change, with every secret masked. The work is
+//! `ops::plan`'s; this prints the plan in the format asked for and picks the exit status.
 
 use std::path::PathBuf;
 
 use super::common::{report_pipeline_error, runtime};
 use super::output::{Style, paint_adapter};
 use super::{ExitStatus, Printer, desired_file};
-use crate::pipeline::{self, Prepared};
+use crate::ops::plan as ops;
+use crate::pipeline::Prepared;
 use crate::plan::{Plan, render};
 use crate::settings::Settings;
 
@@ -43,28 +45,16 @@ pub const MARKDOWN_LIMIT: usize = 60_000;
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     let file = desired_file(args.file);
     let runtime = runtime();
-    let prepared = match runtime.block_on(async {
-        let loaded = pipeline::load_to_read(&file, settings, false).await?;
-        let prepared = pipeline::observe(loaded).await?;
-        // Everything this command needs from the store is read: close it now, so SQLite
-        // removes the -wal and -shm files it opened.
-        prepared.loaded.store.close().await;
-        Ok::<_, pipeline::PipelineError>(prepared)
-    }) {
+    let prepared = match runtime.block_on(ops::prepare(&file, settings)) {
         Ok(prepared) => prepared,
         Err(error) => return report_pipeline_error(error, printer),
     };
-    let plan = pipeline::make_plan(&prepared, settings.now());
-    let plan = match args.only {
-        None => plan,
-        Some(super::common::Part::Backup) => {
-            match crate::pipeline::only_backups(&prepared, plan, settings.now()) {
-                Ok(plan) => plan,
-                Err(message) => {
-                    printer.error(&message);
-                    return ExitStatus::Error;
-                }
-            }
+    let only_backup = args.only == Some(super::common::Part::Backup);
+    let plan = match ops::plan_for(&prepared, only_backup, settings) {
+        Ok(plan) => plan,
+        Err(error) => {
+            printer.error(&error.to_string());
+            return ExitStatus::Error;
         }
     };
     print_warnings(&prepared, &plan, printer);
@@ -78,17 +68,11 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     {
         return status;
     }
-    let diff = (args.diff && args.format != Format::Json && !plan.is_empty()).then(|| {
-        crate::preview::file_diffs(
-            &plan,
-            &prepared.loaded.desired,
-            &prepared.files,
-            &prepared.loaded.state.salt,
-        )
-    });
+    let diff = (args.diff && args.format != Format::Json && !plan.is_empty())
+        .then(|| ops::file_diffs(&prepared, &plan));
     if args.format == Format::Markdown {
         let extras = render::MarkdownExtras {
-            warnings: warnings(&prepared, &plan),
+            warnings: ops::warnings(&prepared, &plan),
             diff,
         };
         printer.stdout(&render::markdown(&plan, &extras, MARKDOWN_LIMIT));
@@ -107,21 +91,8 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     }
 }
 
-/// The warnings of validation and of the plan, as printed and as a PR comment lists them.
-pub fn warnings(prepared: &Prepared, plan: &Plan) -> Vec<String> {
-    prepared
-        .loaded
-        .checked
-        .diagnostics
-        .iter()
-        .filter(|diagnostic| diagnostic.severity == crate::spec::Severity::Warning)
-        .map(|diagnostic| format!("{} [{}]", diagnostic.message, diagnostic.code))
-        .chain(plan.warnings.iter().cloned())
-        .collect()
-}
-
 pub fn print_warnings(prepared: &Prepared, plan: &Plan, printer: &Printer) {
-    for warning in warnings(prepared, plan) {
+    for warning in ops::warnings(prepared, plan) {
         printer.warning(&warning);
     }
 }
@@ -138,104 +109,27 @@ pub fn print_plan(plan: &Plan, format: Format, printer: &Printer) {
     }
 }
 
-/// Writes the plan file atomically, creating the directories it goes in (and removing them
-/// again when the write fails, so a failed `plan --out` leaves nothing behind). The plan
-/// records its desired-state file relative to the plan file's own directory, which is where
-/// `apply PLAN` looks first: the plan then finds its YAML from any working directory, wherever
-/// `--out` put it.
-pub fn write_plan(
+/// Writes the plan file (`ops::plan::write_plan`) and says how to apply it.
+fn write_plan(
     out: &std::path::Path,
     plan: &Plan,
     settings: &Settings,
     printer: &Printer,
 ) -> Result<(), ExitStatus> {
-    let directory = match out.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
+    if let Err(error) = ops::write_plan(out, plan) {
+        printer.error(&error.to_string());
+        return Err(ExitStatus::Error);
+    }
+    let state = if settings.state.is_some() {
+        " (with the same --state or TLDW_OPS_STATE)"
+    } else {
+        ""
     };
-    let created = match create_directories(&directory) {
-        Ok(created) => created,
-        Err(error) => {
-            printer.error(&format!(
-                "cannot create {} for the plan file: {error}",
-                directory.display()
-            ));
-            return Err(ExitStatus::Error);
-        }
-    };
-    let mut saved = plan.clone();
-    if let Some(recorded) = relative_from(&directory, std::path::Path::new(&plan.file)) {
-        saved.file = recorded;
-    }
-    match crate::providers::files::write_atomic(out, render::json(&saved).as_bytes(), 0o644, None) {
-        Ok(()) => {
-            let state = if settings.state.is_some() {
-                " (with the same --state or TLDW_OPS_STATE)"
-            } else {
-                ""
-            };
-            printer.note(&format!(
-                "{} {}; apply it with: tldw-ops apply {}{state}",
-                printer.paint(Style::Dim, "plan saved to"),
-                out.display(),
-                crate::plan::service::shell_words(&[out.display().to_string()])
-            ));
-            Ok(())
-        }
-        Err(error) => {
-            for directory in created.iter().rev() {
-                let _ = std::fs::remove_dir(directory);
-            }
-            printer.error(&error.to_string());
-            Err(ExitStatus::Error)
-        }
-    }
-}
-
-/// Creates `directory` and its missing parents, returning the ones it created, outermost first.
-fn create_directories(directory: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let mut missing = Vec::new();
-    let mut next = Some(directory);
-    while let Some(path) = next {
-        if path.as_os_str().is_empty() || path.exists() {
-            break;
-        }
-        missing.push(path.to_path_buf());
-        next = path.parent();
-    }
-    missing.reverse();
-    for (index, path) in missing.iter().enumerate() {
-        if let Err(error) = std::fs::create_dir(path)
-            && error.kind() != std::io::ErrorKind::AlreadyExists
-        {
-            for made in missing[..index].iter().rev() {
-                let _ = std::fs::remove_dir(made);
-            }
-            return Err(error);
-        }
-    }
-    Ok(missing)
-}
-
-/// `file` as seen from `directory` (`../prod.yaml`), both resolved through the file system;
-/// `None` when either cannot be resolved.
-fn relative_from(directory: &std::path::Path, file: &std::path::Path) -> Option<String> {
-    use std::path::Component;
-    let directory = std::fs::canonicalize(directory).ok()?;
-    let file = std::fs::canonicalize(file).ok()?;
-    let from: Vec<Component<'_>> = directory.components().collect();
-    let to: Vec<Component<'_>> = file.components().collect();
-    let common = from
-        .iter()
-        .zip(&to)
-        .take_while(|(left, right)| left == right)
-        .count();
-    let mut relative = std::path::PathBuf::new();
-    for _ in common..from.len() {
-        relative.push("..");
-    }
-    for component in &to[common..] {
-        relative.push(component.as_os_str());
-    }
-    Some(relative.display().to_string())
+    printer.note(&format!(
+        "{} {}; apply it with: tldw-ops apply {}{state}",
+        printer.paint(Style::Dim, "plan saved to"),
+        out.display(),
+        crate::plan::service::shell_words(&[out.display().to_string()])
+    ));
+    Ok(())
 }

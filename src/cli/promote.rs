@@ -13,9 +13,9 @@ use super::common::{report_pipeline_error, report_state_error, runtime};
 use super::output::Style;
 use super::{ExitStatus, Printer};
 use crate::envdiff::{EnvDiff, render_text};
-use crate::environments::{Resolved, find};
+use crate::environments::Resolved;
 use crate::ops::envdiff::side_json;
-use crate::ops::promote::{Journal, PromoteError, Received, explain, last_layers};
+use crate::ops::promote::{Journal, PromoteError, Received, explain, last_layers, locate};
 use crate::promotion::{Gate, Verdict, short};
 use crate::settings::Settings;
 use crate::state::ApplyRecord;
@@ -43,11 +43,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
-    let from_file = match locate(&args.from_file, &args.dir, &args.from, settings, printer) {
+    let from_file = match located(&args.from_file, &args.dir, &args.from, settings, printer) {
         Ok(file) => file,
         Err(status) => return status,
     };
-    let to_file = match locate(&args.to_file, &args.dir, &args.to, settings, printer) {
+    let to_file = match located(&args.to_file, &args.dir, &args.to, settings, printer) {
         Ok(file) => file,
         Err(status) => return status,
     };
@@ -86,17 +86,15 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     }
 }
 
-fn locate(
+/// [`locate`]'s file, or the exit status after saying why there is none.
+fn located(
     given: &Option<PathBuf>,
     directory: &Path,
     name: &str,
     settings: &Settings,
     printer: &Printer,
 ) -> Result<PathBuf, ExitStatus> {
-    if let Some(file) = given {
-        return Ok(file.clone());
-    }
-    find(directory, name, settings).map_err(|error| {
+    locate(given.as_deref(), directory, name, settings).map_err(|error| {
         printer.error(&error.to_string());
         ExitStatus::Error
     })

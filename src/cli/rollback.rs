@@ -8,11 +8,9 @@ use super::apply::{execute, report_apply_error, report_outcome};
 use super::common::{LineReporter, confirm, report_state_error, runtime};
 use super::plan::{Format, print_plan};
 use super::{ExitStatus, Printer, desired_file};
-use crate::apply::recover::{rollback_unfinished, take_over_lock};
 use crate::faults::Faults;
-use crate::ops::rollback::{self, RollbackError};
+use crate::ops::rollback::{self, RollbackError, UndoError};
 use crate::settings::Settings;
-use crate::state::{LockHolder, StateStore};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -55,11 +53,12 @@ async fn unfinished(
     faults: &Faults,
 ) -> ExitStatus {
     let file = desired_file(args.file.clone());
-    let (loaded, record, plan) =
+    let unfinished =
         match super::common::load_unfinished(&file, settings, printer, "roll back").await {
             Ok(found) => found,
             Err(status) => return status,
         };
+    let record = &unfinished.record;
     printer.note(&format!(
         "apply {} (started {} by {}@{}) did not finish; every step it completed will be undone from its checkpoint.",
         record.id, record.started_at, record.actor_user, record.actor_host
@@ -72,49 +71,16 @@ async fn unfinished(
     ) {
         return status;
     }
-    let holder = LockHolder {
-        apply_id: record.id.clone(),
-        host: settings.host.clone(),
-        pid: std::process::id(),
-        started_at: settings.now(),
-    };
-    if let Err(error) = take_over_lock(&loaded.store, &loaded.key, &holder, &settings.host).await {
-        return report_state_error(error, printer);
-    }
-    // No other apply writes these files while the undo runs; what the interrupted one left
-    // half-written beside them goes.
-    let files = [
-        loaded.deployment.env_file.as_path(),
-        loaded.deployment.config_file.as_path(),
-    ];
-    let _target_locks = match crate::providers::files::DirectoryLocks::acquire(&files) {
-        Ok(locks) => locks,
-        Err(error) => return report_apply_error(error.into(), printer),
-    };
-    for file in files {
-        crate::providers::files::remove_stale_temporaries(file);
-    }
-    let reporter = LineReporter::new(*printer, plan.steps.len(), settings.interactive);
-    let clock = || settings.now();
-    let started = std::time::Instant::now();
-    match rollback_unfinished(
-        &loaded.store,
-        &loaded.key,
-        &record,
-        &plan,
-        &loaded.deployment,
-        loaded.api.as_ref(),
-        faults,
-        &reporter,
-        &clock,
-    )
-    .await
-    {
-        Ok(crate::apply::ApplyOutcome::RolledBack {
-            undone,
-            final_health,
-            ..
-        }) => {
+    let reporter = LineReporter::new(*printer, unfinished.plan.steps.len(), settings.interactive);
+    match rollback::undo_unfinished(&unfinished, settings, faults, &reporter).await {
+        Ok((
+            crate::apply::ApplyOutcome::RolledBack {
+                undone,
+                final_health,
+                ..
+            },
+            _,
+        )) => {
             let health = match final_health {
                 None => "not checked".to_string(),
                 Some(Ok(())) => "healthy".to_string(),
@@ -131,8 +97,9 @@ async fn unfinished(
             ));
             ExitStatus::Success
         }
-        Ok(outcome) => report_outcome(&outcome, started.elapsed(), printer),
-        Err(error) => report_apply_error(error, printer),
+        Ok((outcome, elapsed)) => report_outcome(&outcome, elapsed, printer),
+        Err(UndoError::State(error)) => report_state_error(error, printer),
+        Err(UndoError::Apply(error)) => report_apply_error(error, printer),
     }
 }
 
@@ -147,27 +114,15 @@ async fn earlier(
         Ok(prepared) => prepared,
         Err(status) => return status,
     };
-    let store = &prepared.loaded.store;
-    let key = &prepared.loaded.key;
-    let record = match rollback::target_apply(store, key, args.apply_id.as_deref()).await {
-        Ok(record) => record,
-        Err(RollbackError::State(error)) => return report_state_error(error, printer),
-        Err(error) => {
-            printer.error(&error.to_string());
-            return ExitStatus::Error;
-        }
-    };
-    let rows = match store.steps(&record.id).await {
-        Ok(rows) => rows,
-        Err(error) => return report_state_error(error, printer),
-    };
-    let plan = match rollback::restore_plan(&prepared, &record.id, &rows, settings.now()) {
-        Ok(plan) => plan,
-        Err(message) => {
-            printer.error(&message);
-            return ExitStatus::Error;
-        }
-    };
+    let (record, plan) =
+        match rollback::earlier(&prepared, args.apply_id.as_deref(), settings.now()).await {
+            Ok(found) => found,
+            Err(RollbackError::State(error)) => return report_state_error(error, printer),
+            Err(error) => {
+                printer.error(&error.to_string());
+                return ExitStatus::Error;
+            }
+        };
     printer.note(&format!(
         "rolling back apply {} (started {}, {})",
         record.id,

@@ -1,13 +1,13 @@
-//! `tldw-ops state {list, unlock, migrate}`: look after the state store itself.
+//! `tldw-ops state {list, unlock, migrate}`: look after the state store itself. The work is
+//! `ops::state`'s; this asks for `--force`, prints, and picks the exit status.
 
 use std::path::PathBuf;
 
 use super::common::{report_state_error, runtime};
 use super::history::parse_environment;
 use super::{ExitStatus, Printer, desired_file};
-use crate::pipeline::state_location;
+use crate::ops::state::{self as ops, UnlockError, Unlocked};
 use crate::settings::Settings;
-use crate::state::{StateStore, open, open_read_only};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -54,37 +54,28 @@ pub fn run(command: Command, settings: &Settings, printer: &Printer) -> ExitStat
 }
 
 fn list(args: ListArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
-    let location = state_location(&desired_file(args.file), settings);
-    runtime().block_on(async {
-        let store = match open_read_only(&location).await {
-            Ok(store) => store,
-            Err(error) => return report_state_error(error, printer),
-        };
-        let environments = store.environments().await;
-        store.close().await;
-        let environments = match environments {
-            Ok(environments) => environments,
-            Err(error) => return report_state_error(error, printer),
-        };
-        match args.format {
-            super::history::Format::Json => {
-                let mut text = serde_json::to_string_pretty(
-                    &serde_json::json!({ "environments": environments }),
-                )
-                .expect("environments serialise");
-                text.push('\n');
-                printer.stdout(&text);
-            }
-            super::history::Format::Text => {
-                let rows: Vec<[String; 4]> = environments.iter().map(summary_row).collect();
-                printer.stdout(&table(
-                    ["ENVIRONMENT", "MANAGED", "LAST APPLY", "LOCK"],
-                    &rows,
-                ));
-            }
+    let file = desired_file(args.file);
+    let environments = match runtime().block_on(ops::list(&file, settings)) {
+        Ok(environments) => environments,
+        Err(error) => return report_state_error(error, printer),
+    };
+    match args.format {
+        super::history::Format::Json => {
+            let mut text =
+                serde_json::to_string_pretty(&serde_json::json!({ "environments": environments }))
+                    .expect("environments serialise");
+            text.push('\n');
+            printer.stdout(&text);
         }
-        ExitStatus::Success
-    })
+        super::history::Format::Text => {
+            let rows: Vec<[String; 4]> = environments.iter().map(summary_row).collect();
+            printer.stdout(&table(
+                ["ENVIRONMENT", "MANAGED", "LAST APPLY", "LOCK"],
+                &rows,
+            ));
+        }
+    }
+    ExitStatus::Success
 }
 
 fn unlock(args: UnlockArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
@@ -95,59 +86,38 @@ fn unlock(args: UnlockArgs, settings: &Settings, printer: &Printer) -> ExitStatu
         return ExitStatus::Error;
     }
     let file = desired_file(args.file);
-    let location = state_location(&file, settings);
-    let key = match &args.environment {
-        Some(environment) => parse_environment(environment),
-        None => match crate::pipeline::load_checked(&file, settings) {
-            Ok(checked) => crate::state::EnvironmentKey::of(&checked.spec),
-            Err(error) => {
-                printer.error(&format!(
-                    "cannot tell which environment to unlock: {error}; pass --environment"
-                ));
-                return ExitStatus::Error;
-            }
-        },
-    };
-    runtime().block_on(async {
-        let store = match open(&location).await {
-            Ok(store) => store,
-            Err(error) => return report_state_error(error, printer),
-        };
-        match store.force_unlock(&key).await {
-            Ok(Some(holder)) => {
-                printer.note(&format!(
-                    "cleared the lock of {key} held by apply {} on {} (pid {}) since {}",
-                    holder.apply_id, holder.host, holder.pid, holder.started_at
-                ));
-                ExitStatus::Success
-            }
-            Ok(None) => {
-                printer.note(&format!("environment {key} was not locked"));
-                ExitStatus::Success
-            }
-            Err(error) => report_state_error(error, printer),
+    let environment = args.environment.as_deref().map(parse_environment);
+    match runtime().block_on(ops::unlock(&file, environment, settings)) {
+        Ok(Unlocked::Cleared { key, holder }) => {
+            printer.note(&format!(
+                "cleared the lock of {key} held by apply {} on {} (pid {}) since {}",
+                holder.apply_id, holder.host, holder.pid, holder.started_at
+            ));
+            ExitStatus::Success
         }
-    })
+        Ok(Unlocked::NotLocked { key }) => {
+            printer.note(&format!("environment {key} was not locked"));
+            ExitStatus::Success
+        }
+        Err(UnlockError::State(error)) => report_state_error(error, printer),
+        Err(error) => {
+            printer.error(&error.to_string());
+            ExitStatus::Error
+        }
+    }
 }
 
-/// One row of `state list`. An apply the journal still calls running while no live process
-/// holds the environment's lock was interrupted (killed, or its machine went down): it says so,
-/// and how to go on, instead of "running".
+/// One row of `state list`. An interrupted apply ([`ops::interrupted`]) says so, and how to go
+/// on, instead of "running".
 fn summary_row(summary: &crate::state::EnvironmentSummary) -> [String; 4] {
     let last = summary
         .last_apply
         .as_ref()
         .map(|record| {
-            let outcome = match record.outcome {
-                crate::state::Outcome::Running
-                    if summary
-                        .lock
-                        .as_ref()
-                        .is_none_or(|holder| holder.apply_id != record.id) =>
-                {
-                    "interrupted (apply --resume or rollback --unfinished)"
-                }
-                outcome => outcome.as_str(),
+            let outcome = if ops::interrupted(summary) {
+                "interrupted (apply --resume or rollback --unfinished)"
+            } else {
+                record.outcome.as_str()
             };
             format!(
                 "{} {} {}",

@@ -1,13 +1,13 @@
 //! `tldw-ops state migrate --from <sqlite> --to <postgres://…>`: move a team from a SQLite state
-//! file to a shared PostgreSQL database without losing history. The copying itself is
-//! [`crate::state::migrate_history`]; this module only checks the two locations and prints.
+//! file to a shared PostgreSQL database without losing history. Checking the two locations and
+//! copying is `ops::state::migrate`'s; this module only prints.
 
 use super::common::{report_state_error, runtime};
 use super::history::Format;
 use super::{ExitStatus, Printer};
+use crate::ops::state::{MigrateError, migrate};
 use crate::settings::Settings;
-use crate::state::location::exists;
-use crate::state::{MigrationReport, StateStore, migrate_history, open};
+use crate::state::MigrationReport;
 
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
@@ -23,54 +23,28 @@ pub struct MigrateArgs {
 }
 
 pub fn run(args: MigrateArgs, settings: &Settings, printer: &Printer) -> ExitStatus {
-    let Some(to) = args.to.clone().or_else(|| settings.state.clone()) else {
-        printer.error(
-            "`state migrate` needs --to (or --state / TLDW_OPS_STATE) to name the target store",
-        );
-        return ExitStatus::Error;
-    };
-    if to == args.from {
-        printer.error("--from and --to name the same store; nothing to copy");
-        return ExitStatus::Error;
-    }
-    // Opening a SQLite path creates it; a typo in --from must not look like an empty history.
-    if !exists(&args.from) {
-        printer.error(&format!(
-            "no state store at {}; --from must name an existing SQLite file",
-            args.from
-        ));
-        return ExitStatus::Error;
-    }
-    runtime().block_on(async {
-        let source = match open(&args.from).await {
-            Ok(store) => store,
-            Err(error) => return report_state_error(error, printer),
-        };
-        let target = match open(&to).await {
-            Ok(store) => store,
-            Err(error) => return report_state_error(error, printer),
-        };
-        let report = match migrate_history(&source, &target).await {
-            Ok(report) => report,
-            Err(error) => return report_state_error(error, printer),
-        };
-        match args.format {
-            Format::Json => {
-                let mut text = serde_json::to_string_pretty(&serde_json::json!({
-                    "from": source.location(),
-                    "to": target.location(),
-                    "copied": report,
-                }))
-                .expect("reports serialise");
-                text.push('\n');
-                printer.stdout(&text);
-            }
-            Format::Text => {
-                printer.stdout(&describe(&report, &source.location(), &target.location()))
-            }
+    let migrated = match runtime().block_on(migrate(&args.from, args.to.as_deref(), settings)) {
+        Ok(migrated) => migrated,
+        Err(MigrateError::State(error)) => return report_state_error(error, printer),
+        Err(error) => {
+            printer.error(&error.to_string());
+            return ExitStatus::Error;
         }
-        ExitStatus::Success
-    })
+    };
+    match args.format {
+        Format::Json => {
+            let mut text = serde_json::to_string_pretty(&serde_json::json!({
+                "from": migrated.from,
+                "to": migrated.to,
+                "copied": migrated.report,
+            }))
+            .expect("reports serialise");
+            text.push('\n');
+            printer.stdout(&text);
+        }
+        Format::Text => printer.stdout(&describe(&migrated.report, &migrated.from, &migrated.to)),
+    }
+    ExitStatus::Success
 }
 
 fn describe(report: &MigrationReport, from: &str, to: &str) -> String {

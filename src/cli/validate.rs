@@ -1,11 +1,13 @@
 //! `tldw-ops validate [FILE]`: every problem in the desired state at once, with file:line:col.
+//! The checking is `ops::validate`'s; this renders the diagnostics and picks the exit status.
 
 use std::path::PathBuf;
 
 use super::{ExitStatus, Printer, desired_file};
+use crate::ops::validate::{Validation, validate};
 use crate::settings::Settings;
 use crate::spec::diagnostic::{render_json, render_text};
-use crate::spec::{CheckError, Diagnostic, Severity, SourceMap};
+use crate::spec::{Diagnostic, Severity, SourceMap};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,48 +26,36 @@ enum Format {
 
 pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     let file = desired_file(args.file);
-    match crate::pipeline::load_checked(&file, settings) {
-        Ok(checked) => {
-            let invalid = checked.has_errors();
-            report(
-                args.format,
-                &checked.diagnostics,
-                checked.sources(),
-                printer,
-            );
-            if args.format == Format::Text {
-                for (rule, reason) in &checked.waived {
-                    printer.note(&format!("waived rule `{rule}`: {reason}"));
-                }
-                printer.note(&summary(&file, &checked.diagnostics, checked.waived.len()));
-                if crate::spec::policy::is_production(&checked.spec) {
-                    printer.note(
-                        "the deployment's .env and config.txt are not read here: `plan` checks \
-                         the policy again on what apply would leave behind, values this file \
-                         does not manage included",
-                    );
-                }
-            }
-            if invalid {
-                ExitStatus::Invalid
-            } else {
-                ExitStatus::Success
-            }
-        }
-        Err(CheckError::Invalid {
-            diagnostics,
-            sources,
-        }) => {
-            report(args.format, &diagnostics, &sources, printer);
-            if args.format == Format::Text {
-                printer.note(&summary(&file, &diagnostics, 0));
-            }
-            ExitStatus::Invalid
-        }
-        Err(CheckError::Unreadable(error)) => {
+    let validation = match validate(&file, settings) {
+        Ok(validation) => validation,
+        Err(error) => {
             printer.error(&error.to_string());
-            ExitStatus::Error
+            return ExitStatus::Error;
         }
+    };
+    report(
+        args.format,
+        validation.diagnostics(),
+        validation.sources(),
+        printer,
+    );
+    if args.format == Format::Text {
+        for (rule, reason) in validation.waived() {
+            printer.note(&format!("waived rule `{rule}`: {reason}"));
+        }
+        printer.note(&summary(&file, &validation));
+        if validation.is_production() {
+            printer.note(
+                "the deployment's .env and config.txt are not read here: `plan` checks \
+                 the policy again on what apply would leave behind, values this file \
+                 does not manage included",
+            );
+        }
+    }
+    if validation.is_invalid() {
+        ExitStatus::Invalid
+    } else {
+        ExitStatus::Success
     }
 }
 
@@ -81,15 +71,10 @@ fn report(format: Format, diagnostics: &[Diagnostic], sources: &SourceMap, print
     }
 }
 
-fn summary(file: &std::path::Path, diagnostics: &[Diagnostic], waived: usize) -> String {
-    let count = |severity| {
-        diagnostics
-            .iter()
-            .filter(|diagnostic| diagnostic.severity == severity)
-            .count()
-    };
-    let errors = count(Severity::Error);
-    let warnings = count(Severity::Warning);
+fn summary(file: &std::path::Path, validation: &Validation) -> String {
+    let errors = validation.count(Severity::Error);
+    let warnings = validation.count(Severity::Warning);
+    let waived = validation.waived().len();
     let verdict = if errors > 0 { "invalid" } else { "valid" };
     let mut parts = vec![format!("{errors} error{}", plural(errors))];
     parts.push(format!("{warnings} warning{}", plural(warnings)));

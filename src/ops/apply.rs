@@ -1,9 +1,10 @@
-//! `apply [FILE | PLAN.json]` and `apply --resume`: the plan to apply (made now, cut down to
-//! `--only backup`, or read from a file saved by `plan --out` and checked against the
-//! deployment as it is now), the executor's context for it, the last check before the first
-//! step (did anything move while waiting for the lock or the confirmation) and the run itself,
-//! which returns how the apply ended. `cli::apply` prints the plan, the progress and the
-//! outcome, runs the promotion gate, asks for confirmation and picks the exit status.
+//! `apply [FILE | PLAN.json]` and `apply --resume`: the plan to apply (made now by
+//! `ops::plan`, or read from a file saved by `plan --out` and checked against the deployment as
+//! it is now), the executor's context for it, the last check before the first step (did
+//! anything move while waiting for the lock or the confirmation) and the run itself, which
+//! returns how the apply ended; for `--resume`, the unfinished apply and the rest of its run.
+//! `cli::apply` prints the plan, the progress and the outcome, runs the promotion gate, asks for
+//! confirmation and picks the exit status.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,14 +13,14 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use crate::apply::recover::{resume, take_over_lock};
-use crate::apply::{ApplyContext, ApplyError, ApplyOutcome, Reporter};
+use crate::apply::{ApplyContext, ApplyError, ApplyOutcome, Reporter, new_apply_id};
 use crate::faults::Faults;
 use crate::model::Address;
 use crate::pipeline::{self, Loaded, Moved, PipelineError, Prepared, staleness, state_location};
 use crate::plan::{FORMAT_VERSION, Plan};
 use crate::providers::checkpoint;
 use crate::settings::Settings;
-use crate::state::{ApplyRecord, LockHolder, StateError, StateStore, StepRecord};
+use crate::state::{ApplyRecord, EnvironmentKey, LockHolder, StateError, StateStore, StepRecord};
 
 /// What an `apply` or `show` target is.
 pub enum SavedPlan {
@@ -86,21 +87,6 @@ pub async fn prepare(file: &Path, settings: &Settings) -> Result<Prepared, Pipel
     pipeline::observe(loaded).await
 }
 
-/// The plan `apply FILE` applies now: everything, or with `only_backup` (`--only backup`) the
-/// backup part alone (`Err` says why there is none).
-pub fn plan_for(
-    prepared: &Prepared,
-    only_backup: bool,
-    settings: &Settings,
-) -> Result<Plan, String> {
-    let plan = pipeline::make_plan(prepared, settings.now());
-    if only_backup {
-        pipeline::only_backups(prepared, plan, settings.now())
-    } else {
-        Ok(plan)
-    }
-}
-
 /// `backup` for a plan that changes backup sets and nothing else (`--only backup`, or a plan
 /// saved from one): it records no managed state, since with other changes left out the record
 /// would forget values still waiting to be applied or removed.
@@ -144,6 +130,35 @@ pub fn needs_record(prepared: &Prepared) -> bool {
             .keys()
             .filter(|address| address.kind() == crate::model::AddressKind::Secret)
             .any(|address| !loaded.state.secrets.contains_key(address.name()))
+}
+
+/// Whether policy is checked on what an apply of `plan` would leave behind: not for the backup
+/// part alone (`only_backup`, or a plan of backup sets alone), which changes no managed value.
+pub fn checks_policy(plan: &Plan, only_backup: bool) -> bool {
+    !only_backup && !crate::plan::backups::is_backup_only(plan)
+}
+
+/// What applying a plan comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Nothing to change and nothing to record.
+    Nothing,
+    /// Nothing changes, but the record is written ([`needs_record`]): nothing to confirm.
+    RecordOnly,
+    /// The plan changes something.
+    Changes,
+}
+
+/// What applying `plan` over `prepared` comes to; the backup part alone (`only_backup`) records
+/// nothing when it changes nothing.
+pub fn work(prepared: &Prepared, plan: &Plan, only_backup: bool) -> Work {
+    if !plan.is_empty() {
+        Work::Changes
+    } else if !only_backup && needs_record(prepared) {
+        Work::RecordOnly
+    } else {
+        Work::Nothing
+    }
 }
 
 /// Why a saved plan is not applied.
@@ -441,6 +456,60 @@ pub async fn execute(
     Ok((outcome, started.elapsed()))
 }
 
+/// Runs `plan` over `prepared` as a new apply of `kind`: a fresh apply id, the observed values
+/// and the executor's context, then [`execute`]. `override_reason` is why the promotion gate
+/// was overridden, recorded with the apply.
+pub async fn apply(
+    prepared: &Prepared,
+    plan: &Plan,
+    settings: &Settings,
+    faults: &Faults,
+    reporter: &dyn Reporter,
+    kind: &str,
+    override_reason: Option<&str>,
+) -> Result<(ApplyOutcome, Duration), ExecuteError> {
+    let job = Job {
+        faults,
+        reporter,
+        apply_id: new_apply_id(settings.now()),
+        kind,
+        override_reason,
+    };
+    in_context(prepared, plan, settings, job, execute).await
+}
+
+/// What an executor's context takes besides the prepared pipeline, the plan and the settings.
+struct Job<'a> {
+    faults: &'a Faults,
+    reporter: &'a dyn Reporter,
+    apply_id: String,
+    kind: &'a str,
+    override_reason: Option<&'a str>,
+}
+
+/// Runs `run` in the executor's context of `job` for `plan` over `prepared`, with the values
+/// observed now and the settings' clock.
+async fn in_context<T>(
+    prepared: &Prepared,
+    plan: &Plan,
+    settings: &Settings,
+    job: Job<'_>,
+    run: impl AsyncFnOnce(&ApplyContext<'_, crate::state::Store>) -> T,
+) -> T {
+    let observed = pipeline::observed_values(prepared);
+    let clock = || settings.now();
+    let parts = Parts {
+        observed: &observed,
+        faults: job.faults,
+        reporter: job.reporter,
+        clock: &clock,
+        apply_id: job.apply_id,
+        kind: job.kind,
+        override_reason: job.override_reason,
+    };
+    run(&apply_context(prepared, plan, settings, parts)).await
+}
+
 /// Why an unfinished apply is not resumed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
@@ -462,6 +531,66 @@ pub enum ResumeError {
     CannotResume { id: String, problem: String },
 }
 
+/// An apply that did not finish, and what `apply --resume` and `rollback --unfinished` need of
+/// it.
+pub struct Unfinished {
+    /// The desired state, loaded even though an apply is unfinished.
+    pub loaded: Loaded,
+    /// The unfinished apply.
+    pub record: ApplyRecord,
+    /// The plan it was executing.
+    pub plan: Plan,
+}
+
+/// Why there is no unfinished apply to go on with.
+#[derive(Debug, thiserror::Error)]
+pub enum UnfinishedError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The environment has no unfinished apply.
+    #[error("environment {0} has no unfinished apply")]
+    NoneUnfinished(EnvironmentKey),
+    /// The plan the journal holds for the unfinished apply does not read.
+    #[error("{0}")]
+    UnreadablePlan(String),
+}
+
+/// For `apply --resume` and `rollback --unfinished`: the desired state in `file`, the apply of
+/// its environment that did not finish, and the plan it was executing.
+pub async fn load_unfinished(
+    file: &Path,
+    settings: &Settings,
+) -> Result<Unfinished, UnfinishedError> {
+    let loaded = pipeline::load(file, settings, true).await?;
+    let Some(record) = loaded.store.unfinished_apply(&loaded.key).await? else {
+        return Err(UnfinishedError::NoneUnfinished(loaded.key.clone()));
+    };
+    let plan = crate::apply::recover::plan_of(&record).map_err(UnfinishedError::UnreadablePlan)?;
+    Ok(Unfinished {
+        loaded,
+        record,
+        plan,
+    })
+}
+
+/// Takes over the lock an unfinished apply `apply_id` of the environment of `loaded` left,
+/// for this process, to resume or undo it.
+pub async fn take_over(
+    loaded: &Loaded,
+    apply_id: &str,
+    settings: &Settings,
+) -> Result<(), StateError> {
+    let holder = LockHolder {
+        apply_id: apply_id.to_string(),
+        host: settings.host.clone(),
+        pid: std::process::id(),
+        started_at: settings.now(),
+    };
+    take_over_lock(&loaded.store, &loaded.key, &holder, &settings.host).await
+}
+
 /// For `apply --resume`: takes over the lock of `unfinished` (when `file`, loaded as `loaded`,
 /// still resolves as it did), reads the steps it journaled and observes the deployment.
 pub async fn prepare_resume(
@@ -476,13 +605,7 @@ pub async fn prepare_resume(
             id: unfinished.id.clone(),
         });
     }
-    let holder = LockHolder {
-        apply_id: unfinished.id.clone(),
-        host: settings.host.clone(),
-        pid: std::process::id(),
-        started_at: settings.now(),
-    };
-    take_over_lock(&loaded.store, &loaded.key, &holder, &settings.host).await?;
+    take_over(&loaded, &unfinished.id, settings).await?;
     let rows = loaded.store.steps(&unfinished.id).await?;
     let prepared = pipeline::observe(loaded).await?;
     Ok((prepared, rows))
@@ -496,6 +619,31 @@ pub fn resume_kind(kind: &str) -> &str {
     } else {
         kind
     }
+}
+
+/// Resumes the unfinished apply `unfinished` (whose journaled steps are `rows`) over
+/// `prepared`: its context, journaled under its own id and as [`resume_kind`] of its kind, then
+/// [`resume_run`].
+pub async fn resume_unfinished(
+    prepared: &Prepared,
+    plan: &Plan,
+    unfinished: &ApplyRecord,
+    rows: &[StepRecord],
+    settings: &Settings,
+    faults: &Faults,
+    reporter: &dyn Reporter,
+) -> Result<(ApplyOutcome, Duration), ResumeError> {
+    let job = Job {
+        faults,
+        reporter,
+        apply_id: unfinished.id.clone(),
+        kind: resume_kind(&unfinished.kind),
+        override_reason: None,
+    };
+    in_context(prepared, plan, settings, job, async |context| {
+        resume_run(context, rows).await
+    })
+    .await
 }
 
 /// Runs the rest of the unfinished apply of `context` (whose journaled steps are `rows`) and

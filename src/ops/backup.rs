@@ -188,6 +188,18 @@ pub enum Verified {
     Unverifiable(SetError),
 }
 
+impl Verified {
+    /// Whether the set failed to verify. An incomplete set fails only when it was `named`:
+    /// verifying every set passes over the one a backup is still writing.
+    pub fn failed(&self, named: bool) -> bool {
+        match self {
+            Verified::Incomplete => named,
+            Verified::Checked(verification) => !verification.ok,
+            Verified::Unverifiable(_) => true,
+        }
+    }
+}
+
 /// Verifies `set` against its manifest and records the result in it.
 pub async fn verify(target: &BackupTarget, set: &SetInfo, now: Timestamp) -> Verified {
     if !set.complete {
@@ -443,6 +455,12 @@ impl Restore<'_> {
             .and_then(|step| step.addresses.first())
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Whether the restore puts back the configuration (`.env` and `config.txt`), which may
+    /// then differ from the desired state.
+    pub fn restores_config(&self) -> bool {
+        self.only.is_none_or(|only| only == BackupItem::Config)
     }
 }
 

@@ -1,10 +1,11 @@
 //! `drift [FILE]`: what changed in the deployment outside tldw-ops since the last apply, and
 //! `--adopt`: writing observed values back into the YAML that declares them, all files or none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::drift::{self, DriftReport};
+use crate::model::Address;
 use crate::pipeline::{self, PipelineError, Prepared};
 use crate::plan::adopt::{self, Adoption};
 use crate::providers::files::{read_snapshot, write_atomic};
@@ -54,6 +55,32 @@ pub struct Written {
 pub struct Adopted {
     pub asked: Vec<(String, Asked)>,
     pub written: Vec<Written>,
+}
+
+impl Adopted {
+    /// Every address written into a file.
+    pub fn addresses(&self) -> BTreeSet<Address> {
+        self.written
+            .iter()
+            .flat_map(|written| &written.adoptions)
+            .map(|adoption| adoption.address.clone())
+            .collect()
+    }
+}
+
+/// Adopted drift now matches the YAML (the next apply records it): the drift of `addresses`
+/// moves in `report` to what matches the desired state.
+pub fn mark_adopted(report: &mut DriftReport, addresses: &BTreeSet<Address>) {
+    let (now_declared, remaining) = std::mem::take(&mut report.drift)
+        .into_iter()
+        .partition(|item| addresses.contains(&item.address));
+    report.drift = remaining;
+    report.matches_desired.extend(
+        now_declared
+            .into_iter()
+            .map(|item: crate::drift::Drifted| item.address),
+    );
+    report.matches_desired.sort();
 }
 
 /// Why nothing (or, for a failed write, only `written`) was adopted.

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::envdiff::{SaltSource, existing_store, per_run_salt};
 use crate::envdiff::{EnvDiff, Layer, diff};
-use crate::environments::{Resolved, resolve};
+use crate::environments::{FindError, Resolved, find, resolve};
 use crate::model::{Desired, SecretSource};
 use crate::pipeline::{PipelineError, state_location};
 use crate::promotion::{Gate, Verdict, evaluate};
@@ -51,6 +51,20 @@ pub struct Promotion {
     /// The state store the journal was read from.
     pub location: String,
     pub now: Timestamp,
+}
+
+/// The file of environment `name`: `given` (`--from-file`, `--to-file`), or the one in
+/// `directory` whose `environment:` is `name`.
+pub fn locate(
+    given: Option<&Path>,
+    directory: &Path,
+    name: &str,
+    settings: &Settings,
+) -> Result<PathBuf, FindError> {
+    match given {
+        Some(file) => Ok(file.to_path_buf()),
+        None => find(directory, name, settings),
+    }
 }
 
 /// Explains promoting the environment of `from_file` into that of `to_file` now.

@@ -2,18 +2,26 @@
 //! does it. The plan's file steps put back the before-images that apply checkpointed and its API
 //! steps write back the quota and retention values it replaced, each with a change for every
 //! value that differs from now; it is then applied like any other plan (`cli::rollback`
-//! confirms and runs it). `rollback --unfinished` is `apply::recover`'s.
+//! confirms and runs it). `rollback --unfinished` takes over the interrupted apply's lock and
+//! undoes it with `apply::recover`.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use super::apply::{Unfinished, take_over};
+use crate::apply::recover::rollback_unfinished;
+use crate::apply::{ApplyError, ApplyOutcome, Reporter};
+use crate::faults::Faults;
 use crate::kinds::RestoreContext;
 use crate::kinds::backups::records_managed_state;
 use crate::model::Address;
 use crate::pipeline::{self, Prepared};
 use crate::plan::{FORMAT_VERSION, Operation, Plan, Step, StepKind};
+use crate::providers::files::{DirectoryLocks, remove_stale_temporaries};
 use crate::secrets::sha256_hex;
+use crate::settings::Settings;
 use crate::state::{ApplyRecord, EnvironmentKey, Outcome, StateError, StateStore};
 
 /// Why there is nothing to roll back.
@@ -31,6 +39,23 @@ pub enum RollbackError {
     NoSuchApply(String),
     #[error("environment {0} has no successful apply that changed something")]
     NothingToRollBack(EnvironmentKey),
+    /// The journal of the apply does not tell what to restore.
+    #[error("{0}")]
+    Journal(String),
+}
+
+/// `rollback <apply-id>` and `rollback --last`: the apply to roll back (the one named, or the
+/// last one that changed something) and the plan that restores what it replaced, made at `now`.
+pub async fn earlier(
+    prepared: &Prepared,
+    apply_id: Option<&str>,
+    now: Timestamp,
+) -> Result<(ApplyRecord, Plan), RollbackError> {
+    let store = &prepared.loaded.store;
+    let record = target_apply(store, &prepared.loaded.key, apply_id).await?;
+    let rows = store.steps(&record.id).await?;
+    let plan = restore_plan(prepared, &record.id, &rows, now).map_err(RollbackError::Journal)?;
+    Ok((record, plan))
 }
 
 /// The apply `rollback` undoes: the one named, or the most recent successful apply of this
@@ -61,6 +86,59 @@ pub async fn target_apply<S: StateStore>(
                 && records_managed_state(&record.kind)
         })
         .ok_or_else(|| RollbackError::NothingToRollBack(key.clone()))
+}
+
+/// Why an unfinished apply was not undone.
+#[derive(Debug, thiserror::Error)]
+pub enum UndoError {
+    /// Its lock could not be taken over.
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// `rollback --unfinished`: takes over the lock of the unfinished apply, locks the files it
+/// writes (removing what it left half-written beside them) and undoes every step it completed
+/// from its checkpoint. Returns how that ended and how long the undo took.
+pub async fn undo_unfinished(
+    unfinished: &Unfinished,
+    settings: &Settings,
+    faults: &Faults,
+    reporter: &dyn Reporter,
+) -> Result<(ApplyOutcome, Duration), UndoError> {
+    let Unfinished {
+        loaded,
+        record,
+        plan,
+    } = unfinished;
+    take_over(loaded, &record.id, settings).await?;
+    // No other apply writes these files while the undo runs; what the interrupted one left
+    // half-written beside them goes.
+    let files = [
+        loaded.deployment.env_file.as_path(),
+        loaded.deployment.config_file.as_path(),
+    ];
+    let _target_locks =
+        DirectoryLocks::acquire(&files).map_err(|error| UndoError::Apply(error.into()))?;
+    for file in files {
+        remove_stale_temporaries(file);
+    }
+    let clock = || settings.now();
+    let started = Instant::now();
+    let outcome = rollback_unfinished(
+        &loaded.store,
+        &loaded.key,
+        record,
+        plan,
+        &loaded.deployment,
+        loaded.api.as_ref(),
+        faults,
+        reporter,
+        &clock,
+    )
+    .await?;
+    Ok((outcome, started.elapsed()))
 }
 
 /// A plan whose file steps restore the before-images an apply checkpointed.

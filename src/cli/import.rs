@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use super::common::runtime;
 use super::output::Style;
 use super::{ExitStatus, Printer};
-use crate::ops::import::{Request, import, policy_problems};
-use crate::providers::files::write_atomic;
+use crate::ops::import::{Request, import, policy_problems, write};
 use crate::settings::Settings;
 use crate::spec::types::ApiAuth;
 
@@ -68,14 +67,14 @@ pub fn run(args: Args, settings: &Settings, printer: &Printer) -> ExitStatus {
     };
     let imported = match runtime().block_on(import(&request, settings)) {
         Ok(imported) => imported,
-        Err(message) => {
-            printer.error(&message);
+        Err(error) => {
+            printer.error(&error.to_string());
             return ExitStatus::Error;
         }
     };
     match &args.out {
         Some(out) => {
-            if let Err(error) = write_atomic(out, imported.yaml.as_bytes(), 0o644, None) {
+            if let Err(error) = write(out, &imported) {
                 printer.error(&error.to_string());
                 return ExitStatus::Error;
             }

@@ -4,7 +4,8 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::import::{self, ApiOptions, Imported, Options};
-use crate::providers::tldw_api::{ApiConfig, TldwApi};
+use crate::providers::files::{FileError, write_atomic};
+use crate::providers::tldw_api::{ApiConfig, ApiError, TldwApi};
 use crate::settings::Settings;
 use crate::spec::types::{ApiAuth, DEFAULT_CONFIG_FILE, DEFAULT_ENV_FILE};
 
@@ -22,8 +23,27 @@ pub struct Request<'a> {
     pub environment: &'a str,
 }
 
-/// Reads the deployment and renders the YAML. Errors are messages for the operator.
-pub async fn import(request: &Request<'_>, settings: &Settings) -> Result<Imported, String> {
+/// Why nothing was imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(
+        "`{0}` is not an environment name: letters, digits, `_`, `.` and `-`, starting with a letter or digit"
+    )]
+    EnvironmentName(String),
+    #[error("{} exists; pass --force to replace it", .0.display())]
+    Exists(PathBuf),
+    #[error("--token-env {0}: that environment variable is not set; export an admin token in it")]
+    MissingToken(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Read(#[from] import::ImportError),
+    #[error(transparent)]
+    Write(#[from] FileError),
+}
+
+/// Reads the deployment and renders the YAML.
+pub async fn import(request: &Request<'_>, settings: &Settings) -> Result<Imported, ImportError> {
     let valid_environment = {
         let mut chars = request.environment.chars();
         chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -31,19 +51,15 @@ pub async fn import(request: &Request<'_>, settings: &Settings) -> Result<Import
             && request.environment.len() <= 63
     };
     if !valid_environment {
-        return Err(format!(
-            "`{}` is not an environment name: letters, digits, `_`, `.` and `-`, starting with a letter or digit",
-            request.environment
+        return Err(ImportError::EnvironmentName(
+            request.environment.to_string(),
         ));
     }
     if let Some(out) = request.out
         && out.exists()
         && !request.force
     {
-        return Err(format!(
-            "{} exists; pass --force to replace it",
-            out.display()
-        ));
+        return Err(ImportError::Exists(out.to_path_buf()));
     }
     let cwd = std::env::current_dir().unwrap_or_default();
     let root = normalize(&cwd.join(request.root));
@@ -69,21 +85,22 @@ pub async fn import(request: &Request<'_>, settings: &Settings) -> Result<Import
         None => None,
         Some(api) => {
             let Some(token) = settings.process_env.get(&api.token_env) else {
-                return Err(format!(
-                    "--token-env {}: that environment variable is not set; export an admin token in it",
-                    api.token_env
-                ));
+                return Err(ImportError::MissingToken(api.token_env.clone()));
             };
-            Some(
-                TldwApi::new(ApiConfig::new(api.url.clone(), token.clone(), api.auth))
-                    .map_err(|error| error.to_string())?,
-            )
+            Some(TldwApi::new(ApiConfig::new(
+                api.url.clone(),
+                token.clone(),
+                api.auth,
+            ))?)
         }
     };
-    let found = import::read(&options, api.as_ref())
-        .await
-        .map_err(|error| error.to_string())?;
+    let found = import::read(&options, api.as_ref()).await?;
     Ok(import::render(&options, &found))
+}
+
+/// Writes the imported YAML to `out`, whole or not at all.
+pub fn write(out: &Path, imported: &Imported) -> Result<(), ImportError> {
+    Ok(write_atomic(out, imported.yaml.as_bytes(), 0o644, None)?)
 }
 
 /// Rule problems the written file has today: plan refuses it until they are fixed or waived.

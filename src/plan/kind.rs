@@ -27,6 +27,16 @@ pub struct CompileInput<'a> {
     pub resolved: &'a BTreeMap<String, Result<String, String>>,
 }
 
+/// The resources compiled so far, by address.
+#[derive(Debug, Default)]
+pub struct Resources(BTreeMap<Address, Resource>);
+
+impl Resources {
+    pub fn add(&mut self, resource: Resource) {
+        self.0.insert(resource.address.clone(), resource);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
     #[error("secret `{name}` (declared at {location}): {reason}")]
@@ -90,7 +100,7 @@ pub trait Kind: Sync {
     fn compile(
         &self,
         _input: &CompileInput<'_>,
-        _resources: &mut BTreeMap<Address, Resource>,
+        _resources: &mut Resources,
     ) -> Result<(), CompileError> {
         Ok(())
     }
@@ -240,7 +250,7 @@ pub fn compile(
 ) -> Result<DesiredState, CompileError> {
     let spec = &checked.spec;
     let input = CompileInput { checked, resolved };
-    let mut resources = BTreeMap::new();
+    let mut resources = Resources::default();
     for address_kind in AddressKind::ALL {
         kinds(address_kind).compile(&input, &mut resources)?;
     }
@@ -261,7 +271,7 @@ pub fn compile(
             .deployment
             .clone()
             .unwrap_or_else(|| "default".to_string()),
-        resources,
+        resources: resources.0,
     })
 }
 

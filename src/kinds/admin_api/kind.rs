@@ -2,12 +2,10 @@
 //! `retention.*` (retention policy overrides), what the spec declares of them and how their
 //! changes become API steps.
 
-use std::collections::BTreeMap;
-
 use crate::model::{Address, Desired, ObservedValue, Resource};
 use crate::plan::adopt::{AdoptInput, Edit, Refusal};
 use crate::plan::kind::{
-    CompileError, CompileInput, Kind, LikelyCause, StepTarget, Steps, child_locations,
+    CompileError, CompileInput, Kind, LikelyCause, Resources, StepTarget, Steps, child_locations,
 };
 use crate::plan::{Action, Change, Operation, PlanInput, StepKind};
 use crate::spec::load::escape_pointer;
@@ -41,7 +39,7 @@ impl Kind for Quotas {
     fn compile(
         &self,
         input: &CompileInput<'_>,
-        resources: &mut BTreeMap<Address, Resource>,
+        resources: &mut Resources,
     ) -> Result<(), CompileError> {
         let Some(quotas) = &input.checked.spec.quotas else {
             return Ok(());
@@ -49,16 +47,12 @@ impl Kind for Quotas {
         let root = &input.checked.loaded.root;
         let locations = child_locations(root.get("quotas").and_then(|quotas| quotas.get("users")));
         for (username, limit) in &quotas.users {
-            let address = Address::quota_user(username);
-            resources.insert(
-                address.clone(),
-                Resource {
-                    address,
-                    desired: Desired::Quota(limit.0),
-                    sensitive: false,
-                    source: locations.get(username.as_str()).cloned(),
-                },
-            );
+            resources.add(Resource {
+                address: Address::quota_user(username),
+                desired: Desired::Quota(limit.0),
+                sensitive: false,
+                source: locations.get(username.as_str()).cloned(),
+            });
         }
         Ok(())
     }
@@ -121,23 +115,19 @@ impl Kind for Retention {
     fn compile(
         &self,
         input: &CompileInput<'_>,
-        resources: &mut BTreeMap<Address, Resource>,
+        resources: &mut Resources,
     ) -> Result<(), CompileError> {
         let spec = &input.checked.spec;
         let (Some(_), Some(retention)) = (&spec.target.api, &spec.retention) else {
             return Ok(());
         };
         for (key, duration) in retention_values(retention) {
-            let address = Address::retention(key.policy_key);
-            resources.insert(
-                address.clone(),
-                Resource {
-                    address,
-                    desired: Desired::Days(duration.as_seconds() / 86_400),
-                    sensitive: false,
-                    source: locate(&input.checked.loaded.root, key.yaml_path),
-                },
-            );
+            resources.add(Resource {
+                address: Address::retention(key.policy_key),
+                desired: Desired::Days(duration.as_seconds() / 86_400),
+                sensitive: false,
+                source: locate(&input.checked.loaded.root, key.yaml_path),
+            });
         }
         Ok(())
     }

@@ -1,12 +1,10 @@
 //! The pure half of the `config.txt` kind: `config.<Section>.<key>` settings and how their
 //! changes become edits of one `config.txt` step.
 
-use std::collections::BTreeMap;
-
 use crate::model::{Address, Desired, Resource};
 use crate::plan::adopt::{AdoptInput, Edit, Refusal};
 use crate::plan::kind::{
-    CompileError, CompileInput, Kind, LikelyCause, StepTarget, Steps, child_locations,
+    CompileError, CompileInput, Kind, LikelyCause, Resources, StepTarget, Steps, child_locations,
     setting_operation,
 };
 use crate::plan::{Change, Operation, PlanInput, StepKind};
@@ -44,7 +42,7 @@ impl Kind for Config {
     fn compile(
         &self,
         input: &CompileInput<'_>,
-        resources: &mut BTreeMap<Address, Resource>,
+        resources: &mut Resources,
     ) -> Result<(), CompileError> {
         let checked = input.checked;
         let sections = checked.loaded.root.get("config");
@@ -58,16 +56,12 @@ impl Kind for Config {
                     escape_pointer(key)
                 );
                 let address = Address::config(section, key);
-                resources.insert(
-                    address.clone(),
-                    Resource {
-                        sensitive: is_sensitive(key, &text)
-                            || checked.loaded.is_sensitive(&pointer),
-                        address,
-                        desired: Desired::Text(text),
-                        source: key_locations.get(key.as_str()).cloned(),
-                    },
-                );
+                resources.add(Resource {
+                    sensitive: is_sensitive(key, &text) || checked.loaded.is_sensitive(&pointer),
+                    address,
+                    desired: Desired::Text(text),
+                    source: key_locations.get(key.as_str()).cloned(),
+                });
             }
         }
         Ok(())

@@ -2,13 +2,11 @@
 //! `registration`, `quotas` and `retention` compile to) and `secret.*` values, and how their
 //! changes become edits of one `.env` step.
 
-use std::collections::BTreeMap;
-
 use crate::model::{Address, Desired, Resource, SecretDesired, SecretSource};
 use crate::plan::adopt::{AdoptInput, Edit, Refusal};
 use crate::plan::kind::{
-    CompileError, CompileInput, Diff, Kind, LikelyCause, StepTarget, Steps, child_locations,
-    setting_operation, value_change,
+    CompileError, CompileInput, Diff, Kind, LikelyCause, Resources, StepTarget, Steps,
+    child_locations, setting_operation, value_change,
 };
 use crate::plan::{Action, Change, Operation, PlanInput, SecretFrom, SecretOperation, StepKind};
 use crate::secrets::{is_placeholder, is_sensitive, is_tldw_api_key, shown, value_hash};
@@ -68,7 +66,7 @@ impl Kind for Env {
     fn compile(
         &self,
         input: &CompileInput<'_>,
-        resources: &mut BTreeMap<Address, Resource>,
+        resources: &mut Resources,
     ) -> Result<(), CompileError> {
         let checked = input.checked;
         let root = &checked.loaded.root;
@@ -77,19 +75,15 @@ impl Kind for Env {
             // A value a template built from a secret variable is as sensitive as a secret.
             let sensitive = is_sensitive(&entry.name, &entry.value)
                 || checked.loaded.is_sensitive(&entry.pointer);
-            let address = Address::env(&entry.name);
-            resources.insert(
-                address.clone(),
-                Resource {
-                    address,
-                    desired: Desired::Text(entry.value),
-                    sensitive,
-                    source: match entry.origin {
-                        EnvOrigin::Env => env_locations.get(entry.name.as_str()).cloned(),
-                        _ => locate(root, &entry.pointer),
-                    },
+            resources.add(Resource {
+                address: Address::env(&entry.name),
+                desired: Desired::Text(entry.value),
+                sensitive,
+                source: match entry.origin {
+                    EnvOrigin::Env => env_locations.get(entry.name.as_str()).cloned(),
+                    _ => locate(root, &entry.pointer),
                 },
-            );
+            });
         }
         Ok(())
     }
@@ -179,7 +173,7 @@ impl Kind for Secrets {
     fn compile(
         &self,
         input: &CompileInput<'_>,
-        resources: &mut BTreeMap<Address, Resource>,
+        resources: &mut Resources,
     ) -> Result<(), CompileError> {
         let Some(secrets) = &input.checked.spec.secrets else {
             return Ok(());
@@ -214,21 +208,17 @@ impl Kind for Secrets {
                     })?)
                 }
             };
-            let address = Address::secret(name);
-            resources.insert(
-                address.clone(),
-                Resource {
-                    address,
-                    desired: Desired::Secret(SecretDesired {
-                        source,
-                        rotate_after: secret.rotate_after.map(|duration| duration.as_seconds()),
-                        keep_previous_as: secret.keep_previous_as.clone(),
-                        resolved: value,
-                    }),
-                    sensitive: true,
-                    source: location,
-                },
-            );
+            resources.add(Resource {
+                address: Address::secret(name),
+                desired: Desired::Secret(SecretDesired {
+                    source,
+                    rotate_after: secret.rotate_after.map(|duration| duration.as_seconds()),
+                    keep_previous_as: secret.keep_previous_as.clone(),
+                    resolved: value,
+                }),
+                sensitive: true,
+                source: location,
+            });
         }
         Ok(())
     }

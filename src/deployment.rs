@@ -130,7 +130,7 @@ impl ObservedFiles {
         match address.kind().target() {
             Target::EnvFile => self.env.observe(address).canonical(),
             Target::ConfigFile => self.config.observe(address).canonical(),
-            Target::Api | Target::Backups => observed.get(address).canonical(),
+            Target::Api | Target::Backups | Target::Checkout => observed.get(address).canonical(),
         }
     }
 }
@@ -174,7 +174,7 @@ pub fn file_values(files: &ObservedFiles, addresses: &BTreeSet<Address>) -> Obse
         let value = match address.kind().target() {
             Target::EnvFile => env.observe(address),
             Target::ConfigFile => config.observe(address),
-            Target::Api | Target::Backups => continue,
+            Target::Api | Target::Backups | Target::Checkout => continue,
         };
         observed.values.insert(address.clone(), value);
     }

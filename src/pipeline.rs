@@ -467,6 +467,20 @@ pub async fn observe(mut loaded: Loaded) -> Result<Prepared, PipelineError> {
         user_ids = api.user_ids;
         registration = api.registration;
     }
+    let release = Address::release();
+    if addresses.contains(&release) {
+        let declared = loaded
+            .desired
+            .get(&release)
+            .and_then(|resource| resource.desired.canonical());
+        let root = loaded.deployment.root.clone();
+        let value = tokio::task::spawn_blocking(move || {
+            crate::kinds::release::observe(&root, declared.as_deref())
+        })
+        .await
+        .expect("reading the checkout does not panic");
+        observed.values.insert(release, value);
+    }
     Ok(Prepared {
         loaded,
         observed,
@@ -602,6 +616,7 @@ pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
         &deployment.config_file,
         crate::spec::types::TargetPath::ConfigFile,
     );
+    let root = display_relative(&deployment.root);
     let git_commit = git_commit(&loaded.checked.loaded.main_file);
     let mut plan = plan(&PlanInput {
         desired: &loaded.desired,
@@ -613,6 +628,7 @@ pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
         desired_hash: &loaded.desired_hash,
         shared_hash: loaded.shared_hash.as_deref(),
         git_commit: git_commit.as_deref(),
+        root: &root,
         env_file: &env_file,
         config_file: &config_file,
         api_url: deployment.api_url.as_deref(),

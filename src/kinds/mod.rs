@@ -16,6 +16,7 @@ pub mod backups;
 pub mod config_file;
 pub mod env_file;
 pub mod files;
+pub mod release;
 pub mod service;
 pub mod smoke;
 
@@ -336,6 +337,7 @@ pub fn kind(kind: AddressKind) -> &'static dyn Kind {
         AddressKind::QuotaUser => &admin_api::kind::Quotas,
         AddressKind::Retention => &admin_api::kind::Retention,
         AddressKind::BackupSet => &backups::kind::BackupSets,
+        AddressKind::Release => &release::kind::Release,
     }
 }
 
@@ -358,6 +360,7 @@ pub fn provider(kind: StepKind) -> &'static dyn Provider {
         StepKind::StopService => &service::StopService,
         StepKind::StartService => &service::StartService,
         StepKind::SmokeGate => &smoke::SmokeGate,
+        StepKind::SwitchRelease => &release::SwitchRelease,
     }
 }
 
@@ -369,6 +372,7 @@ pub fn owner(target: Target) -> &'static dyn Provider {
         Target::ConfigFile => &config_file::ConfigFileProvider,
         Target::Api => &admin_api::AdminApiProvider,
         Target::Backups => &backups::CreateBackup,
+        Target::Checkout => &release::SwitchRelease,
     }
 }
 

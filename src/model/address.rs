@@ -1,6 +1,6 @@
 //! Addresses name every managed thing. They are a contract: plan files, the state store and
 //! users' scripts use them. `env.<NAME>`, `config.<Section>.<key>`, `secret.<NAME>`,
-//! `quota.user.<name>`, `retention.<policy_key>`, `backup.set.<timestamp>`.
+//! `quota.user.<name>`, `retention.<policy_key>`, `backup.set.<timestamp>`, `release.git`.
 
 use std::fmt;
 
@@ -64,17 +64,20 @@ pub enum AddressKind {
     QuotaUser,
     Retention,
     BackupSet,
+    /// `release.git`: the commit a bare-metal checkout runs.
+    Release,
 }
 
 impl AddressKind {
     /// Every address kind.
-    pub const ALL: [AddressKind; 6] = [
+    pub const ALL: [AddressKind; 7] = [
         AddressKind::Env,
         AddressKind::Config,
         AddressKind::Secret,
         AddressKind::QuotaUser,
         AddressKind::Retention,
         AddressKind::BackupSet,
+        AddressKind::Release,
     ];
 
     pub fn target(self) -> Target {
@@ -83,13 +86,14 @@ impl AddressKind {
             AddressKind::Config => Target::ConfigFile,
             AddressKind::QuotaUser | AddressKind::Retention => Target::Api,
             AddressKind::BackupSet => Target::Backups,
+            AddressKind::Release => Target::Checkout,
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{0}` is not an address: expected env.NAME, config.Section.key, secret.NAME, quota.user.NAME, retention.KEY or backup.set.ID"
+    "`{0}` is not an address: expected env.NAME, config.Section.key, secret.NAME, quota.user.NAME, retention.KEY, backup.set.ID or release.git"
 )]
 pub struct AddressError(pub String);
 
@@ -118,6 +122,11 @@ impl Address {
 
     pub fn backup_set(id: &str) -> Address {
         Address(format!("backup.set.{id}"))
+    }
+
+    /// `release.git`, the one address of a bare-metal release.
+    pub fn release() -> Address {
+        Address("release.git".to_string())
     }
 
     pub fn parse(text: &str) -> Result<Address, AddressError> {
@@ -152,6 +161,8 @@ impl Address {
             Some(AddressKind::Retention)
         } else if text.starts_with("backup.set.") {
             Some(AddressKind::BackupSet)
+        } else if text == "release.git" {
+            Some(AddressKind::Release)
         } else {
             None
         }
@@ -172,6 +183,7 @@ impl Address {
             "retention.",
             "backup.set.",
             "config.",
+            "release.",
         ] {
             if let Some(rest) = text.strip_prefix(prefix) {
                 return rest;

@@ -23,6 +23,8 @@ pub enum Target {
     ConfigFile,
     Api,
     Backups,
+    /// The git checkout at `target.root` (a bare-metal release).
+    Checkout,
 }
 
 /// Where a secret's value comes from.
@@ -54,6 +56,12 @@ pub enum Desired {
     Quota(Option<u64>),
     /// A retention override in days.
     Days(u64),
+    /// A bare-metal release: the git tag or commit, and the install command run after the
+    /// checkout.
+    Release {
+        reference: String,
+        install: Option<Vec<String>>,
+    },
 }
 
 /// One managed thing.
@@ -134,6 +142,7 @@ impl Desired {
             Desired::Quota(Some(megabytes)) => Some(megabytes.to_string()),
             Desired::Quota(None) => Some("unlimited".to_string()),
             Desired::Days(days) => Some(days.to_string()),
+            Desired::Release { reference, .. } => Some(reference.clone()),
             Desired::Secret(secret) => secret.resolved.clone(),
         }
     }

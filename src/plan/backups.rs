@@ -31,17 +31,22 @@ use crate::spec::types::{Backup, BackupItem, Keep};
 pub const UPGRADE_REASON: &str =
     "upgrade: a checkpoint of the data before the release changes (always taken)";
 
-/// Whether `steps` change the release: a `.env` edit that keeps the app image it replaces.
+/// Whether `steps` change the release: a checkout of a bare-metal release, or a `.env` edit
+/// that keeps the app image it replaces.
 fn upgrades(steps: &[Step]) -> bool {
-    steps.iter().flat_map(Step::entry_edits).any(|edit| {
-        matches!(
-            edit,
-            super::EntryEdit::Set { address, secret: Some(secret), .. }
-                if address.env_name() == Some(crate::spec::mapping::APP_IMAGE)
-                    && secret.keep_previous_as.as_deref()
-                        == Some(crate::spec::mapping::ROLLBACK_IMAGE)
-        )
-    })
+    let switches = steps
+        .iter()
+        .any(|step| step.kind == super::StepKind::SwitchRelease);
+    switches
+        || steps.iter().flat_map(Step::entry_edits).any(|edit| {
+            matches!(
+                edit,
+                super::EntryEdit::Set { address, secret: Some(secret), .. }
+                    if address.env_name() == Some(crate::spec::mapping::APP_IMAGE)
+                        && secret.keep_previous_as.as_deref()
+                            == Some(crate::spec::mapping::ROLLBACK_IMAGE)
+            )
+        })
 }
 
 /// The reason of a create that is there only because `before_apply` is on.

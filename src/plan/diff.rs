@@ -22,7 +22,8 @@ pub struct PlanInput<'a> {
     pub desired_hash: &'a str,
     pub shared_hash: Option<&'a str>,
     pub git_commit: Option<&'a str>,
-    /// The `.env` and `config.txt` paths, for step targets.
+    /// `target.root`, the `.env` and `config.txt` paths, for step targets.
+    pub root: &'a str,
     pub env_file: &'a str,
     pub config_file: &'a str,
     pub api_url: Option<&'a str>,
@@ -231,6 +232,7 @@ mod tests {
             desired_hash: "hash",
             shared_hash: None,
             git_commit: None,
+            root: ".",
             env_file: ".env",
             config_file: "config.txt",
             api_url: None,

@@ -50,6 +50,8 @@ pub enum CompileError {
 /// Where the steps of a kind act, resolved against the plan's input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepTarget {
+    /// `target.root`.
+    Root,
     EnvFile,
     ConfigFile,
     Api,
@@ -58,6 +60,7 @@ pub enum StepTarget {
 impl StepTarget {
     fn resolve(self, input: &PlanInput<'_>) -> String {
         match self {
+            StepTarget::Root => input.root.to_string(),
             StepTarget::EnvFile => input.env_file.to_string(),
             StepTarget::ConfigFile => input.config_file.to_string(),
             StepTarget::Api => input.api_url.unwrap_or_default().to_string(),
@@ -257,6 +260,7 @@ pub fn compile(
     let keep_previous = spec
         .release
         .iter()
+        .filter(|release| release.image.is_some())
         .map(|_| {
             (
                 Address::env(crate::spec::mapping::APP_IMAGE),

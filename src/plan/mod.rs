@@ -160,11 +160,13 @@ pub enum StepKind {
     StartService,
     /// Requests that prove the server works (`target.service.smoke`).
     SmokeGate,
+    /// Check a bare-metal release out and install it (`release.git`).
+    SwitchRelease,
 }
 
 impl StepKind {
     /// Every kind of step, for lookups by name.
-    pub const ALL: [StepKind; 12] = [
+    pub const ALL: [StepKind; 13] = [
         StepKind::EnsureEnvFile,
         StepKind::EnsureConfigFile,
         StepKind::EnsureRetention,
@@ -177,6 +179,7 @@ impl StepKind {
         StepKind::RestoreBackup,
         StepKind::StartService,
         StepKind::SmokeGate,
+        StepKind::SwitchRelease,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -193,6 +196,7 @@ impl StepKind {
             StepKind::RestoreBackup => "restore_backup",
             StepKind::StartService => "start_service",
             StepKind::SmokeGate => "smoke_gate",
+            StepKind::SwitchRelease => "switch_release",
         }
     }
 }
@@ -308,6 +312,13 @@ pub enum Operation {
         only: Option<crate::spec::types::BackupItem>,
         safety_set_id: String,
     },
+    /// Check `reference` out (detached) in `target.root`, then run `install` there.
+    Checkout {
+        address: Address,
+        reference: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        install: Option<Vec<String>>,
+    },
 }
 
 impl Operation {
@@ -318,7 +329,8 @@ impl Operation {
             Operation::Set { address, .. }
             | Operation::Remove { address }
             | Operation::SetQuota { address, .. }
-            | Operation::SetRetention { address, .. } => Some(address),
+            | Operation::SetRetention { address, .. }
+            | Operation::Checkout { address, .. } => Some(address),
             Operation::Run { .. }
             | Operation::RestoreFile { .. }
             | Operation::Check { .. }

@@ -196,6 +196,9 @@ fn markdown_step(step: &Step) -> String {
         StepKind::CreateBackup => " — backup set",
         StepKind::PruneBackups => " — **deletes backup sets** the keep policy releases",
         StepKind::RestoreBackup => " — **puts data back** from a backup set",
+        StepKind::SwitchRelease => {
+            " — **switches the release** (checkout, then the install command)"
+        }
         _ => "",
     };
     format!("{}{note}\n", line.trim_start())

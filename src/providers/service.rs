@@ -8,30 +8,55 @@ use crate::plan::service::HealthCheck;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("restart command `{command}` could not start: {source}")]
+    #[error("{what} command `{command}` could not start: {source}")]
     Spawn {
+        what: &'static str,
         command: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("restart command `{command}` exited with {status}")]
-    Failed { command: String, status: String },
-    #[error("restart command `{command}` did not finish within {seconds}s and was stopped")]
-    Timeout { command: String, seconds: u64 },
+    #[error("{what} command `{command}` exited with {status}")]
+    Failed {
+        what: &'static str,
+        command: String,
+        status: String,
+    },
+    #[error("{what} command `{command}` did not finish within {seconds}s and was stopped")]
+    Timeout {
+        what: &'static str,
+        command: String,
+        seconds: u64,
+    },
     #[error("health gates did not pass within {seconds}s: {detail}")]
     Unhealthy { seconds: u64, detail: String },
 }
 
-/// Runs `argv` and waits for it, up to `timeout`.
+/// Runs the restart command `argv` and waits for it, up to `timeout`.
 pub async fn run_command(argv: &[String], timeout: Duration) -> Result<(), ServiceError> {
+    run_in("restart", argv, None, timeout).await
+}
+
+/// Runs `argv` (the `what` command, as messages name it) in `directory`, or the current one,
+/// and waits for it, up to `timeout`.
+pub async fn run_in(
+    what: &'static str,
+    argv: &[String],
+    directory: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<(), ServiceError> {
     let command = crate::plan::service::shell_words(argv);
     let Some((program, arguments)) = argv.split_first() else {
         return Err(ServiceError::Failed {
+            what,
             command,
             status: "an empty command".to_string(),
         });
     };
-    let mut child = tokio::process::Command::new(program)
+    let mut process = tokio::process::Command::new(program);
+    if let Some(directory) = directory {
+        process.current_dir(directory);
+    }
+    let mut child = process
         .args(arguments)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -39,19 +64,26 @@ pub async fn run_command(argv: &[String], timeout: Duration) -> Result<(), Servi
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| ServiceError::Spawn {
+            what,
             command: command.clone(),
             source,
         })?;
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(ServiceError::Failed {
+            what,
             command,
             status: status.to_string(),
         }),
-        Ok(Err(source)) => Err(ServiceError::Spawn { command, source }),
+        Ok(Err(source)) => Err(ServiceError::Spawn {
+            what,
+            command,
+            source,
+        }),
         Err(_) => {
             let _ = child.kill().await;
             Err(ServiceError::Timeout {
+                what,
                 command,
                 seconds: timeout.as_secs(),
             })

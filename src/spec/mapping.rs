@@ -220,10 +220,14 @@ pub fn env_entries(spec: &Spec) -> Vec<EnvEntry> {
             });
         }
     }
-    if let Some(release) = &spec.release {
+    if let Some(image) = spec
+        .release
+        .as_ref()
+        .and_then(|release| release.image.as_ref())
+    {
         entries.push(EnvEntry {
             name: APP_IMAGE.to_string(),
-            value: release.image.clone(),
+            value: image.clone(),
             pointer: "/release/image".to_string(),
             origin: EnvOrigin::Release,
         });

@@ -30,6 +30,9 @@ pub struct Rule {
     pub summary: &'static str,
 }
 
+/// Git refs that move with every commit, refused as a production release.
+const MOVING_REFS: [&str; 5] = ["main", "master", "latest", "HEAD", "develop"];
+
 pub const RULES: &[Rule] = &[
     rule(
         "production-flag",
@@ -154,6 +157,10 @@ pub const RULES: &[Rule] = &[
     rule(
         "preflight-networks",
         "`TLDW_EDGE_SUBNET` and `TLDW_BACKEND_SUBNET` are strict private IPv4 CIDRs that do not overlap",
+    ),
+    rule(
+        "release-pinned",
+        "`release.git` names a tag or commit, not a moving branch (`main`, `master`, `latest`, `HEAD`, `develop`)",
     ),
     rule(
         "preflight-images",
@@ -538,6 +545,22 @@ pub fn evaluate(input: &PolicyInput<'_>) -> Vec<Diagnostic> {
         }
     }
     check_secrets(&mut findings);
+    if let Some(reference) = spec
+        .release
+        .as_ref()
+        .and_then(|release| release.git.as_ref())
+        && MOVING_REFS
+            .iter()
+            .any(|moving| reference.eq_ignore_ascii_case(moving))
+    {
+        findings.push_hint(
+            "release-pinned",
+            format!("`release.git: {reference}` moves: production runs a tag or a commit"),
+            findings.at("/release/git"),
+            "/release/git",
+            "pin a tag (`v1.4.2`) or a full commit id",
+        );
+    }
     let auth_mode = view
         .env_or_config("AUTH_MODE", "AuthNZ", &["auth_mode"])
         .and_then(|setting| setting.text())

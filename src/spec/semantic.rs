@@ -247,14 +247,43 @@ fn check_conflicts(spec: &Spec, entries: &[EnvEntry], root: &Node, out: &mut Vec
 /// command (the new image runs only after one), and `TLDW_ROLLBACK_IMAGE` left to tldw-ops,
 /// which keeps the replaced image there.
 fn check_release(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
-    if spec.release.is_none() {
+    let Some(release) = &spec.release else {
         return;
-    }
+    };
     let at = |code: &str, text: &str| {
         Diagnostic::error(code, text)
             .at(locate_key(root, "/release"))
             .path("/release")
     };
+    if release.image.is_some() == release.git.is_some() {
+        out.push(at(
+            "value.release_source",
+            "`release` takes exactly one of `image` (a Compose deployment) and `git` (a \
+             bare-metal checkout)",
+        ));
+    }
+    if release.install.is_some() && release.git.is_none() {
+        out.push(
+            Diagnostic::error(
+                "value.release_install",
+                "`release.install` runs after a git checkout, so it needs `release.git`",
+            )
+            .at(locate_key(root, "/release/install"))
+            .path("/release/install"),
+        );
+    }
+    if let Some(reference) = &release.git
+        && (reference.contains("..") || reference.ends_with('/') || reference.ends_with(".lock"))
+    {
+        out.push(
+            Diagnostic::error(
+                "value.release_git",
+                format!("`{reference}` is not a git tag or commit name"),
+            )
+            .at(locate_key(root, "/release/git"))
+            .path("/release/git"),
+        );
+    }
     if spec.backup.is_none() {
         out.push(at(
             "value.release_backup",
@@ -270,11 +299,11 @@ fn check_release(spec: &Spec, root: &Node, out: &mut Vec<Diagnostic>) {
     if restart.is_none() {
         out.push(at(
             "value.release_restart",
-            "`release` needs `target.service.restart`: the new image runs only after a restart",
+            "`release` needs `target.service.restart`: the new release runs only after a restart",
         ));
     }
     let rollback = super::mapping::ROLLBACK_IMAGE;
-    if spec.env.contains_key(rollback) {
+    if release.image.is_some() && spec.env.contains_key(rollback) {
         let pointer = format!("/env/{rollback}");
         out.push(
             Diagnostic::error(

@@ -61,9 +61,11 @@ pub struct Spec {
     /// Retention of AuthNZ records, in whole days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
-    /// The release tldw_server runs: for a Compose deployment, the app image. Changing it is an
-    /// upgrade: a backup set is taken first, the old image is kept as `TLDW_ROLLBACK_IMAGE`, and a
-    /// failed restart, health gate or smoke gate puts the old image back.
+    /// The release tldw_server runs: for a Compose deployment the app image, for a bare-metal
+    /// one the git tag or commit of `target.root` and its install command. Changing it is an
+    /// upgrade: a backup set is taken first, and a failed install, restart, health gate or smoke
+    /// gate puts the old release back (the old image, kept as `TLDW_ROLLBACK_IMAGE`, or the old
+    /// commit, installed again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<Release>,
     /// Backup policy, reconciled like the rest of the desired state.
@@ -77,15 +79,32 @@ pub struct Spec {
     pub waivers: Vec<Waiver>,
 }
 
-/// The release of a Compose deployment.
+/// The release tldw_server runs: `image` for a Compose deployment, or `git` (with `install`)
+/// for a bare-metal checkout. Exactly one of `image` and `git`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Release {
     /// The app image (`TLDW_APP_IMAGE`), pinned by digest (`…@sha256:<64 hex>`) or by commit
     /// (`…:sha-<7..64 hex>`) as tldw's production preflight requires; `latest` and `main` are
     /// refused in production.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
-    pub image: String,
+    pub image: Option<String>,
+    /// The git tag or commit `target.root` is checked out at (detached), for a bare-metal
+    /// deployment. The ref must already be in the checkout (`git fetch --tags` first); a
+    /// branch such as `main` moves, so production refuses `main`, `master`, `latest` and `HEAD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
+    )]
+    pub git: Option<String>,
+    /// The install command run in `target.root` after the checkout, as argv (never a shell
+    /// string), for example `[pip, install, --upgrade, .]`. It runs again after a rollback
+    /// checks the old commit out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub install: Option<Vec<String>>,
 }
 
 /// The variables templates may read.

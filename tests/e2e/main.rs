@@ -19,6 +19,7 @@ mod api_provider;
 mod apply;
 mod backup_cli;
 mod backups;
+mod bare_release;
 mod ci;
 mod color;
 mod common;

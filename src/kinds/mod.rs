@@ -205,6 +205,8 @@ pub struct RestoreContext<'a> {
     pub salt: &'a [u8],
     /// The addresses the desired state declares sensitive.
     pub sensitive: &'a std::collections::BTreeSet<Address>,
+    /// The desired state as the YAML declares it now.
+    pub desired: &'a DesiredState,
 }
 
 impl RestoreContext<'_> {

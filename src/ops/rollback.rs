@@ -166,6 +166,7 @@ pub fn restore_plan(
         observed: &prepared.observed,
         salt,
         sensitive: &sensitive,
+        desired: &loaded.desired,
     };
     // Files first, as an apply orders them, then the admin API; each kind plans its own.
     let mut later = Vec::new();

@@ -327,3 +327,24 @@ fn a_kill_at_every_step_of_a_bare_metal_upgrade_resumes_to_the_new_tag_or_rolls_
         }
     }
 }
+
+#[test]
+fn rollback_of_an_upgrade_checks_the_replaced_commit_out_and_installs_it() {
+    let deployment = Deployment::new(RELEASE, FakeTldwConfig::default());
+    let (code, _, stderr) = deployment.run(&["apply", "--auto-approve"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = deployment.run(&["rollback", "--last", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("release.git"), "{stdout}");
+    assert_eq!(deployment.head(), deployment.commit_of("v1.0.0"));
+    assert_eq!(deployment.installed(), ["installed 1.1.0", "installed 1.0.0"]);
+    let restarted = std::fs::read_to_string(deployment.site.path().join("restart.log")).unwrap();
+    assert_eq!(
+        restarted.lines().last(),
+        Some("1.0.0"),
+        "the rollback restarted the old release"
+    );
+    // The YAML still asks for v1.1.0, so the next plan offers the upgrade again.
+    let (code, _, _) = deployment.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2);
+}

@@ -11,11 +11,12 @@ use std::path::Path;
 use std::process::Command;
 
 use super::{
-    Effects, Provider, StepContext, StepError, StepFuture, UndoContext, Undoes, Undone, files,
+    Effects, Provider, RestoreContext, Restoring, StepContext, StepError, StepFuture, UndoContext,
+    Undoes, Undone, files,
 };
 use crate::deployment::Deployment;
 use crate::faults::Point;
-use crate::model::{Address, ObservedValue};
+use crate::model::{Address, Desired, ObservedValue};
 use crate::plan::{Operation, Step};
 use crate::providers::service::run_in;
 use crate::state::StepStatus;
@@ -200,6 +201,44 @@ impl Provider for SwitchRelease {
                 restored_files: true,
             })
         })
+    }
+
+    /// `rollback <apply-id>`: check the commit the step replaced out again and install it with
+    /// the install command the YAML declares now.
+    fn restoring(
+        &self,
+        cx: &RestoreContext<'_>,
+        row: &crate::state::StepRecord,
+    ) -> Result<Option<Restoring>, String> {
+        let (StepStatus::Done, Some(previous)) = (row.status, &row.before_values) else {
+            return Ok(None);
+        };
+        let address = Address::release();
+        let now = cx.now(&address);
+        let then = Some(previous.clone());
+        if now.as_deref() == Some(previous.as_str()) {
+            return Ok(None);
+        }
+        let install = match cx.desired.get(&address).map(|resource| &resource.desired) {
+            Some(Desired::Release { install, .. }) => install.clone(),
+            _ => None,
+        };
+        let operation = Operation::Checkout {
+            address: address.clone(),
+            reference: previous.clone(),
+            install,
+        };
+        Ok(Some(Restoring {
+            changes: vec![cx.change(address.clone(), now, then, false)],
+            step: Step {
+                index: 0,
+                kind: crate::plan::StepKind::SwitchRelease,
+                target: row.target.clone(),
+                addresses: vec![address.to_string()],
+                operations: vec![operation],
+            },
+            restarts: true,
+        }))
     }
 
     fn fingerprints_now<'a>(

@@ -29,7 +29,11 @@ pub async fn undo_steps<S: StateStore>(
     faults: &Faults,
     reporter: &dyn Reporter,
 ) -> UndoOutcome {
-    let cx = UndoContext { deployment, api };
+    let cx = UndoContext {
+        plan,
+        deployment,
+        api,
+    };
     let mut outcome = UndoOutcome {
         undone: Vec::new(),
         errors: Vec::new(),

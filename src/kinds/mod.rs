@@ -163,11 +163,12 @@ pub struct PreviewContext<'a> {
 /// What undoing a step may use: the journal is the apply's, but the desired state may be gone
 /// (a later `rollback --unfinished` has only the plan and the deployment).
 pub struct UndoContext<'a> {
+    /// The plan being rolled back.
+    pub plan: &'a Plan,
     pub deployment: &'a Deployment,
     pub api: Option<&'a TldwApi>,
 }
 
-/// Where an interrupted step stands (see [`Provider::interrupted`]).
 /// Which journaled steps of a kind a rollback undoes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Undoes {
@@ -180,6 +181,7 @@ pub enum Undoes {
     Started,
 }
 
+/// Where an interrupted step stands (see [`Provider::interrupted`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupted {
     Done,

@@ -30,6 +30,20 @@ fn git(root: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
+fn sqlite(database: &Path, script: &str) -> String {
+    let output = std::process::Command::new("sqlite3")
+        .arg(database)
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "sqlite3: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
 struct Deployment {
     site: Site,
     fake: FakeTldw,
@@ -47,17 +61,27 @@ impl Deployment {
         let root = site.path().join("site");
         let installed = site.path().join("installed.log");
         git(&root, &["init", "--quiet"]);
-        // The `.env` is the deployment's own, never part of a release.
+        // The `.env` and the databases are the deployment's own, never part of a release.
         std::fs::write(
             root.join(".gitignore"),
-            "tldw_Server_API/Config_Files/.env\n",
+            "tldw_Server_API/Config_Files/.env\nDatabases/\n",
         )
         .unwrap();
+        std::fs::create_dir_all(root.join("Databases")).unwrap();
+        sqlite(
+            &root.join("Databases/users.db"),
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT);\
+             INSERT INTO users (username) VALUES ('alice'), ('bob');\
+             PRAGMA user_version = 87;",
+        );
         // Installing 1.1.0 fails while `fail-1.1.0` exists beside the site.
         std::fs::write(
             root.join("install.sh"),
             format!(
                 "if [ -e '{fail}' ] && [ \"$(cat VERSION)\" = 1.1.0 ]; then exit 3; fi\n\
+                 if [ \"$(cat VERSION)\" = 1.1.0 ]; then sqlite3 Databases/users.db \
+                 'CREATE TABLE share_tokens (id INTEGER PRIMARY KEY); PRAGMA user_version = 88; \
+                 INSERT INTO users (username) VALUES (\"carol\");'; fi\n\
                  echo \"installed $(cat VERSION)\" >> '{installed}'\n",
                 fail = site.path().join("fail-1.1.0").display(),
                 installed = installed.display()
@@ -80,6 +104,7 @@ impl Deployment {
 environment: dev
 target:
   root: site
+  database: sqlite:///./Databases/users.db
   api:
     url: {url}
     token: {{ from_env: TEST_ADMIN_TOKEN }}
@@ -95,7 +120,7 @@ backup:
   destination: backups
   every: 24h
   keep: {{ daily: 3 }}
-  include: [config]
+  include: [authnz, config]
   verify: true
 "#,
                 url = fake.url(),
@@ -206,6 +231,66 @@ fn a_failing_smoke_gate_checks_the_old_release_out_again_and_installs_it() {
         "the old release was installed again after the checkout went back"
     );
     assert!(stderr.contains("checked out"), "{stderr}");
+    // The upgrade migrated the AuthNZ database (a table, user_version 88, a row written by the
+    // new code); the rollback put the pre-upgrade copy back, byte for byte.
+    let database = deployment.root.join("Databases/users.db");
+    assert_eq!(sqlite(&database, "PRAGMA user_version"), "87");
+    assert_eq!(
+        sqlite(&database, "SELECT group_concat(username) FROM users"),
+        "alice,bob"
+    );
+    let set = std::fs::read_dir(deployment.site.path().join("backups/dev"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read(&database).unwrap(),
+        std::fs::read(set.join("authnz/users.db")).unwrap(),
+        "the database is the pre-upgrade set's copy"
+    );
+    assert!(
+        stderr
+            .contains("the upgrade had migrated the AuthNZ database; restored it from backup set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_upgrade_that_migrates_nothing_keeps_the_database_as_it_is_on_rollback() {
+    let deployment = Deployment::new(RELEASE, FakeTldwConfig::default());
+    // No migration in this release: the install script is told to skip it.
+    let script = std::fs::read_to_string(deployment.root.join("install.sh")).unwrap();
+    assert!(script.contains("sqlite3"));
+    git(&deployment.root, &["checkout", "--quiet", "v1.1.0"]);
+    std::fs::write(
+        deployment.root.join("install.sh"),
+        script.replace("sqlite3", "true"),
+    )
+    .unwrap();
+    git(
+        &deployment.root,
+        &["commit", "--quiet", "-am", "v1.1.0 without a migration"],
+    );
+    git(&deployment.root, &["tag", "-f", "v1.1.0"]);
+    git(&deployment.root, &["checkout", "--quiet", "v1.0.0"]);
+    let database = deployment.root.join("Databases/users.db");
+    sqlite(&database, "INSERT INTO users (username) VALUES ('dave')");
+    deployment
+        .fake
+        .fail_persistently("GET", "/api/v1/admin/users", 500);
+    let (code, stdout, stderr) = deployment.run(&["apply", "--auto-approve"]);
+    assert_eq!(code, 6, "{stdout}{stderr}");
+    assert_eq!(
+        sqlite(&database, "SELECT group_concat(username) FROM users"),
+        "alice,bob,dave",
+        "the live database was left alone"
+    );
+    assert!(
+        stderr.contains("the upgrade left the AuthNZ schema as it was"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -316,6 +401,15 @@ fn a_kill_at_every_step_of_a_bare_metal_upgrade_resumes_to_the_new_tag_or_rolls_
                 deployment.commit_of("v1.0.0"),
                 "{step}:{point}"
             );
+            // Whatever the migration did is undone with the code.
+            assert_eq!(
+                sqlite(
+                    &deployment.root.join("Databases/users.db"),
+                    "PRAGMA user_version"
+                ),
+                "87",
+                "{step}:{point}"
+            );
             // Killed once the checkout had begun, the old release is installed again.
             if step >= 1 && !(step == 1 && point == "before") {
                 assert_eq!(
@@ -337,7 +431,10 @@ fn rollback_of_an_upgrade_checks_the_replaced_commit_out_and_installs_it() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("release.git"), "{stdout}");
     assert_eq!(deployment.head(), deployment.commit_of("v1.0.0"));
-    assert_eq!(deployment.installed(), ["installed 1.1.0", "installed 1.0.0"]);
+    assert_eq!(
+        deployment.installed(),
+        ["installed 1.1.0", "installed 1.0.0"]
+    );
     let restarted = std::fs::read_to_string(deployment.site.path().join("restart.log")).unwrap();
     assert_eq!(
         restarted.lines().last(),

@@ -31,12 +31,14 @@ use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, 
 use crate::backups::BackupTarget;
 use crate::deployment::Deployment;
 use crate::faults::Point;
+use crate::model::Address;
 use crate::plan::{Operation, Step};
 use crate::providers::backups::{
     self, BackupError, VerifyOptions, create_set, delete_set, read_manifest, restore_set,
     verify_set_with,
 };
 use crate::secrets::sha256_hex;
+use crate::spec::types::BackupItem;
 use crate::state::{StepRecord, StepStatus};
 
 /// Whether an apply of this kind records what the environment manages. A backup-only apply
@@ -293,7 +295,24 @@ impl Provider for CreateBackup {
             };
             let target = target_of(cx.deployment)?;
             let set_dir = target.set_dir(set_id);
-            let text = if read_manifest(&set_dir).is_ok() {
+            let upgrade = is_upgrade_set(cx.plan, set_id);
+            let migrated = if upgrade && read_manifest(&set_dir).is_ok() {
+                restore_migrated_authnz(target, &set_dir).await?
+            } else {
+                Migrated::NotCompared
+            };
+            let text = if let Migrated::Restored(restored) = migrated {
+                return Ok(Undone {
+                    described: Some(format!("{number} ({restored})")),
+                    // The database changed under the server: the rollback restarts it and
+                    // runs the gates.
+                    restored_files: true,
+                });
+            } else if migrated == Migrated::Unchanged {
+                format!(
+                    "{number} (backup set {set_id} kept; the upgrade left the AuthNZ schema as it was)"
+                )
+            } else if read_manifest(&set_dir).is_ok() {
                 format!("{number} (backup set {set_id} kept: it is a safety copy of the data)")
             } else if set_dir.exists() {
                 delete_set(&set_dir).map_err(|error| describe(&error))?;
@@ -370,6 +389,77 @@ impl Provider for RestoreBackup {
             )))
         })
     }
+}
+
+/// Whether the plan took `set_id` as the first step of an upgrade.
+fn is_upgrade_set(plan: &crate::plan::Plan, set_id: &str) -> bool {
+    let address = Address::backup_set(set_id);
+    plan.changes.iter().any(|change| {
+        change.address == address && change.reason == crate::plan::backups::UPGRADE_REASON
+    })
+}
+
+/// What undoing an upgrade's backup step found of the AuthNZ schema.
+#[derive(Debug, PartialEq, Eq)]
+enum Migrated {
+    /// No SQLite AuthNZ copy in the set to compare with (not included, or PostgreSQL).
+    NotCompared,
+    Unchanged,
+    /// The schema had moved and the copy was put back; what was done.
+    Restored(String),
+}
+
+/// After an upgrade was undone (the old image or commit is back): when the upgrade moved the
+/// AuthNZ SQLite schema (a migration ran at start), the pre-upgrade copy of the database goes
+/// back too, so the old code does not run on a database migrated ahead of it. A PostgreSQL
+/// AuthNZ database is not compared.
+async fn restore_migrated_authnz(
+    target: &BackupTarget,
+    set_dir: &Path,
+) -> Result<Migrated, String> {
+    let crate::backups::AuthnzLocation::Sqlite(live) = &target.authnz else {
+        return Ok(Migrated::NotCompared);
+    };
+    let manifest = read_manifest(set_dir).map_err(|error| describe(&error))?;
+    let Some(item) = manifest
+        .items
+        .iter()
+        .find(|item| item.kind.include_item() == BackupItem::Authnz)
+    else {
+        return Ok(Migrated::NotCompared);
+    };
+    let schema = |path: std::path::PathBuf| async move {
+        crate::providers::backups::sqlite_schema(&path)
+            .await
+            .map_err(|error| describe(&error))
+    };
+    let before = schema(set_dir.join(&item.path)).await?;
+    let now = schema(live.clone()).await?;
+    if before == now {
+        return Ok(Migrated::Unchanged);
+    }
+    let targets = crate::providers::backups::restore::RestoreTargets {
+        authnz: Some(crate::providers::backups::create::AuthnzSource::Sqlite(
+            live.clone(),
+        )),
+        user_db_base_dir: None,
+        env_file: None,
+        config_file: None,
+        pg_bin_dir: None,
+    };
+    let _report = restore_set(set_dir, &targets, Some(BackupItem::Authnz))
+        .await
+        .map_err(|error| {
+            format!(
+                "the upgrade migrated the AuthNZ database and putting back its copy from backup set {} failed: {}",
+                manifest.set_id,
+                describe(&error)
+            )
+        })?;
+    Ok(Migrated::Restored(format!(
+        "the upgrade had migrated the AuthNZ database; restored it from backup set {}",
+        manifest.set_id
+    )))
 }
 
 /// An undo that names what it did.

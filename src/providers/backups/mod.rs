@@ -17,6 +17,7 @@ pub mod verify;
 mod copy;
 mod postgres;
 mod sqlite;
+pub use sqlite::schema as sqlite_schema;
 #[cfg(test)]
 mod testing;
 

@@ -53,6 +53,33 @@ pub(super) async fn vacuum_into(source: &Path, target: &Path) -> Result<(), Back
     Ok(())
 }
 
+/// The schema of the SQLite database at `path` as one text: every table, index, view and
+/// trigger with its SQL, and `user_version`. Two databases with the same text have had the same
+/// migrations; a migration that ran changes it. Read-only, so the server's WAL is left alone.
+pub async fn schema(path: &Path) -> Result<String, BackupError> {
+    let error = |source: sqlx::Error| BackupError::SqliteCopy {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut connection = read_only_source(path).connect().await.map_err(error)?;
+    let rows: Result<Vec<(String, String, Option<String>)>, sqlx::Error> = sqlx::query_as(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+    )
+    .fetch_all(&mut connection)
+    .await;
+    let version: Result<(i64,), sqlx::Error> = sqlx::query_as("PRAGMA user_version")
+        .fetch_one(&mut connection)
+        .await;
+    let closed = connection.close().await;
+    let (rows, version) = (rows.map_err(error)?, version.map_err(error)?);
+    closed.map_err(error)?;
+    let mut text = format!("user_version {}\n", version.0);
+    for (kind, name, sql) in rows {
+        text.push_str(&format!("{kind} {name}: {}\n", sql.unwrap_or_default()));
+    }
+    Ok(text)
+}
+
 /// The largest database (with its `-wal`) copied through memory by [`image`]; larger ones are
 /// copied with [`vacuum_into`]. With the default four copies at once, at most 256 MiB is held.
 pub(super) const IMAGE_LIMIT: u64 = 64 * 1024 * 1024;

@@ -75,6 +75,8 @@ pub struct ScheduleInput<'a> {
     pub environment: &'a str,
     pub deployment: &'a str,
     pub every: Duration,
+    /// `backup.drill`: restore drills are scheduled too, with `backup drill --if-due`.
+    pub drill: Option<Duration>,
     /// The tldw-ops binary, absolute.
     pub binary: &'a Path,
     /// The desired-state file, absolute.
@@ -132,6 +134,40 @@ const CRON: &str = r#"# tldw-ops backups of tldw_server environment {{ environme
 {% endif %}{{ cron }} cd {{ directory_quoted }} && {{ command }}
 "#;
 
+const DRILL_SYSTEMD: &str = r#"
+# {{ unit }}.service
+#
+# A restore drill of environment {{ environment }}: when the last drill that passed is at least
+# {{ every }} old, restores the newest complete backup set into a scratch copy beside the sets
+# and checks it; records the result in the history. The live deployment is not touched.
+[Unit]
+Description=tldw-ops restore drill of tldw_server environment {{ environment }}
+
+[Service]
+Type=oneshot
+WorkingDirectory={{ directory }}
+{% if variables %}EnvironmentFile={{ environment_file }}
+{% endif %}ExecStart={{ command }}
+UMask=0077
+
+# {{ unit }}.timer
+[Unit]
+Description=Restore drill of tldw_server environment {{ environment }} every {{ every }}
+
+[Timer]
+OnCalendar={{ on_calendar }}
+AccuracySec=1s
+Persistent=true
+Unit={{ unit }}.service
+
+[Install]
+WantedBy=timers.target
+"#;
+
+const DRILL_CRON: &str = r#"# The restore drill ({{ every }}): runs only when one is due, and records it in the history.
+{{ cron }} cd {{ directory_quoted }} && {{ command }}
+"#;
+
 /// The unit name: `tldw-ops-backup-<environment>`, with the deployment when it is not `default`.
 pub fn unit_name(deployment: &str, environment: &str) -> String {
     if deployment == "default" {
@@ -151,14 +187,7 @@ pub fn render(scheduler: Scheduler, input: &ScheduleInput<'_>) -> String {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let mut variables = input.variables.clone();
-    let mut argv = vec![
-        input.binary.display().to_string(),
-        "apply".to_string(),
-        "--only".to_string(),
-        "backup".to_string(),
-        "--auto-approve".to_string(),
-    ];
-    match input.state {
+    let state = |argv: &mut Vec<String>, variables: &mut Vec<String>| match input.state {
         // A URL may hold a password: it goes in the environment, never in a unit or crontab.
         Some(state) if state.contains("://") => variables.push("TLDW_OPS_STATE".to_string()),
         Some(state) => {
@@ -166,8 +195,28 @@ pub fn render(scheduler: Scheduler, input: &ScheduleInput<'_>) -> String {
             argv.push(state.to_string());
         }
         None => {}
-    }
+    };
+    let mut argv = vec![
+        input.binary.display().to_string(),
+        "apply".to_string(),
+        "--only".to_string(),
+        "backup".to_string(),
+        "--auto-approve".to_string(),
+    ];
+    state(&mut argv, &mut variables);
     argv.push(input.file.display().to_string());
+    let drill_argv = input.drill.map(|_| {
+        let mut argv = vec![
+            input.binary.display().to_string(),
+            "backup".to_string(),
+            "drill".to_string(),
+            "--if-due".to_string(),
+        ];
+        state(&mut argv, &mut Vec::new());
+        argv.push("--file".to_string());
+        argv.push(input.file.display().to_string());
+        argv
+    });
     variables.sort();
     variables.dedup();
     let every = crate::plan::backup_policy::human_duration(input.every.as_secs());
@@ -178,7 +227,7 @@ pub fn render(scheduler: Scheduler, input: &ScheduleInput<'_>) -> String {
         every => every,
         directory => directory.display().to_string(),
         directory_quoted => shell_words(&[directory.display().to_string()]),
-        variables => variables,
+        variables => variables.clone(),
         environment_file => format!("/etc/tldw-ops/{unit}.env"),
         command => shell_words(&argv),
         on_calendar => cadence.on_calendar,
@@ -199,6 +248,32 @@ pub fn render(scheduler: Scheduler, input: &ScheduleInput<'_>) -> String {
         .expect("the schedule templates are valid and their context complete");
     // minijinja drops the template's last newline.
     text.push('\n');
+    if let (Some(drill), Some(argv)) = (input.drill, drill_argv) {
+        let drill_cadence = self::cadence(drill);
+        let unit = unit.replacen("tldw-ops-backup-", "tldw-ops-drill-", 1);
+        let context = minijinja::context! {
+            unit => unit.clone(),
+            environment => input.environment,
+            every => crate::plan::backup_policy::human_duration(drill.as_secs()),
+            directory => directory.display().to_string(),
+            directory_quoted => shell_words(&[directory.display().to_string()]),
+            variables => variables,
+            environment_file => format!("/etc/tldw-ops/{unit}.env"),
+            command => shell_words(&argv),
+            on_calendar => drill_cadence.on_calendar,
+            cron => drill_cadence.cron,
+        };
+        let template = match scheduler {
+            Scheduler::Systemd => DRILL_SYSTEMD,
+            Scheduler::Cron => DRILL_CRON,
+        };
+        text.push_str(
+            &environment
+                .render_str(template, context)
+                .expect("the drill templates are valid and their context complete"),
+        );
+        text.push('\n');
+    }
     text
 }
 

@@ -77,6 +77,10 @@ pub struct DrillArgs {
     /// Keep the scratch copy (a hidden directory beside the sets) instead of removing it.
     #[arg(long)]
     keep: bool,
+    /// Drill only when one is due by `backup.drill` (the last drill that passed is at least
+    /// that old); otherwise say when the last one passed and exit 0. For timers.
+    #[arg(long)]
+    if_due: bool,
     /// A scratch PostgreSQL database to restore an AuthNZ dump into (its tables are replaced);
     /// never the live one. Without it the dump is read in full but not restored. The password
     /// comes from PGPASSWORD or ~/.pgpass, never from the URL.
@@ -358,6 +362,23 @@ fn drill(args: DrillArgs, settings: &Settings, printer: &Printer) -> ExitStatus 
         Err(error) => return report_error(error, printer),
     };
     let runtime = runtime();
+    if args.if_due {
+        match runtime.block_on(ops::drill_due(&file, settings, &drill)) {
+            Ok(due) if !due.due => {
+                let every = crate::plan::backup_policy::human_duration(due.every.as_secs());
+                let last = due
+                    .last_passed
+                    .map(|last| last.to_string())
+                    .unwrap_or_default();
+                printer.note(&format!(
+                    "restore drill not due: the last one passed at {last} (backup.drill: every {every})"
+                ));
+                return ExitStatus::Success;
+            }
+            Ok(_) => {}
+            Err(error) => return report_error(error, printer),
+        }
+    }
     let report = match runtime.block_on(ops::drill(&drill, settings.now())) {
         Ok(report) => report,
         Err(error) => return report_error(error, printer),

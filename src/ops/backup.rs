@@ -33,6 +33,11 @@ pub enum BackupCommandError {
     Pipeline(#[from] PipelineError),
     #[error("{} has no `backup:` policy", file.display())]
     NoPolicy { file: PathBuf },
+    #[error(
+        "--if-due needs `backup.drill` (how often a drill is due, e.g. `drill: 7d`) in {}",
+        file.display()
+    )]
+    NoDrillPolicy { file: PathBuf },
     #[error("cannot list the backup sets: {0}")]
     List(SetError),
     #[error("no backup set {id} in {location} (see `tldw-ops backup list`)")]
@@ -225,6 +230,8 @@ pub struct DrillRequest<'a> {
 pub struct Drill {
     /// The environment whose history records the drill.
     pub environment: crate::state::EnvironmentKey,
+    /// `backup.drill`: how often a drill is due.
+    pub every: Option<std::time::Duration>,
     pub set: SetInfo,
     pub set_dir: PathBuf,
     pub options: DrillOptions,
@@ -265,6 +272,12 @@ pub fn drill_plan(
         return Err(BackupCommandError::Incomplete { id: set.id.clone() });
     }
     Ok(Drill {
+        every: checked
+            .spec
+            .backup
+            .as_ref()
+            .and_then(|backup| backup.drill)
+            .map(|every| every.as_std()),
         environment: crate::state::EnvironmentKey::of(&checked.spec),
         set: set.clone(),
         set_dir: target.set_dir(&set.id),
@@ -274,6 +287,51 @@ pub fn drill_plan(
             postgres,
             pg_bin_dir: None,
         },
+    })
+}
+
+/// Whether a drill is due by `backup.drill`: when no drill of the environment has passed yet,
+/// or the last one that did is at least `every` old (less the scheduler's grace, as for sets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillDue {
+    pub due: bool,
+    pub every: std::time::Duration,
+    /// When the last drill that passed ended.
+    pub last_passed: Option<Timestamp>,
+}
+
+/// Reads the history for the last drill that passed (read-only).
+pub async fn drill_due(
+    file: &Path,
+    settings: &Settings,
+    drill: &Drill,
+) -> Result<DrillDue, BackupCommandError> {
+    use crate::state::{Outcome, StateStore};
+    let every = drill
+        .every
+        .ok_or_else(|| BackupCommandError::NoDrillPolicy {
+            file: file.to_path_buf(),
+        })?;
+    let store = crate::state::open_read_only(&pipeline::state_location(file, settings))
+        .await
+        .map_err(BackupCommandError::Record)?;
+    let applies = store.applies(Some(&drill.environment), 200).await;
+    store.close().await;
+    let last_passed = applies
+        .map_err(BackupCommandError::Record)?
+        .into_iter()
+        .filter(|record| record.kind == "drill" && record.outcome == Outcome::Succeeded)
+        .filter_map(|record| record.finished_at)
+        .max();
+    let now = settings.now();
+    let due = last_passed.is_none_or(|last| {
+        let age = now.duration_since(last).as_secs().max(0) as u64;
+        age + crate::plan::backups::grace(every).as_secs() >= every.as_secs()
+    });
+    Ok(DrillDue {
+        due,
+        every,
+        last_passed,
     })
 }
 
@@ -585,6 +643,8 @@ pub struct Schedule {
     pub environment: String,
     pub deployment: String,
     pub every: std::time::Duration,
+    /// `backup.drill`, when restore drills are scheduled too.
+    pub drill: Option<std::time::Duration>,
     /// The tldw-ops binary, absolute.
     pub binary: PathBuf,
     /// The desired-state file, absolute.
@@ -602,6 +662,7 @@ impl Schedule {
             environment: &self.environment,
             deployment: &self.deployment,
             every: self.every,
+            drill: self.drill,
             binary: &self.binary,
             file: &self.file,
             state: self.state.as_deref(),
@@ -648,6 +709,7 @@ pub fn schedule(
         environment: target.environment,
         deployment,
         every: target.policy.every.as_std(),
+        drill: target.policy.drill.map(|every| every.as_std()),
         binary,
         file,
         state,

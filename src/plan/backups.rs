@@ -517,6 +517,7 @@ mod tests {
             },
             verify: true,
             before_apply,
+            drill: None,
         }
     }
 

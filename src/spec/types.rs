@@ -628,6 +628,11 @@ pub struct Backup {
     /// Take a set as the first step of any apply that changes something.
     #[serde(default)]
     pub before_apply: bool,
+    /// How often a restore drill is due (the Admin Guide's weekly restore test), e.g. `7d`:
+    /// `backup drill --if-due` drills the newest complete set only when the last drill that
+    /// passed is at least this old, and `backup schedule` adds a timer that runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<Duration>,
 }
 
 fn default_true() -> bool {

@@ -24,6 +24,7 @@ mod ci;
 mod color;
 mod common;
 mod drift;
+mod drill_policy;
 mod envdiff;
 mod environments;
 mod help;

@@ -160,6 +160,25 @@ pub fn env_value(text: &str, key: &str) -> Option<String> {
     })
 }
 
+/// The kinds of a JSON plan's steps, in order.
+pub fn step_kinds(plan: &serde_json::Value) -> Vec<&str> {
+    plan["steps"]
+        .as_array()
+        .expect("a plan has steps")
+        .iter()
+        .map(|step| step["kind"].as_str().expect("a step has a kind"))
+        .collect()
+}
+
+/// The lines of a log file a stand-in command appends to; none when it never ran.
+pub fn log_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// An argv as a YAML flow list's items (`"sh", "-c", "..."`), quoted as JSON strings, which YAML
 /// reads back unchanged.
 pub fn yaml_words(argv: &[String]) -> String {

@@ -75,11 +75,7 @@ backup:
     }
 
     fn docker_calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.site.path().join("docker.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        crate::common::log_lines(&self.site.path().join("docker.log"))
     }
 
     fn sets(&self) -> usize {
@@ -99,12 +95,7 @@ fn an_upgrade_plan_takes_a_backup_first_then_switches_restarts_and_runs_the_gate
     let (code, stdout, stderr) = deployment.run(&["plan", "--format", "json"]);
     assert_eq!(code, 0, "{stderr}");
     let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let kinds: Vec<&str> = plan["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|step| step["kind"].as_str().unwrap())
-        .collect();
+    let kinds = crate::common::step_kinds(&plan);
     assert_eq!(
         kinds,
         [

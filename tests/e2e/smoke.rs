@@ -63,12 +63,7 @@ fn the_plan_ends_with_the_smoke_gate_after_the_health_gate() {
     let (code, stdout, stderr) = run(&mut command(&site, &["plan", "--format", "json"]));
     assert_eq!(code, 0, "{stderr}");
     let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let kinds: Vec<&str> = plan["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|step| step["kind"].as_str().unwrap())
-        .collect();
+    let kinds = crate::common::step_kinds(&plan);
     assert_eq!(
         kinds,
         ["ensure_env_file", "restart", "health_gate", "smoke_gate"]

@@ -54,7 +54,29 @@ pub async fn earlier(
     let store = &prepared.loaded.store;
     let record = target_apply(store, &prepared.loaded.key, apply_id).await?;
     let rows = store.steps(&record.id).await?;
-    let plan = restore_plan(prepared, &record.id, &rows, now).map_err(RollbackError::Journal)?;
+    let mut plan =
+        restore_plan(prepared, &record.id, &rows, now).map_err(RollbackError::Journal)?;
+    // An upgrade is rolled back with a safety set first and, when it migrated the AuthNZ
+    // database, the pre-upgrade copy put back.
+    let upgrade = serde_json::from_str::<Plan>(&record.plan_json)
+        .ok()
+        .and_then(|applied| crate::plan::backups::upgrade_set(&applied));
+    if let (Some(set_id), Some(backups)) = (upgrade, &prepared.backups) {
+        let migrated =
+            crate::kinds::backups::authnz_migrated_since(&prepared.loaded.deployment, &set_id)
+                .await
+                .map_err(RollbackError::Journal)?;
+        plan = crate::plan::backups::upgrade_rollback(
+            plan,
+            &crate::plan::backups::UpgradeRollback {
+                restore_authnz_from: migrated.then_some(set_id.as_str()),
+                sets: &backups.sets,
+                now,
+                location: &backups.location,
+                source: backups.source.as_ref(),
+            },
+        );
+    }
     Ok((record, plan))
 }
 

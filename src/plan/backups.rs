@@ -480,6 +480,92 @@ pub fn restore_plan(base: Plan, input: &RestoreInput<'_>) -> Plan {
     }
 }
 
+/// What `rollback <apply-id>` of an upgrade adds to its plan.
+pub struct UpgradeRollback<'a> {
+    /// The upgrade's pre-upgrade set, when its AuthNZ database is to go back (the upgrade
+    /// migrated it).
+    pub restore_authnz_from: Option<&'a str>,
+    /// The sets there are now (the safety set gets an id none of them has).
+    pub sets: &'a [SetInfo],
+    pub now: Timestamp,
+    /// `<destination>/<environment>`, for step targets.
+    pub location: &'a str,
+    pub source: Option<&'a SourceRef>,
+}
+
+/// Makes `plan`, the restore of an earlier upgrade, safe later: a fresh safety set first, and,
+/// when the upgrade migrated the AuthNZ database, its pre-upgrade copy put back before the
+/// restart, so the old release starts on the database it knew. A plan with no steps is left
+/// as it is.
+pub fn upgrade_rollback(mut plan: Plan, input: &UpgradeRollback<'_>) -> Plan {
+    if plan.steps.is_empty() {
+        return plan;
+    }
+    let safety = free_set_id(input.now, input.sets);
+    let safety_address = Address::backup_set(&safety);
+    plan.changes.insert(
+        0,
+        Change {
+            address: safety_address.clone(),
+            action: Action::Create,
+            reason: "a safety copy of the data before rolling the upgrade back".to_string(),
+            sensitive: false,
+            drift: false,
+            before: None,
+            after: None,
+            source: input.source.cloned(),
+        },
+    );
+    plan.steps.insert(
+        0,
+        Step {
+            index: 0,
+            kind: StepKind::CreateBackup,
+            target: format!("{}/{safety}", input.location),
+            addresses: vec![safety_address.to_string()],
+            operations: vec![Operation::CreateBackup {
+                set_id: safety.clone(),
+            }],
+        },
+    );
+    if let Some(set_id) = input.restore_authnz_from {
+        let before_restart = plan
+            .steps
+            .iter()
+            .position(|step| {
+                matches!(
+                    step.kind,
+                    StepKind::Restart | StepKind::HealthGate | StepKind::SmokeGate
+                )
+            })
+            .unwrap_or(plan.steps.len());
+        plan.steps.insert(
+            before_restart,
+            Step {
+                index: 0,
+                kind: StepKind::RestoreBackup,
+                target: format!("{}/{set_id} (authnz)", input.location),
+                addresses: Vec::new(),
+                operations: vec![Operation::RestoreBackup {
+                    set_id: set_id.to_string(),
+                    only: Some(BackupItem::Authnz),
+                    safety_set_id: safety,
+                }],
+            },
+        );
+    }
+    renumber(&mut plan.steps);
+    plan
+}
+
+/// The pre-upgrade set of an applied plan: the set it took first because the release changed.
+pub fn upgrade_set(plan: &Plan) -> Option<String> {
+    plan.changes
+        .iter()
+        .find(|change| change.reason == UPGRADE_REASON)
+        .map(|change| change.address.name().to_string())
+}
+
 /// An `include:` entry as written in the YAML.
 pub fn item_name(item: BackupItem) -> &'static str {
     match item {

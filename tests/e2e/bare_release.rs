@@ -144,6 +144,16 @@ backup:
         git(&self.root, &["rev-parse", "HEAD"])
     }
 
+    /// The backup sets, oldest first.
+    fn sets(&self) -> Vec<PathBuf> {
+        let mut sets: Vec<PathBuf> = std::fs::read_dir(self.site.path().join("backups/dev"))
+            .map(|entries| entries.map(|entry| entry.unwrap().path()).collect())
+            .unwrap_or_default();
+        sets.retain(|set| !set.file_name().unwrap().to_string_lossy().starts_with('.'));
+        sets.sort();
+        sets
+    }
+
     fn commit_of(&self, tag: &str) -> String {
         git(&self.root, &["rev-parse", &format!("{tag}^{{commit}}")])
     }
@@ -418,13 +428,52 @@ fn rollback_of_an_upgrade_checks_the_replaced_commit_out_and_installs_it() {
     let deployment = Deployment::new(RELEASE, FakeTldwConfig::default());
     let (code, _, stderr) = deployment.run(&["apply", "--auto-approve"]);
     assert_eq!(code, 0, "{stderr}");
+    let pre_upgrade = deployment.sets();
+    assert_eq!(pre_upgrade.len(), 1);
     let (code, stdout, stderr) = deployment.run(&["rollback", "--last", "--auto-approve"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("release.git"), "{stdout}");
+    // A safety set first, then the checkout, then the pre-upgrade AuthNZ database (the upgrade
+    // migrated it), then the restart and the gates.
+    assert!(
+        stdout.contains("a safety copy of the data before rolling the upgrade back"),
+        "{stdout}"
+    );
+    let steps: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.trim().split_once(". ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "create_backup",
+            "switch_release",
+            "restore_backup",
+            "restart",
+            "health_gate",
+            "smoke_gate"
+        ],
+        "{stdout}"
+    );
     assert_eq!(deployment.head(), deployment.commit_of("v1.0.0"));
     assert_eq!(
         deployment.installed(),
         ["installed 1.1.0", "installed 1.0.0"]
+    );
+    let database = deployment.root.join("Databases/users.db");
+    assert_eq!(
+        std::fs::read(&database).unwrap(),
+        std::fs::read(pre_upgrade[0].join("authnz/users.db")).unwrap(),
+        "the AuthNZ database is the pre-upgrade copy"
+    );
+    let sets = deployment.sets();
+    assert_eq!(sets.len(), 2, "the safety set was taken");
+    let safety = sets.iter().find(|set| **set != pre_upgrade[0]).unwrap();
+    assert_eq!(
+        sqlite(&safety.join("authnz/users.db"), "PRAGMA user_version"),
+        "88",
+        "the safety set holds the migrated database"
     );
     let restarted = std::fs::read_to_string(deployment.site.path().join("restart.log")).unwrap();
     assert_eq!(

@@ -399,24 +399,8 @@ fn is_upgrade_set(plan: &crate::plan::Plan, set_id: &str) -> bool {
     })
 }
 
-/// What undoing an upgrade's backup step found of the AuthNZ schema.
-#[derive(Debug, PartialEq, Eq)]
-enum Migrated {
-    /// No SQLite AuthNZ copy in the set to compare with (not included, or PostgreSQL).
-    NotCompared,
-    Unchanged,
-    /// The schema had moved and the copy was put back; what was done.
-    Restored(String),
-}
-
-/// After an upgrade was undone (the old image or commit is back): when the upgrade moved the
-/// AuthNZ SQLite schema (a migration ran at start), the pre-upgrade copy of the database goes
-/// back too, so the old code does not run on a database migrated ahead of it. A PostgreSQL
-/// AuthNZ database is not compared.
-async fn restore_migrated_authnz(
-    target: &BackupTarget,
-    set_dir: &Path,
-) -> Result<Migrated, String> {
+/// Whether the live SQLite AuthNZ schema differs from the copy in the set at `set_dir`.
+async fn authnz_moved(target: &BackupTarget, set_dir: &Path) -> Result<Migrated, String> {
     let crate::backups::AuthnzLocation::Sqlite(live) = &target.authnz else {
         return Ok(Migrated::NotCompared);
     };
@@ -435,9 +419,48 @@ async fn restore_migrated_authnz(
     };
     let before = schema(set_dir.join(&item.path)).await?;
     let now = schema(live.clone()).await?;
-    if before == now {
-        return Ok(Migrated::Unchanged);
+    Ok(if before == now {
+        Migrated::Unchanged
+    } else {
+        Migrated::Moved
+    })
+}
+
+/// Whether the AuthNZ database's schema moved since the set `set_id` was taken, for
+/// `rollback <apply-id>` of an upgrade; `false` without a SQLite AuthNZ copy to compare.
+pub async fn authnz_migrated_since(deployment: &Deployment, set_id: &str) -> Result<bool, String> {
+    let target = target_of(deployment)?;
+    Ok(authnz_moved(target, &target.set_dir(set_id)).await? == Migrated::Moved)
+}
+
+/// What undoing an upgrade's backup step found of the AuthNZ schema.
+#[derive(Debug, PartialEq, Eq)]
+enum Migrated {
+    /// No SQLite AuthNZ copy in the set to compare with (not included, or PostgreSQL).
+    NotCompared,
+    Unchanged,
+    /// The schema differs from the set's copy.
+    Moved,
+    /// The schema had moved and the copy was put back; what was done.
+    Restored(String),
+}
+
+/// After an upgrade was undone (the old image or commit is back): when the upgrade moved the
+/// AuthNZ SQLite schema (a migration ran at start), the pre-upgrade copy of the database goes
+/// back too, so the old code does not run on a database migrated ahead of it. A PostgreSQL
+/// AuthNZ database is not compared.
+async fn restore_migrated_authnz(
+    target: &BackupTarget,
+    set_dir: &Path,
+) -> Result<Migrated, String> {
+    match authnz_moved(target, set_dir).await? {
+        Migrated::Moved => {}
+        other => return Ok(other),
     }
+    let crate::backups::AuthnzLocation::Sqlite(live) = &target.authnz else {
+        return Ok(Migrated::NotCompared);
+    };
+    let manifest = read_manifest(set_dir).map_err(|error| describe(&error))?;
     let targets = crate::providers::backups::restore::RestoreTargets {
         authnz: Some(crate::providers::backups::create::AuthnzSource::Sqlite(
             live.clone(),

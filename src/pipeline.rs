@@ -474,12 +474,13 @@ pub async fn observe(mut loaded: Loaded) -> Result<Prepared, PipelineError> {
             .get(&release)
             .and_then(|resource| resource.desired.canonical());
         let root = loaded.deployment.root.clone();
-        let value = tokio::task::spawn_blocking(move || {
+        let (value, warning) = tokio::task::spawn_blocking(move || {
             crate::kinds::release::observe(&root, declared.as_deref())
         })
         .await
         .expect("reading the checkout does not panic");
         observed.values.insert(release, value);
+        observed.warnings.extend(warning);
     }
     Ok(Prepared {
         loaded,

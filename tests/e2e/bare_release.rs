@@ -485,3 +485,26 @@ fn rollback_of_an_upgrade_checks_the_replaced_commit_out_and_installs_it() {
     let (code, _, _) = deployment.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn a_root_that_is_not_a_checkout_is_said_in_the_plan_and_fails_apply_before_anything_moves() {
+    let deployment = Deployment::new(RELEASE, FakeTldwConfig::default());
+    std::fs::rename(
+        deployment.root.join(".git"),
+        deployment.site.path().join("git-away"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = deployment.run(&["plan"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("release.git: the running release could not be read (`git rev-parse"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("the checkout's commit could not be read"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = deployment.run(&["apply", "--auto-approve"]);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(deployment.installed().is_empty());
+}

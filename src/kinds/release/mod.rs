@@ -89,18 +89,27 @@ fn checkout(root: &Path, commit: &str) -> Result<(), String> {
 
 /// The release the checkout runs, as the plan compares it with `release.git`: the declared
 /// ref itself when the checkout is at its commit, else `git describe` of HEAD (a tag, or a
-/// tag with the commits since, or the short commit). Absent when `root` is not a checkout.
-pub fn observe(root: &Path, declared: Option<&str>) -> ObservedValue {
-    let Ok(now) = head(root) else {
-        return ObservedValue::Absent;
+/// tag with the commits since, or the short commit). Absent, with git's reason, when `root`
+/// is not a checkout git will read.
+pub fn observe(root: &Path, declared: Option<&str>) -> (ObservedValue, Option<String>) {
+    let now = match head(root) {
+        Ok(now) => now,
+        Err(reason) => {
+            return (
+                ObservedValue::Absent,
+                Some(format!(
+                    "release.git: the running release could not be read ({reason})"
+                )),
+            );
+        }
     };
     if let Some(declared) = declared
         && resolve(root, declared).is_ok_and(|commit| commit == now)
     {
-        return ObservedValue::Text(declared.to_string());
+        return (ObservedValue::Text(declared.to_string()), None);
     }
     let described = git(root, &["describe", "--tags", "--always", "HEAD"]).unwrap_or(now);
-    ObservedValue::Text(described)
+    (ObservedValue::Text(described), None)
 }
 
 /// The step's checkout operation.
@@ -251,7 +260,9 @@ impl Provider for SwitchRelease {
                 .desired
                 .get(&Address::release())
                 .and_then(|resource| resource.desired.canonical());
-            let now = observe(&cx.deployment.root, declared.as_deref()).canonical();
+            let now = observe(&cx.deployment.root, declared.as_deref())
+                .0
+                .canonical();
             Ok(files::fingerprints_in(cx.salt, fingerprints, |_| {
                 now.clone()
             }))

@@ -76,6 +76,9 @@ pub struct Prepared {
     pub registration: Option<crate::providers::tldw_api::RegistrationSettings>,
     /// The backup sets, when there is a `backup:` policy.
     pub backups: Option<crate::backups::Observation>,
+    /// With a `release:`, the SQLite AuthNZ database's schema as the plan shows it
+    /// (`user_version` and tables), when there is one to read.
+    pub authnz_schema: Option<String>,
 }
 
 /// Where state lives for this file: `--state`/`TLDW_OPS_STATE`, else beside the YAML.
@@ -482,6 +485,10 @@ pub async fn observe(mut loaded: Loaded) -> Result<Prepared, PipelineError> {
         observed.values.insert(release, value);
         observed.warnings.extend(warning);
     }
+    let authnz_schema = match &loaded.checked.spec.release {
+        Some(_) => crate::kinds::backups::authnz_schema_summary(&loaded.deployment).await,
+        None => None,
+    };
     Ok(Prepared {
         loaded,
         observed,
@@ -489,6 +496,7 @@ pub async fn observe(mut loaded: Loaded) -> Result<Prepared, PipelineError> {
         user_ids,
         registration,
         backups,
+        authnz_schema,
     })
 }
 
@@ -590,6 +598,34 @@ pub fn addresses_of(loaded: &Loaded) -> BTreeSet<Address> {
     addresses
 }
 
+/// What an upgrade plan says about the data: tldw_server migrates the AuthNZ database when the
+/// new release starts, which tldw-ops cannot know in advance; it says where the schema is now
+/// and whether a rollback could put it back.
+fn upgrade_warning(plan: &Plan, prepared: &Prepared) -> Option<String> {
+    let set = crate::plan::backups::upgrade_set(plan)?;
+    let includes_authnz = prepared.backups.as_ref().is_some_and(|backups| {
+        backups
+            .policy
+            .include
+            .contains(&crate::spec::types::BackupItem::Authnz)
+    });
+    Some(match (&prepared.authnz_schema, includes_authnz) {
+        (_, false) => {
+            "upgrade: `backup.include` leaves authnz out, so a migration the new release \
+             runs at start cannot be rolled back with the code"
+                .to_string()
+        }
+        (Some(schema), true) => format!(
+            "upgrade: the AuthNZ database is at {schema}; the new release may migrate it when it \
+             starts, and a rollback puts the copy in backup set {set} back if its schema moved"
+        ),
+        (None, true) => format!(
+            "upgrade: the new release may migrate the AuthNZ database when it starts; backup set \
+             {set} holds its copy (a PostgreSQL schema is not compared on rollback)"
+        ),
+    })
+}
+
 /// Plans against what was observed.
 pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
     let loaded = &prepared.loaded;
@@ -643,6 +679,7 @@ pub fn make_plan(prepared: &Prepared, now: Timestamp) -> Plan {
         kinds: crate::kinds::kind,
     });
     plan.warnings.extend(shadow_warnings(prepared));
+    plan.warnings.extend(upgrade_warning(&plan, prepared));
     if let (Some(effective), Some(registration)) =
         (&prepared.registration, &loaded.checked.spec.registration)
     {

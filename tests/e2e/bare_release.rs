@@ -191,6 +191,12 @@ fn a_bare_metal_upgrade_plan_takes_a_backup_then_switches_restarts_and_runs_the_
     assert_eq!(checkout["op"], "checkout");
     assert_eq!(checkout["reference"], "v1.1.0");
     assert_eq!(checkout["install"], serde_json::json!(["sh", "install.sh"]));
+    // Where the AuthNZ schema is now, and that a rollback would put it back.
+    let (_, _, stderr) = deployment.run(&["plan"]);
+    assert!(
+        stderr.contains("upgrade: the AuthNZ database is at user_version 87, 1 table; the new release may migrate it"),
+        "{stderr}"
+    );
     // The text plan and the PR comment say what the step does.
     let (code, markdown, _) = deployment.run(&["plan", "--format", "markdown"]);
     assert_eq!(code, 0);

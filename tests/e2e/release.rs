@@ -94,6 +94,11 @@ fn an_upgrade_plan_takes_a_backup_first_then_switches_restarts_and_runs_the_gate
     let deployment = Deployment::new(&release(NEW));
     let (code, stdout, stderr) = deployment.run(&["plan", "--format", "json"]);
     assert_eq!(code, 0, "{stderr}");
+    // The backup policy leaves the AuthNZ database out, and the plan says what that means.
+    assert!(
+        stdout.contains("upgrade: `backup.include` leaves authnz out"),
+        "{stdout}"
+    );
     let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let kinds = crate::common::step_kinds(&plan);
     assert_eq!(

@@ -433,6 +433,29 @@ pub async fn authnz_migrated_since(deployment: &Deployment, set_id: &str) -> Res
     Ok(authnz_moved(target, &target.set_dir(set_id)).await? == Migrated::Moved)
 }
 
+/// The SQLite AuthNZ database's schema as an upgrade plan shows it (`user_version 87, 12
+/// tables`); `None` without a readable SQLite AuthNZ database.
+pub async fn authnz_schema_summary(deployment: &Deployment) -> Option<String> {
+    let crate::backups::AuthnzLocation::Sqlite(live) = &deployment.backup.as_ref()?.authnz else {
+        return None;
+    };
+    if !live.exists() {
+        return None;
+    }
+    let schema = crate::providers::backups::sqlite_schema(live).await.ok()?;
+    let version = schema
+        .lines()
+        .next()?
+        .strip_prefix("user_version ")?
+        .to_string();
+    let tables = schema
+        .lines()
+        .filter(|line| line.starts_with("table "))
+        .count();
+    let plural = if tables == 1 { "" } else { "s" };
+    Some(format!("user_version {version}, {tables} table{plural}"))
+}
+
 /// What undoing an upgrade's backup step found of the AuthNZ schema.
 #[derive(Debug, PartialEq, Eq)]
 enum Migrated {

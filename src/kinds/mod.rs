@@ -58,6 +58,8 @@ pub enum StepError {
     EnvFile(#[from] crate::providers::env_file::EnvFileError),
     #[error(transparent)]
     ConfigFile(#[from] crate::providers::config_file::ConfigFileError),
+    #[error(transparent)]
+    Git(#[from] release::GitError),
 }
 
 impl From<String> for StepError {

@@ -24,8 +24,33 @@ use crate::state::StepStatus;
 /// `switch_release`.
 pub struct SwitchRelease;
 
+/// Why git could not do what the release step asked.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git could not start: {source}")]
+    Spawn {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`git {command}` in {} failed: {message}", root.display())]
+    Failed {
+        command: String,
+        root: std::path::PathBuf,
+        /// git's first line on stderr.
+        message: String,
+    },
+    #[error(
+        "release.git `{reference}` is not in the checkout at {}: fetch it first (`git fetch --tags`)",
+        root.display()
+    )]
+    MissingRef {
+        reference: String,
+        root: std::path::PathBuf,
+    },
+}
+
 /// Runs `git -C root args…` and returns its trimmed standard output.
-fn git(root: &Path, args: &[&str]) -> Result<String, String> {
+fn git(root: &Path, args: &[&str]) -> Result<String, GitError> {
     let output = Command::new("git")
         .arg("-C")
         .arg(root)
@@ -33,27 +58,26 @@ fn git(root: &Path, args: &[&str]) -> Result<String, String> {
         .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|error| format!("git could not start: {error}"))?;
+        .map_err(|source| GitError::Spawn { source })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let first = stderr.lines().next().unwrap_or_default().trim();
-        Err(format!(
-            "`git {}` in {} failed: {first}",
-            args.join(" "),
-            root.display()
-        ))
+        Err(GitError::Failed {
+            command: args.join(" "),
+            root: root.to_path_buf(),
+            message: stderr.lines().next().unwrap_or_default().trim().to_string(),
+        })
     }
 }
 
 /// The commit the checkout runs.
-fn head(root: &Path) -> Result<String, String> {
+fn head(root: &Path) -> Result<String, GitError> {
     git(root, &["rev-parse", "--verify", "HEAD^{commit}"])
 }
 
 /// The commit `reference` names in the checkout.
-fn resolve(root: &Path, reference: &str) -> Result<String, String> {
+fn resolve(root: &Path, reference: &str) -> Result<String, GitError> {
     git(
         root,
         &[
@@ -63,16 +87,14 @@ fn resolve(root: &Path, reference: &str) -> Result<String, String> {
             &format!("{reference}^{{commit}}"),
         ],
     )
-    .map_err(|_| {
-        format!(
-            "release.git `{reference}` is not in the checkout at {}: fetch it first (`git fetch --tags`)",
-            root.display()
-        )
+    .map_err(|_| GitError::MissingRef {
+        reference: reference.to_string(),
+        root: root.to_path_buf(),
     })
 }
 
 /// Checks `commit` out, detached.
-fn checkout(root: &Path, commit: &str) -> Result<(), String> {
+fn checkout(root: &Path, commit: &str) -> Result<(), GitError> {
     git(
         root,
         &[
@@ -189,8 +211,8 @@ impl Provider for SwitchRelease {
                 });
             };
             let root = &cx.deployment.root;
-            if head(root).as_deref() != Ok(previous) {
-                checkout(root, previous)?;
+            if head(root).ok().as_deref() != Some(previous) {
+                checkout(root, previous).map_err(|error| error.to_string())?;
             }
             let (_, argv) = operation(step).map_err(|error| error.to_string())?;
             install(cx.deployment, argv)

@@ -199,7 +199,6 @@ pub struct Undone {
     pub restored_files: bool,
 }
 
-/// The I/O half of a kind.
 /// What `rollback <apply-id>` reads to plan the restore of a journaled step: the deployment
 /// as observed now.
 pub struct RestoreContext<'a> {
@@ -254,7 +253,7 @@ impl RestoreContext<'_> {
 }
 
 /// The step that restores what one journaled step replaced, with a change for every value
-/// that differs from now and their fingerprints.
+/// that differs from now (the planner adds their fingerprints).
 #[derive(Debug)]
 pub struct Restoring {
     pub step: Step,
@@ -263,6 +262,7 @@ pub struct Restoring {
     pub restarts: bool,
 }
 
+/// The I/O half of a kind.
 pub trait Provider: Sync {
     /// Performs `step`: journals it `started` before acting and `done`, `skipped` or `failed`
     /// after, and is idempotent, so a resumed apply may run it again.

@@ -278,6 +278,151 @@ mod tests {
         model
     }
 
+    /// Each kind groups its operations as its `Steps` say, in `StepKind` order: one `.env` step
+    /// for `env.*` and `secret.*`, one config.txt step, one step per retention policy, quotas
+    /// in chunks of `QUOTA_CHUNK`, the release checkout; then, because a file or the release
+    /// changed, the restart.
+    #[test]
+    fn each_kind_groups_its_changes_into_steps_in_step_kind_order_and_the_restart_comes_last() {
+        let mut resources = BTreeMap::new();
+        let mut add = |address: Address, desired: Desired| {
+            resources.insert(
+                address.clone(),
+                Resource {
+                    address,
+                    desired,
+                    sensitive: false,
+                    source: None,
+                },
+            );
+        };
+        add(Address::env("LOG_LEVEL"), Desired::Text("info".to_string()));
+        add(
+            Address::config("Server", "port"),
+            Desired::Text("8000".to_string()),
+        );
+        add(Address::retention("audit_logs"), Desired::Days(30));
+        add(Address::retention("sessions"), Desired::Days(7));
+        for user in 0..250 {
+            add(
+                Address::quota_user(&format!("user{user:03}")),
+                Desired::Quota(Some(100)),
+            );
+        }
+        add(
+            Address::release(),
+            Desired::Release {
+                reference: "v2".to_string(),
+                install: Some(vec!["true".to_string()]),
+            },
+        );
+        add(
+            Address::secret("JWT_SECRET_KEY"),
+            Desired::Secret(SecretDesired {
+                source: SecretSource::FromEnv("JWT".to_string()),
+                rotate_after: None,
+                keep_previous_as: None,
+                resolved: Some("a-long-enough-secret-value".to_string()),
+            }),
+        );
+        let desired = DesiredState {
+            keep_previous: BTreeMap::new(),
+            environment: "test".to_string(),
+            deployment: "default".to_string(),
+            resources,
+        };
+        let restart = [
+            "systemctl".to_string(),
+            "restart".to_string(),
+            "tldw".to_string(),
+        ];
+        let plan = plan(&PlanInput {
+            desired: &desired,
+            observed: &Observed::default(),
+            state: &state(),
+            now: Timestamp::UNIX_EPOCH,
+            tool_version: "test",
+            file: "test.yaml",
+            desired_hash: "hash",
+            shared_hash: None,
+            git_commit: None,
+            root: "/srv/tldw",
+            env_file: ".env",
+            config_file: "config.txt",
+            api_url: Some("http://127.0.0.1:8000"),
+            restart: Some(&restart),
+            health: &[],
+            smoke: &[],
+            backups: None,
+            kinds: crate::kinds::kind,
+        });
+        let steps: Vec<(StepKind, &str, usize)> = plan
+            .steps
+            .iter()
+            .map(|step| (step.kind, step.target.as_str(), step.operations.len()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (StepKind::EnsureEnvFile, ".env", 2),
+                (StepKind::EnsureConfigFile, "config.txt", 1),
+                (StepKind::EnsureRetention, "http://127.0.0.1:8000", 1),
+                (StepKind::EnsureRetention, "http://127.0.0.1:8000", 1),
+                (StepKind::EnsureQuotas, "http://127.0.0.1:8000", 100),
+                (StepKind::EnsureQuotas, "http://127.0.0.1:8000", 100),
+                (StepKind::EnsureQuotas, "http://127.0.0.1:8000", 50),
+                (StepKind::SwitchRelease, "/srv/tldw", 1),
+                (StepKind::Restart, "systemctl restart tldw", 1),
+            ]
+        );
+        assert!(
+            plan.steps
+                .iter()
+                .enumerate()
+                .all(|(index, step)| step.index == index as u32)
+        );
+        // The secret's value never enters the plan; the setting's does.
+        let env = &plan.steps[0].operations;
+        assert!(matches!(&env[0], Operation::Set { value: Some(value), .. } if value == "info"));
+        assert!(matches!(
+            &env[1],
+            Operation::Set {
+                value: None,
+                secret: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn admin_api_changes_alone_do_not_restart_the_server() {
+        let mut resources = BTreeMap::new();
+        let address = Address::quota_user("alice");
+        resources.insert(
+            address.clone(),
+            Resource {
+                address,
+                desired: Desired::Quota(None),
+                sensitive: false,
+                source: None,
+            },
+        );
+        let desired = DesiredState {
+            keep_previous: BTreeMap::new(),
+            environment: "test".to_string(),
+            deployment: "default".to_string(),
+            resources,
+        };
+        let plan = run(
+            &desired,
+            &Observed::default(),
+            &state(),
+            Timestamp::UNIX_EPOCH,
+        );
+        let kinds: Vec<StepKind> = plan.steps.iter().map(|step| step.kind).collect();
+        assert_eq!(kinds, [StepKind::EnsureQuotas]);
+    }
+
     fn values() -> impl Strategy<Value = BTreeMap<String, String>> {
         proptest::collection::btree_map("[A-Z][A-Z_]{0,6}", "[a-z0-9:/.]{0,8}", 0..12)
     }

@@ -92,7 +92,8 @@ pub struct Release {
     pub image: Option<String>,
     /// The git tag or commit `target.root` is checked out at (detached), for a bare-metal
     /// deployment. The ref must already be in the checkout (`git fetch --tags` first); a
-    /// branch such as `main` moves, so production refuses `main`, `master`, `latest` and `HEAD`.
+    /// branch such as `main` moves, so production refuses `main`, `master`, `latest`, `HEAD` and
+    /// `develop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 255),

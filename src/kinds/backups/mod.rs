@@ -31,7 +31,6 @@ use super::{Effects, Provider, StepContext, StepError, StepFuture, UndoContext, 
 use crate::backups::BackupTarget;
 use crate::deployment::Deployment;
 use crate::faults::Point;
-use crate::model::Address;
 use crate::plan::{Operation, Step};
 use crate::providers::backups::{
     self, BackupError, VerifyOptions, create_set, delete_set, read_manifest, restore_set,
@@ -295,30 +294,37 @@ impl Provider for CreateBackup {
             };
             let target = target_of(cx.deployment)?;
             let set_dir = target.set_dir(set_id);
-            let upgrade = is_upgrade_set(cx.plan, set_id);
-            let migrated = if upgrade && read_manifest(&set_dir).is_ok() {
-                restore_migrated_authnz(target, &set_dir).await?
+            let complete = read_manifest(&set_dir).is_ok();
+            let upgrade =
+                crate::plan::backups::upgrade_set(cx.plan).as_deref() == Some(set_id.as_str());
+            let migrated = if upgrade && complete {
+                authnz_moved(target, &set_dir).await?
             } else {
                 Migrated::NotCompared
             };
-            let text = if let Migrated::Restored(restored) = migrated {
-                return Ok(Undone {
-                    described: Some(format!("{number} ({restored})")),
-                    // The database changed under the server: the rollback restarts it and
-                    // runs the gates.
-                    restored_files: true,
-                });
-            } else if migrated == Migrated::Unchanged {
-                format!(
+            let text = match migrated {
+                Migrated::Moved => {
+                    restore_authnz(target, &set_dir, set_id).await?;
+                    return Ok(Undone {
+                        described: Some(format!(
+                            "{number} (the upgrade had migrated the AuthNZ database; restored it from backup set {set_id})"
+                        )),
+                        // The database changed under the server: the rollback restarts it and
+                        // runs the gates.
+                        restored_files: true,
+                    });
+                }
+                Migrated::Unchanged => format!(
                     "{number} (backup set {set_id} kept; the upgrade left the AuthNZ schema as it was)"
-                )
-            } else if read_manifest(&set_dir).is_ok() {
-                format!("{number} (backup set {set_id} kept: it is a safety copy of the data)")
-            } else if set_dir.exists() {
-                delete_set(&set_dir).map_err(|error| describe(&error))?;
-                format!("{number} (removed the incomplete backup set {set_id})")
-            } else {
-                format!("{number} (no backup set {set_id} was made)")
+                ),
+                Migrated::NotCompared if complete => {
+                    format!("{number} (backup set {set_id} kept: it is a safety copy of the data)")
+                }
+                Migrated::NotCompared if set_dir.exists() => {
+                    delete_set(&set_dir).map_err(|error| describe(&error))?;
+                    format!("{number} (removed the incomplete backup set {set_id})")
+                }
+                Migrated::NotCompared => format!("{number} (no backup set {set_id} was made)"),
             };
             Ok(described(text))
         })
@@ -391,15 +397,8 @@ impl Provider for RestoreBackup {
     }
 }
 
-/// Whether the plan took `set_id` as the first step of an upgrade.
-fn is_upgrade_set(plan: &crate::plan::Plan, set_id: &str) -> bool {
-    let address = Address::backup_set(set_id);
-    plan.changes.iter().any(|change| {
-        change.address == address && change.reason == crate::plan::backups::UPGRADE_REASON
-    })
-}
-
-/// Whether the live SQLite AuthNZ schema differs from the copy in the set at `set_dir`.
+/// Whether the live SQLite AuthNZ schema differs from the copy in the set at `set_dir`; a
+/// PostgreSQL AuthNZ database, or a set without the AuthNZ database, is not compared.
 async fn authnz_moved(target: &BackupTarget, set_dir: &Path) -> Result<Migrated, String> {
     let crate::backups::AuthnzLocation::Sqlite(live) = &target.authnz else {
         return Ok(Migrated::NotCompared);
@@ -443,17 +442,12 @@ pub async fn authnz_schema_summary(deployment: &Deployment) -> Option<String> {
         return None;
     }
     let schema = crate::providers::backups::sqlite_schema(live).await.ok()?;
-    let version = schema
-        .lines()
-        .next()?
-        .strip_prefix("user_version ")?
-        .to_string();
-    let tables = schema
-        .lines()
-        .filter(|line| line.starts_with("table "))
-        .count();
+    let tables = schema.tables();
     let plural = if tables == 1 { "" } else { "s" };
-    Some(format!("user_version {version}, {tables} table{plural}"))
+    Some(format!(
+        "user_version {}, {tables} table{plural}",
+        schema.user_version
+    ))
 }
 
 /// What undoing an upgrade's backup step found of the AuthNZ schema.
@@ -464,48 +458,25 @@ enum Migrated {
     Unchanged,
     /// The schema differs from the set's copy.
     Moved,
-    /// The schema had moved and the copy was put back; what was done.
-    Restored(String),
 }
 
-/// After an upgrade was undone (the old image or commit is back): when the upgrade moved the
-/// AuthNZ SQLite schema (a migration ran at start), the pre-upgrade copy of the database goes
-/// back too, so the old code does not run on a database migrated ahead of it. A PostgreSQL
-/// AuthNZ database is not compared.
-async fn restore_migrated_authnz(
-    target: &BackupTarget,
-    set_dir: &Path,
-) -> Result<Migrated, String> {
-    match authnz_moved(target, set_dir).await? {
-        Migrated::Moved => {}
-        other => return Ok(other),
-    }
-    let crate::backups::AuthnzLocation::Sqlite(live) = &target.authnz else {
-        return Ok(Migrated::NotCompared);
-    };
-    let manifest = read_manifest(set_dir).map_err(|error| describe(&error))?;
-    let targets = crate::providers::backups::restore::RestoreTargets {
-        authnz: Some(crate::providers::backups::create::AuthnzSource::Sqlite(
-            live.clone(),
-        )),
-        user_db_base_dir: None,
-        env_file: None,
-        config_file: None,
-        pg_bin_dir: None,
-    };
-    let _report = restore_set(set_dir, &targets, Some(BackupItem::Authnz))
-        .await
-        .map_err(|error| {
-            format!(
-                "the upgrade migrated the AuthNZ database and putting back its copy from backup set {} failed: {}",
-                manifest.set_id,
-                describe(&error)
-            )
-        })?;
-    Ok(Migrated::Restored(format!(
-        "the upgrade had migrated the AuthNZ database; restored it from backup set {}",
-        manifest.set_id
-    )))
+/// After an upgrade was undone (the old image or commit is back) and its migration moved the
+/// AuthNZ SQLite schema ([`authnz_moved`]): puts the pre-upgrade copy of the database back, so
+/// the old code does not run on a database migrated ahead of it.
+async fn restore_authnz(target: &BackupTarget, set_dir: &Path, set_id: &str) -> Result<(), String> {
+    let _report = restore_set(
+        set_dir,
+        &target.restore_targets(&BTreeMap::new()),
+        Some(BackupItem::Authnz),
+    )
+    .await
+    .map_err(|error| {
+        format!(
+            "the upgrade migrated the AuthNZ database and putting back its copy from backup set {set_id} failed: {}",
+            describe(&error)
+        )
+    })?;
+    Ok(())
 }
 
 /// An undo that names what it did.

@@ -53,10 +53,27 @@ pub(super) async fn vacuum_into(source: &Path, target: &Path) -> Result<(), Back
     Ok(())
 }
 
-/// The schema of the SQLite database at `path` as one text: every table, index, view and
-/// trigger with its SQL, and `user_version`. Two databases with the same text have had the same
-/// migrations; a migration that ran changes it. Read-only, so the server's WAL is left alone.
-pub async fn schema(path: &Path) -> Result<String, BackupError> {
+/// A SQLite database's schema: `user_version` and every table, index, view and trigger with its
+/// SQL, by type and name. Two databases with equal schemas have had the same migrations; a
+/// migration that ran changes it, rows alone do not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    pub user_version: i64,
+    /// `(type, name, sql)`, ordered by type and name.
+    pub objects: Vec<(String, String, Option<String>)>,
+}
+
+impl Schema {
+    pub fn tables(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|(kind, _, _)| kind == "table")
+            .count()
+    }
+}
+
+/// The schema of the SQLite database at `path`. Read-only, so the server's WAL is left alone.
+pub async fn schema(path: &Path) -> Result<Schema, BackupError> {
     let error = |source: sqlx::Error| BackupError::SqliteCopy {
         path: path.to_path_buf(),
         source,
@@ -73,11 +90,10 @@ pub async fn schema(path: &Path) -> Result<String, BackupError> {
     let closed = connection.close().await;
     let (rows, version) = (rows.map_err(error)?, version.map_err(error)?);
     closed.map_err(error)?;
-    let mut text = format!("user_version {}\n", version.0);
-    for (kind, name, sql) in rows {
-        text.push_str(&format!("{kind} {name}: {}\n", sql.unwrap_or_default()));
-    }
-    Ok(text)
+    Ok(Schema {
+        user_version: version.0,
+        objects: rows,
+    })
 }
 
 /// The largest database (with its `-wal`) copied through memory by [`image`]; larger ones are

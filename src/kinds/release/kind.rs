@@ -41,8 +41,7 @@ impl Kind for Release {
 
     /// An upgrade (or a downgrade) names both releases; a checkout the tool cannot read is
     /// not guessed at.
-    fn change(&self, input: &PlanInput<'_>, diff: &Diff<'_>) -> Option<Change> {
-        let _ = input;
+    fn change(&self, _input: &PlanInput<'_>, diff: &Diff<'_>) -> Option<Change> {
         let mut change = value_change(diff)?;
         change.reason = match (&change.before, &change.after) {
             (Some(before), Some(after)) => format!("runs {before}; switch to {after}"),
